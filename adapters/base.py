@@ -1,0 +1,127 @@
+"""Worker-side adapter base class: request dispatch, model cache and the op contract.
+
+Every adapter module (``adapters/<framework>.py``) defines ``class Adapter(BaseAdapter)`` and implements:
+
+- ``versions()``                         -> {package: version}
+- ``derive_spec(card)``                  -> PreprocessSpec derived from the framework's own API
+- ``build(card, weights)``               -> native model in eval mode (weights: seeded | file)
+- ``forward(model, x, fault)``           -> logits as numpy (fault: None or a name in ``FAULTS``)
+- ``export_onnx(model, card, path, opset, exporter)``
+- ``count_params(model)``                -> {convention: count}
+
+Arrays come in and go out as .npy paths. This module imports no framework.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.spec import PreprocessSpec
+
+# Model faults the harness injects on the native side to prove a check can fail.
+FAULTS = {
+    "conv_channel_scale": "first conv: output channel 0 weights scaled by 1.01",
+    "bn_eps": "every BatchNorm epsilon changed to 1e-3 (keras's default instead of 1e-5)",
+    "softmax": "softmax appended to the native output",
+    "crash": "the worker process kills itself with SIGSEGV (tests crash isolation)",
+}
+
+
+class AdapterError(RuntimeError):
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+class BaseAdapter:
+    framework = "base"
+
+    def __init__(self) -> None:
+        self.models: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, op: str, params: dict[str, Any]) -> Any:
+        fn = getattr(self, f"op_{op}", None)
+        if fn is None:
+            raise AdapterError(f"unknown op {op!r} for {self.framework} worker")
+        t0 = time.perf_counter()
+        result = fn(**params)
+        if isinstance(result, dict):
+            result.setdefault("seconds", time.perf_counter() - t0)
+        return result
+
+    def op_ping(self) -> dict:
+        return {"pong": True}
+
+    def op_derive_spec(self, card: dict) -> dict:
+        return {"spec": self.derive_spec(card).to_dict()}
+
+    @staticmethod
+    def model_key(card: dict, weights: dict) -> str:
+        mode = weights["mode"]
+        if mode == "seeded":
+            return f"{card['id']}|seeded:{weights.get('seed')}"
+        return f"{card['id']}|{mode}:{weights.get('path')}"
+
+    def op_build(self, card: dict, weights: dict) -> dict:
+        key = self.model_key(card, weights)
+        if key not in self.models:
+            if weights["mode"] == "file" and not Path(weights["path"]).is_file():
+                raise AdapterError(f"weights file not found: {weights['path']}")
+            self.models[key] = self.build(card, weights)
+        return {"key": key, "params": self.count_params(self.models[key])}
+
+    def _model(self, key: str) -> Any:
+        try:
+            return self.models[key]
+        except KeyError:
+            raise AdapterError(f"model {key!r} is not built in this worker (build it first)") from None
+
+    def op_run(self, key: str, input: str, fault: str | None = None) -> dict:
+        if fault is not None and fault not in FAULTS:
+            raise AdapterError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+        if fault == "crash":
+            import os
+            import signal
+            os.kill(os.getpid(), signal.SIGSEGV)
+        x = np.load(input)
+        t0 = time.perf_counter()
+        y = np.asarray(self.forward(self._model(key), x, fault), dtype=np.float32)
+        seconds = time.perf_counter() - t0
+        out = str(Path(input).with_suffix("")) + f".{self.framework}.{fault or 'clean'}.out.npy"
+        np.save(out, y)
+        return {"output": out, "seconds": seconds}
+
+    def op_export_onnx(self, key: str, path: str, opset: int, exporter: str = "default") -> dict:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        info = self.export_onnx(self._model(key), path, opset, exporter) or {}
+        data = Path(path).read_bytes()
+        info.update({"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+        return info
+
+    def op_release(self, key: str) -> dict:
+        self.models.pop(key, None)
+        return {"released": key}
+
+    # ------------------------------------------------------------------ to implement
+    def versions(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def derive_spec(self, card: dict) -> PreprocessSpec:
+        raise NotImplementedError
+
+    def build(self, card: dict, weights: dict) -> Any:
+        raise NotImplementedError
+
+    def forward(self, model: Any, x: np.ndarray, fault: str | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def export_onnx(self, model: Any, path: str, opset: int, exporter: str) -> dict | None:
+        raise NotImplementedError
+
+    def count_params(self, model: Any) -> dict[str, int]:
+        raise NotImplementedError

@@ -1,0 +1,82 @@
+"""timm adapter: ``timm.create_model('mobilenetv2_*')`` with the tag's ``pretrained_cfg``."""
+from __future__ import annotations
+
+import numpy as np
+import timm
+import torch
+from timm.data import create_transform, resolve_data_config
+
+from parity.spec import PreprocessSpec
+
+from . import torch_common as tc
+from .base import AdapterError, BaseAdapter
+
+
+class Adapter(BaseAdapter):
+    framework = "timm"
+
+    def versions(self) -> dict[str, str]:
+        return {**tc.versions(), "timm": timm.__version__}
+
+    @staticmethod
+    def model_name(card: dict) -> str:
+        name = f"{card['arch']}.{card['tag']}"
+        if name not in timm.list_pretrained(card["arch"] + "*"):
+            raise AdapterError(f"timm {timm.__version__} has no pretrained tag {name}",
+                               hint="upstream renamed or removed the tag; update the registry")
+        return name
+
+    def _create(self, card: dict):
+        kw = {k: v for k, v in card.get("build", {}).items()}
+        return timm.create_model(self.model_name(card), pretrained=False, **kw)
+
+    def derive_spec(self, card: dict) -> PreprocessSpec:
+        model = self._create(card)
+        cfg = resolve_data_config({}, model=model)
+        tf = create_transform(**cfg, is_training=False)  # the eval pipeline timm itself builds
+        found: dict = {}
+        for t in tf.transforms:
+            name = type(t).__name__
+            if name in ("Resize", "ResizeKeepRatio"):
+                size = t.size if isinstance(t.size, int) else (t.size[0] if len(t.size) == 1 else None)
+                if size is None:
+                    raise AdapterError(f"timm eval transform resizes to a fixed {t.size}, not the shorter side")
+                found.update(resize_size=int(size), interpolation=tc.interp_name(t.interpolation),
+                             antialias=bool(getattr(t, "antialias", True)))
+            elif name == "CenterCrop":
+                found["crop_size"] = int(t.size[0])
+            elif name == "Normalize":
+                found.update(mean=tuple(float(v) for v in t.mean), std=tuple(float(v) for v in t.std))
+            elif name in ("MaybeToTensor", "ToTensor"):
+                found["scale"] = 1 / 255
+            else:
+                raise AdapterError(f"unexpected step {name} in timm's eval transform", hint="extend the timm adapter")
+        return PreprocessSpec(resize_mode="shorter_side", backend="pil", channel_order="RGB", layout="NCHW",
+                              dtype="float32", crop_pct=float(cfg["crop_pct"]),
+                              source=f"timm {timm.__version__} create_transform(resolve_data_config(model))",
+                              **found)
+
+    def build(self, card: dict, weights: dict):
+        model = self._create(card)
+        if weights["mode"] == "seeded":
+            tc.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
+        elif weights["mode"] == "file":
+            tc.load_state(model, tc.load_checkpoint(weights["path"]))
+        else:
+            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
+        return model.eval()
+
+    def forward(self, model, x, fault):
+        return tc.forward(model, x, fault)
+
+    def export_onnx(self, model, path, opset, exporter):
+        with torch.no_grad():
+            return tc.export_onnx(model, path, opset, exporter)
+
+    def count_params(self, model):
+        return tc.count_params(model)
+
+    def op_meta(self, card: dict) -> dict:
+        cfg = timm.models.get_pretrained_cfg(self.model_name(card))
+        d = cfg.to_dict()
+        return {"url": d.get("url"), "meta": {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, list, tuple))}}

@@ -1,0 +1,162 @@
+"""Helpers shared by the torch-based adapters (torchvision, timm, mmcls). Imported only in a torch worker."""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .base import AdapterError
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+LOGIT_STD_TARGET = 4.0  # seeded heads are scaled so logits over the calibration batch have this std
+
+
+def versions() -> dict[str, str]:
+    import onnx
+    out = {"torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__}
+    return out
+
+
+def load_checkpoint(path: str) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)``: a pickle that needs more than tensors is refused, never executed."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AdapterError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                           hint="the file is corrupt or not a plain state_dict; re-download it") from None
+    for k in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict):
+            sd = sd[k]
+            break
+    return sd
+
+
+def load_state(model: nn.Module, sd: dict[str, torch.Tensor], strip_prefix: str = "") -> None:
+    if strip_prefix:
+        sd = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise AdapterError(f"state_dict does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}",
+                           hint="wrong architecture/variant for this weight file?")
+
+
+def seed_weights(model: nn.Module, seed: int, calib: np.ndarray) -> None:
+    """Deterministic weights with realistic statistics.
+
+    Default init gives |logits| ~ 1e-9 in eval mode (zero BN running mean, unit var, tiny classifier),
+    which makes any parity check vacuous. Here: He-normal convs, random BN affine, BN running statistics
+    calibrated on a seeded image batch (so every layer sees realistic, non-degenerate activations), and
+    a classifier whose logits over that batch are centred and have std ``LOGIT_STD_TARGET``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    bns: list[nn.modules.batchnorm._BatchNorm] = []
+    linears: list[nn.Linear] = []
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.25)
+                bns.append(m)
+            elif isinstance(m, nn.Linear):
+                linears.append(m)
+        if not linears:
+            raise AdapterError("seeded weights: no nn.Linear classifier found")
+        head = linears[-1]
+        # BN running statistics from a real forward pass (cumulative average over the batch)
+        saved = [(bn, bn.momentum) for bn in bns]
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        x = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32))
+        feats: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach()))
+        model.train()
+        model(x)
+        model.eval()
+        hook.remove()
+        for bn, mom in saved:
+            bn.momentum = mom
+        f = feats[-1].reshape(len(x), -1)
+        w = torch.randn(head.weight.shape, generator=g)
+        mu = f.mean(0)
+        logits = (f - mu) @ w.T
+        scale = LOGIT_STD_TARGET / float(logits.std().clamp_min(1e-12))
+        head.weight.copy_(w * scale)
+        head.bias.copy_(-(w * scale) @ mu + torch.randn(head.bias.shape, generator=g) * 0.5)
+    model.eval()
+
+
+def inject_fault(model: nn.Module, fault: str | None) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
+    """Return (model copy with the fault, output post-processing)."""
+    post: Callable[[torch.Tensor], torch.Tensor] = lambda y: y
+    if fault is None:
+        return model, post
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        if fault == "conv_channel_scale":
+            conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+            conv.weight[0].mul_(1.01)
+        elif fault == "bn_eps":
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eps = 1e-3
+        elif fault == "softmax":
+            post = lambda y: torch.softmax(y, dim=-1)
+        else:
+            raise AdapterError(f"fault {fault!r} is not supported by the torch adapters")
+    return model, post
+
+
+def forward(model: nn.Module, x: np.ndarray, fault: str | None) -> np.ndarray:
+    m, post = inject_fault(model, fault)
+    with torch.no_grad():
+        y = post(m(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))))
+    return y.numpy()
+
+
+EXPORTERS = ("torchscript", "dynamo")
+
+
+def export_onnx(model: nn.Module, path: str, opset: int, exporter: str, input_hw: int = 224) -> dict:
+    """``torch.onnx.export``; default exporter: TorchScript-based (``dynamo=False``), dynamic batch."""
+    if exporter == "default":
+        exporter = "torchscript"
+    if exporter not in EXPORTERS:
+        raise AdapterError(f"unknown torch exporter {exporter!r}; known: {EXPORTERS}")
+    x = torch.zeros(1, 3, input_hw, input_hw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        else:
+            torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=True, verbose=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    return {"exporter": exporter, "opset": opset, "torch": torch.__version__}
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    bn_stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    nbt = sum(b.numel() for n, b in model.named_buffers() if n.endswith("num_batches_tracked"))
+    bn_affine = sum(p.numel() for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    for p in m.parameters(recurse=False))
+    return {"trainable": trainable, "with_bn_stats": trainable + bn_stats,
+            "with_num_batches_tracked": trainable + bn_stats + nbt, "without_bn": trainable - bn_affine}
+
+
+def interp_name(mode: Any) -> str:
+    """torchvision InterpolationMode / string -> spec interpolation name."""
+    return str(getattr(mode, "value", mode)).lower()

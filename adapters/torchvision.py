@@ -1,0 +1,67 @@
+"""torchvision adapter: ``torchvision.models.mobilenet_v2`` with ``MobileNet_V2_Weights``."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision
+from torchvision.models import get_model, get_model_weights
+
+from parity.spec import PreprocessSpec
+
+from . import torch_common as tc
+from .base import AdapterError, BaseAdapter
+
+
+class Adapter(BaseAdapter):
+    framework = "torchvision"
+
+    def versions(self) -> dict[str, str]:
+        return {**tc.versions(), "torchvision": torchvision.__version__}
+
+    @staticmethod
+    def weights_enum(card: dict):
+        try:
+            return get_model_weights(card["arch"])[card["tag"]]
+        except (KeyError, ValueError):
+            raise AdapterError(f"torchvision {torchvision.__version__} has no weights {card['arch']}.{card['tag']}",
+                               hint="upstream renamed or removed the weight tag; update the registry") from None
+
+    def derive_spec(self, card: dict) -> PreprocessSpec:
+        w = self.weights_enum(card)
+        t = w.transforms()  # torchvision's ImageClassification preset bound to these weights
+        # ImageClassification.forward resizes and crops the PIL image, then pil_to_tensor + convert_image_dtype
+        # (uint8 -> float: / 255), then normalize: so the resize backend is PIL for PIL inputs.
+        return PreprocessSpec(
+            resize_mode="shorter_side", resize_size=int(t.resize_size[0]), crop_size=int(t.crop_size[0]),
+            interpolation=tc.interp_name(t.interpolation), antialias=bool(t.antialias), backend="pil",
+            channel_order="RGB", scale=1 / 255, mean=tuple(t.mean), std=tuple(t.std), layout="NCHW",
+            dtype="float32", source=f"torchvision {torchvision.__version__} {w}.transforms()",
+        )
+
+    def build(self, card: dict, weights: dict):
+        b = card.get("build", {})
+        model = get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
+                          num_classes=b.get("num_classes", 1000))
+        if weights["mode"] == "seeded":
+            tc.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
+        elif weights["mode"] == "file":
+            tc.load_state(model, tc.load_checkpoint(weights["path"]))
+        else:
+            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
+        return model.eval()
+
+    def forward(self, model, x, fault):
+        return tc.forward(model, x, fault)
+
+    def export_onnx(self, model, path, opset, exporter):
+        return tc.export_onnx(model, path, opset, exporter)
+
+    def count_params(self, model):
+        return tc.count_params(model)
+
+    def op_meta(self, card: dict) -> dict:
+        """The published metadata torchvision ships with the weights (compared against the registry)."""
+        w = self.weights_enum(card)
+        m = dict(w.meta)
+        m.pop("categories", None)
+        return {"url": w.url, "meta": m}

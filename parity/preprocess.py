@@ -1,0 +1,107 @@
+"""Reference implementation of a ``PreprocessSpec``: image -> model input tensor, framework-free.
+
+Decoding policy (the same as torchvision/timm ``ImageFolder`` and mmpretrain's PIL loader): the file is
+sniffed by content (a PNG named .JPEG decodes as PNG), converted with ``PIL.Image.convert('RGB')``
+(CMYK and grayscale become RGB), and EXIF orientation is **not** applied (none of the frameworks'
+evaluation loaders applies it; ILSVRC2012 val labels were made on the stored pixel order).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from .spec import PreprocessSpec
+
+_PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class ImageDecodeError(ValueError):
+    pass
+
+
+def decode(image: str | Path | np.ndarray | Image.Image) -> np.ndarray:
+    """File path, PIL image or HWC/HW uint8 array -> HWC uint8 RGB array."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+            raise ImageDecodeError(f"expected HxWx3 uint8 array, got {arr.shape} {arr.dtype}")
+        return np.ascontiguousarray(arr[:, :, :3])
+    try:
+        img = image if isinstance(image, Image.Image) else Image.open(image)
+        img.load()
+        return np.asarray(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"cannot decode image {image}: {e}") from None
+
+
+def resized_hw(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int]:
+    if spec.resize_mode == "none":
+        return h, w
+    if spec.resize_mode == "squash":
+        return spec.crop_size, spec.crop_size
+    s = spec.resize_size
+    assert s is not None
+    # torchvision's rule (_compute_resized_output_size): short side -> s, long side -> int(s * long / short)
+    if h <= w:
+        return s, int(s * w / h)
+    return int(s * h / w), s
+
+
+def resize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    h, w = arr.shape[:2]
+    nh, nw = resized_hw(h, w, spec)
+    if (nh, nw) == (h, w):
+        return arr
+    if spec.backend == "pil":
+        if not spec.antialias and spec.interpolation != "nearest":
+            raise NotImplementedError("PIL always antialiases when downscaling; antialias=False needs backend cv2")
+        return np.asarray(Image.fromarray(arr).resize((nw, nh), resample=_PIL_FILTERS[spec.interpolation]))
+    if spec.backend == "cv2":
+        import cv2  # OpenCV is an image library, not a deep-learning framework: fine in the parent
+        flags = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
+                 "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+        return cv2.resize(arr, (nw, nh), interpolation=flags[spec.interpolation])
+    raise NotImplementedError(f"resize backend {spec.backend!r} is not available in the framework-free core")
+
+
+def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
+    """torchvision's center_crop: zero-pad if smaller, then top = round((h - size) / 2)."""
+    h, w = arr.shape[:2]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        arr = np.pad(arr, ((ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)))
+        h, w = arr.shape[:2]
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return arr[top:top + size, left:left + size]
+
+
+def normalize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    x = arr.astype(np.float32)
+    if spec.channel_order == "BGR":
+        x = x[:, :, ::-1]
+    x = x * np.float32(spec.scale)
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x, dtype=np.dtype(spec.dtype))
+
+
+def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """One image -> CHW (or HWC) tensor, no batch axis."""
+    arr = decode(image)
+    arr = resize(arr, spec)
+    arr = center_crop(arr, spec.crop_size)
+    return normalize(arr, spec)
+
+
+def preprocess_batch(images: Iterable, spec: PreprocessSpec) -> np.ndarray:
+    return np.stack([preprocess(im, spec) for im in images])

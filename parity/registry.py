@@ -1,0 +1,186 @@
+"""The model registry: model cards read from ``fixtures/registry.toml``.
+
+Like timm's ``pretrained_cfg``, one card per weight tag carries everything about it: how to build it,
+where its weights live and how they are pinned, its preprocessing spec and the numbers upstream
+published for it (with citations). Nothing else in the project lists models.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from .paths import REGISTRY_FILE
+from .spec import PreprocessSpec
+
+FRAMEWORKS = ("torchvision", "timm", "mmcls", "ppcls", "keras")
+
+
+class RegistryError(ValueError):
+    pass
+
+
+class UnknownModel(KeyError):
+    """An id that is not in the registry; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Published:
+    metric: str          # top1 | top5 | params | flops | file_size
+    digits: str          # exactly as published
+    unit: str            # % | M | count | MFLOPs | GFLOPS | G | MB ...
+    source: str          # key into [sources]
+    citation: str
+    convention: str = ""  # counting convention that reproduces it (FLOPs/params), see parity/flops.py
+    note: str = ""
+
+    @property
+    def value(self) -> float:
+        return float(self.digits)
+
+    @property
+    def decimals(self) -> int:
+        """Number of decimals printed upstream: the resolution a reproduced number is rounded to."""
+        exp = Decimal(self.digits).as_tuple().exponent
+        return max(0, -int(exp))
+
+
+@dataclass(frozen=True)
+class WeightsRef:
+    url: str
+    hash_prefix: str = ""
+    sha256: str = ""
+    file_size_mb: float | None = None
+    format: str = "torch-pickle"
+    cache: str = "mbv2-parity"
+    hf_hub_id: str = ""
+    hf_filename: str = ""
+    hf_revision: str = ""
+
+    @property
+    def filename(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    framework: str
+    arch: str
+    tag: str
+    upstream_id: str
+    build: dict[str, Any]
+    weights: WeightsRef
+    preprocess: PreprocessSpec
+    published: tuple[Published, ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def published_for(self, metric: str, source: str | None = None) -> list[Published]:
+        return [p for p in self.published if p.metric == metric and (source is None or p.source == source)]
+
+    def to_request(self) -> dict[str, Any]:
+        """The JSON-able card sent to a worker process."""
+        return self.raw
+
+
+def _card_from_dict(d: dict[str, Any]) -> Card:
+    try:
+        card_id = d["id"]
+        framework = d["framework"]
+        if framework not in FRAMEWORKS:
+            raise RegistryError(f"card {card_id}: framework {framework!r} not one of {FRAMEWORKS}")
+        expected = f"{framework}/{d['arch']}.{d['tag']}"
+        if card_id != expected:
+            raise RegistryError(f"card id {card_id!r} must be {expected!r} (framework/arch.tag)")
+        return Card(
+            id=card_id,
+            framework=framework,
+            arch=d["arch"],
+            tag=d["tag"],
+            upstream_id=d["upstream_id"],
+            build=dict(d.get("build", {})),
+            weights=WeightsRef(**d["weights"]),
+            preprocess=PreprocessSpec.from_dict(d["preprocess"]),
+            published=tuple(Published(**p) for p in d.get("published", [])),
+            raw=d,
+        )
+    except KeyError as e:
+        raise RegistryError(f"card {d.get('id', '?')}: missing field {e}") from None
+    except TypeError as e:
+        raise RegistryError(f"card {d.get('id', '?')}: {e}") from None
+
+
+class Registry:
+    def __init__(self, cards: Iterable[Card], sources: dict[str, dict[str, str]] | None = None,
+                 path: Path | None = None):
+        self.cards: list[Card] = list(cards)
+        self.sources = sources or {}
+        self.path = path
+        ids = [c.id for c in self.cards]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise RegistryError(f"duplicate card ids: {sorted(dup)}")
+        for c in self.cards:
+            for p in c.published:
+                if p.source not in self.sources:
+                    raise RegistryError(f"card {c.id}: published source {p.source!r} not in [sources]")
+        self._by_id = {c.id: c for c in self.cards}
+
+    @classmethod
+    def load(cls, path: Path | str = REGISTRY_FILE) -> "Registry":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"registry file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RegistryError(f"registry {path} is not valid TOML: {e}") from None
+        return cls((_card_from_dict(c) for c in data.get("cards", [])), data.get("sources", {}), path)
+
+    def __iter__(self):
+        return iter(self.cards)
+
+    def __len__(self) -> int:
+        return len(self.cards)
+
+    def get(self, card_id: str) -> Card:
+        try:
+            return self._by_id[card_id]
+        except KeyError:
+            close = difflib.get_close_matches(card_id, list(self._by_id), n=3, cutoff=0.4)
+            if not close:  # try matching the part after the framework prefix
+                tails = {c.id.split("/", 1)[1]: c.id for c in self.cards}
+                close = [tails[t] for t in difflib.get_close_matches(card_id, list(tails), n=3, cutoff=0.4)]
+            hint = f"; did you mean: {', '.join(close)}" if close else ""
+            raise UnknownModel(f"unknown model {card_id!r}{hint} (run `mbv2-parity list`)") from None
+
+    def select(self, patterns: Iterable[str] | None = None) -> list[Card]:
+        """Cards matching ids, framework names or shell globs (``timm/*``); all cards when empty."""
+        patterns = list(patterns or [])
+        if not patterns:
+            return list(self.cards)
+        out: list[Card] = []
+        for pat in patterns:
+            if pat in FRAMEWORKS:
+                hits = [c for c in self.cards if c.framework == pat]
+            elif any(ch in pat for ch in "*?["):
+                hits = [c for c in self.cards if fnmatch.fnmatch(c.id, pat)]
+            else:
+                hits = [self.get(pat)]
+            if not hits:
+                raise UnknownModel(f"pattern {pat!r} matches no model (run `mbv2-parity list`)")
+            out.extend(h for h in hits if h not in out)
+        return out
+
+
+@lru_cache(maxsize=4)
+def load_registry(path: str | None = None) -> Registry:
+    return Registry.load(path or REGISTRY_FILE)

@@ -1,0 +1,255 @@
+"""The harness: builds, exports and compares models through framework workers. Framework-free.
+
+A ``Harness`` owns a ``WorkerPool`` and caches, per card and weights mode, the built model (inside its
+worker), the exported ONNX files and the probe tensors per preprocessing spec. Checks return
+``CheckResult`` records that the CLI prints, the tests assert and the reports serialise.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import onnxrt
+from .compare import ONNX_FP32, Comparison, Tolerance, compare_logits, nontrivial_failures
+from .preprocess import preprocess_batch
+from .probes import calibration_images, probe_images
+from .registry import Card, Registry, load_registry
+from .spec import PreprocessSpec
+from .weights import ChecksumError, DownloadError, WeightsUnavailable, fetch, parse_mode, seed_for
+from .workers import WorkerError, WorkerPool
+
+DEFAULT_OPSET = 17
+TESTED_OPSETS = (13, 17)
+INPUT_FAULTS = {"transposed_input": "the ONNX side gets the probe tensor with H and W swapped"}
+
+
+@dataclass
+class CheckResult:
+    card: str
+    check: str
+    status: str              # pass | fail | skip | error
+    reason: str = ""
+    mode: str = "seeded"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("pass", "skip")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Skip(Exception):
+    pass
+
+
+class Harness:
+    def __init__(self, registry: Registry | None = None, workdir: Path | str | None = None,
+                 pool: WorkerPool | None = None):
+        self.registry = registry or load_registry()
+        self.pool = pool or WorkerPool(Path(workdir) / "workers" if workdir else None)
+        self.workdir = Path(workdir) if workdir else self.pool.workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._tensors: dict[tuple, str] = {}
+        self._built: dict[tuple, dict] = {}
+        self._onnx: dict[tuple, dict] = {}
+        self.timings: dict[str, dict[str, float]] = {}
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _time(self, card: Card, what: str, seconds: float) -> None:
+        self.timings.setdefault(card.id, {})
+        self.timings[card.id][what] = self.timings[card.id].get(what, 0.0) + seconds
+
+    # ---------------------------------------------------------------- inputs
+    def probe_tensor(self, spec: PreprocessSpec) -> tuple[np.ndarray, str]:
+        key = ("probe", spec)
+        if key not in self._tensors:
+            x = preprocess_batch([im for _, im in probe_images()], spec)
+            self._tensors[key] = self.pool.put_array(x, "probe")
+        path = self._tensors[key]
+        return np.load(path), path
+
+    def calib_tensor(self, spec: PreprocessSpec) -> str:
+        key = ("calib", spec)
+        if key not in self._tensors:
+            self._tensors[key] = self.pool.put_array(preprocess_batch(calibration_images(), spec), "calib")
+        return self._tensors[key]
+
+    # ---------------------------------------------------------------- models
+    def weights_request(self, card: Card, mode: str) -> dict:
+        kind, path = parse_mode(mode)
+        if kind == "seeded":
+            return {"mode": "seeded", "seed": seed_for(card), "calib": self.calib_tensor(card.preprocess)}
+        if kind == "file":
+            return {"mode": "file", "path": str(Path(path).resolve())}
+        t0 = time.perf_counter()
+        try:
+            got = fetch(card.weights)
+        except WeightsUnavailable as e:
+            raise Skip(f"pretrained weights unavailable: {e}") from None
+        self._time(card, "download", time.perf_counter() - t0)
+        return {"mode": "file", "path": str(got.path), "sha256": got.sha256}
+
+    def build(self, card: Card, mode: str = "seeded") -> dict:
+        key = (card.id, mode)
+        if key not in self._built:
+            req = self.weights_request(card, mode)
+            worker_existed = card.framework in self.pool.workers and self.pool.workers[card.framework].alive
+            w = self.pool.get(card.framework)
+            if not worker_existed:
+                self._time(card, "worker_start", w.start_seconds)
+            res = w.call("build", card=card.to_request(), weights=req)
+            self._time(card, "build", res["seconds"])
+            self._built[key] = res
+        return self._built[key]
+
+    def native(self, card: Card, mode: str, x_path: str, fault: str | None = None) -> np.ndarray:
+        built = self.build(card, mode)
+        res = self.pool.call(card.framework, "run", key=built["key"], input=x_path, fault=fault)
+        self._time(card, "native_inference", res["seconds"])
+        return np.load(res["output"])
+
+    def export(self, card: Card, mode: str = "seeded", opset: int = DEFAULT_OPSET, exporter: str = "default") -> dict:
+        key = (card.id, mode, opset, exporter)
+        if key not in self._onnx:
+            built = self.build(card, mode)
+            path = self.workdir / "onnx" / f"{card.id.replace('/', '__')}.{mode.split(':')[0]}.opset{opset}.{exporter}.onnx"
+            res = self.pool.call(card.framework, "export_onnx", key=built["key"], path=str(path), opset=opset,
+                                 exporter=exporter)
+            self._time(card, "export", res["seconds"])
+            t0 = time.perf_counter()
+            res["check"] = onnxrt.check_model(path)
+            self._time(card, "onnx_check", time.perf_counter() - t0)
+            self._onnx[key] = res
+        return self._onnx[key]
+
+    # ---------------------------------------------------------------- checks
+    def _guard(self, card: Card, check: str, mode: str, fn) -> CheckResult:
+        t0 = time.perf_counter()
+        try:
+            res = fn()
+        except Skip as e:
+            res = CheckResult(card.id, check, "skip", str(e), mode)
+        except (ChecksumError, DownloadError) as e:
+            res = CheckResult(card.id, check, "fail", f"{type(e).__name__}: {e}", mode)
+        except WorkerError as e:
+            res = CheckResult(card.id, check, "error", f"{e.kind}: {e}" + (f" (hint: {e.hint})" if e.hint else ""), mode)
+        except onnxrt.OnnxCheckError as e:
+            res = CheckResult(card.id, check, "fail", f"ONNX check: {e}", mode)
+        except Exception as e:  # anything else: one line, never a traceback from deep inside a framework
+            res = CheckResult(card.id, check, "error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", mode)
+        res.timings["total"] = time.perf_counter() - t0
+        return res
+
+    def check_spec(self, card: Card) -> CheckResult:
+        """The spec the adapter derives from the framework's own API == the registry's spec."""
+        def run() -> CheckResult:
+            derived = PreprocessSpec.from_dict(self.pool.call(card.framework, "derive_spec", card=card.to_request())["spec"])
+            diffs = card.preprocess.differences(derived)
+            status = "fail" if diffs else "pass"
+            reason = ("registry vs framework: " + "; ".join(diffs)) if diffs else f"matches {derived.source}"
+            return CheckResult(card.id, "spec", status, reason, "-", {"derived": derived.to_dict()})
+        return self._guard(card, "spec", "-", run)
+
+    def check_onnx(self, card: Card, mode: str = "seeded", opset: int = DEFAULT_OPSET, exporter: str = "default",
+                   fault: str | None = None, input_fault: str | None = None, tol: Tolerance = ONNX_FP32) -> CheckResult:
+        """Native logits vs ONNX Runtime logits (graph optimizations off and on) on the probe batch."""
+        name = f"onnx-opset{opset}" + (f"-{exporter}" if exporter != "default" else "")
+
+        def run() -> CheckResult:
+            x, x_path = self.probe_tensor(card.preprocess)
+            ref = self.native(card, mode, x_path, fault)
+            exp = self.export(card, mode, opset, exporter)
+            x_onnx = x
+            if input_fault == "transposed_input":
+                x_onnx = np.ascontiguousarray(np.swapaxes(x, -1, -2))
+            elif input_fault is not None:
+                raise ValueError(f"unknown input fault {input_fault!r}")
+            comps: list[Comparison] = []
+            for opt in ("off", "on"):
+                t0 = time.perf_counter()
+                onnxrt.session(exp["path"], opt)
+                self._time(card, "ort_session", time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                y = onnxrt.run(exp["path"], x_onnx, opt)
+                self._time(card, "ort_inference", time.perf_counter() - t0)
+                comps.append(compare_logits(ref, y, tol, f"ort-opt-{opt}"))
+            failures = [f"{c.label}: {f}" for c in comps for f in c.failures]
+            metrics = {c.label: c.metrics for c in comps}
+            metrics["onnx"] = {k: exp[k] for k in ("sha256", "bytes", "exporter", "opset") if k in exp} | {
+                "nodes": exp["check"]["nodes"], "producer": exp["check"]["producer"]}
+            reason = "; ".join(failures) if failures else comps[0].summary() + " | " + comps[1].summary()
+            return CheckResult(card.id, name, "fail" if failures else "pass", reason, mode, metrics)
+        return self._guard(card, name, mode, run)
+
+    def check_nontrivial(self, card: Card, mode: str = "seeded") -> CheckResult:
+        def run() -> CheckResult:
+            _, x_path = self.probe_tensor(card.preprocess)
+            y = self.native(card, mode, x_path)
+            fails = nontrivial_failures(y)
+            m = {"logit_std_min": float(y.std(1).min()), "distinct_top1": int(len(set(y.argmax(1).tolist())))}
+            return CheckResult(card.id, "nontrivial", "fail" if fails else "pass", "; ".join(fails) or
+                               f"logit std >= {m['logit_std_min']:.2f}, {m['distinct_top1']} distinct top-1", mode, m)
+        return self._guard(card, "nontrivial", mode, run)
+
+    def check_meta(self, card: Card) -> CheckResult:
+        """The registry's URL and published numbers vs the metadata the framework ships with the weights."""
+        def run() -> CheckResult:
+            got = self.pool.call(card.framework, "meta", card=card.to_request())
+            diffs = []
+            if got.get("url") and got["url"] != card.weights.url:
+                diffs.append(f"url {got['url']} != registry {card.weights.url}")
+            meta = got.get("meta", {})
+            expected = {  # framework meta field -> (metric, source) in the registry
+                "num_params": ("params", "torchvision-meta"), "_ops": ("flops", "torchvision-meta"),
+                "_file_size": ("file_size", "torchvision-meta")}
+            for field_, (metric, source) in expected.items():
+                if field_ in meta:
+                    pubs = card.published_for(metric, source)
+                    if pubs and float(pubs[0].digits) != float(meta[field_]):
+                        diffs.append(f"{field_} {meta[field_]} != registry {pubs[0].digits}")
+            acc = meta.get("_metrics", {}).get("ImageNet-1K", {})
+            for field_, metric in (("acc@1", "top1"), ("acc@5", "top5")):
+                pubs = card.published_for(metric, "torchvision-meta")
+                if field_ in acc and pubs and float(pubs[0].digits) != float(acc[field_]):
+                    diffs.append(f"{field_} {acc[field_]} != registry {pubs[0].digits}")
+            if "crop_pct" in meta and card.preprocess.crop_pct is not None and float(meta["crop_pct"]) != card.preprocess.crop_pct:
+                diffs.append(f"crop_pct {meta['crop_pct']} != registry {card.preprocess.crop_pct}")
+            if "hf_hub_id" in meta and card.weights.hf_hub_id and meta["hf_hub_id"] != card.weights.hf_hub_id:
+                diffs.append(f"hf_hub_id {meta['hf_hub_id']} != registry {card.weights.hf_hub_id}")
+            return CheckResult(card.id, "meta", "fail" if diffs else "pass", "; ".join(diffs) or "registry matches framework metadata",
+                               "-", {"framework_meta": meta})
+        return self._guard(card, "meta", "-", run)
+
+    def check_all(self, cards: list[Card], modes: tuple[str, ...] = ("seeded", "pretrained"),
+                  opset: int = DEFAULT_OPSET) -> list[CheckResult]:
+        out = []
+        for card in cards:
+            out.append(self.check_spec(card))
+            out.append(self.check_meta(card))
+            for mode in modes:
+                out.append(self.check_onnx(card, mode, opset))
+        return out
+
+
+def write_results(results: list[CheckResult], path: Path | str, extra: dict | None = None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"results": [r.to_dict() for r in results], **(extra or {})}
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    return path

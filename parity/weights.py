@@ -1,0 +1,156 @@
+"""Weights for a card, in three modes: ``pretrained``, ``seeded`` and ``file:PATH``.
+
+``pretrained`` downloads the upstream file with pooch (HTTP with timeout and retries) into a private
+staging directory, verifies it against the card's pin (full sha256 and/or torch-hub style hash prefix in
+the file name) and only then moves it atomically into the cache: a corrupt, truncated or half-written
+download never enters the cache. The cache is the ecosystem's own (``torch-hub``: ``$TORCH_HOME/hub/
+checkpoints``, where torchvision and timm look too) unless ``$MBV2_PARITY_CACHE`` is set.
+
+Offline (``MBV2_PARITY_OFFLINE=1``, or the host does not resolve/answer within ``CONNECT_TIMEOUT_S``)
+a missing file raises ``WeightsUnavailable`` within seconds; tests turn it into a SKIP with the URL.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .paths import cache_root
+from .registry import Card, WeightsRef
+
+CONNECT_TIMEOUT_S = float(os.environ.get("MBV2_PARITY_CONNECT_TIMEOUT", "3"))
+READ_TIMEOUT_S = float(os.environ.get("MBV2_PARITY_READ_TIMEOUT", "60"))
+RETRIES = int(os.environ.get("MBV2_PARITY_RETRIES", "2"))
+
+
+class WeightsUnavailable(RuntimeError):
+    """The weights cannot be had here (offline, unreachable, HTTP error). Tests SKIP on this."""
+
+    def __init__(self, reason: str, url: str):
+        super().__init__(f"{reason} (url: {url})")
+        self.reason = reason
+        self.url = url
+
+
+class DownloadError(RuntimeError):
+    """The transfer broke (truncated body) even after retries. Tests FAIL on this."""
+
+
+class ChecksumError(RuntimeError):
+    """Downloaded or cached bytes do not match the pin. Tests FAIL on this (never skip)."""
+
+
+def offline() -> bool:
+    return os.environ.get("MBV2_PARITY_OFFLINE", "") not in ("", "0") or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def cache_dir(ref: WeightsRef) -> Path:
+    if os.environ.get("MBV2_PARITY_CACHE"):
+        return Path(os.environ["MBV2_PARITY_CACHE"]) / ref.cache
+    if ref.cache == "torch-hub":
+        torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+        return Path(torch_home) / "hub" / "checkpoints"
+    return cache_root() / ref.cache
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(path: Path, ref: WeightsRef) -> str:
+    """Check ``path`` against the card's pin; returns its sha256 or raises ChecksumError."""
+    digest = sha256_file(path)
+    if ref.sha256 and digest != ref.sha256.lower():
+        raise ChecksumError(f"{path.name}: sha256 {digest} != pinned {ref.sha256}")
+    if ref.hash_prefix and not digest.startswith(ref.hash_prefix.lower()):
+        raise ChecksumError(f"{path.name}: sha256 {digest[:16]}... does not start with the published prefix "
+                            f"{ref.hash_prefix} (corrupt or changed upstream file)")
+    return digest
+
+
+def _reachable(url: str) -> str | None:
+    """None if a TCP connection to the URL's host opens within CONNECT_TIMEOUT_S, else the reason."""
+    u = urlparse(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        with socket.create_connection((u.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            return None
+    except OSError as e:
+        return f"cannot reach {u.hostname}:{port} ({type(e).__name__}: {e})"
+
+
+@dataclass
+class Fetched:
+    path: Path
+    sha256: str
+    downloaded: bool
+
+
+def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) -> Fetched:
+    """Return the verified local file for ``ref``, downloading it if needed."""
+    target = cache_dir(ref) / ref.filename
+    if target.is_file():
+        try:
+            return Fetched(target, verify(target, ref), False)
+        except ChecksumError as e:
+            bad = target.with_name(target.name + ".corrupt")
+            os.replace(target, bad)
+            logging.getLogger(__name__).warning("cached file failed verification, moved to %s: %s", bad, e)
+    if offline():
+        raise WeightsUnavailable("offline mode (MBV2_PARITY_OFFLINE/HF_HUB_OFFLINE) and not in the cache "
+                                 f"{target.parent}", ref.url)
+    why = _reachable(ref.url)
+    if why:
+        raise WeightsUnavailable(why, ref.url)
+
+    import pooch  # imported lazily: only needed when actually downloading
+    import requests
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        base = ref.url.rsplit("/", 1)[0] + "/"
+        repo = pooch.create(path=staging, base_url=base, registry={ref.filename: None},
+                            urls={ref.filename: ref.url}, retry_if_failed=retries)
+        downloader = pooch.HTTPDownloader(progressbar=progress, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        logging.getLogger("pooch").setLevel(logging.WARNING)
+        try:
+            got = Path(repo.fetch(ref.filename, downloader=downloader))
+        except requests.exceptions.HTTPError as e:
+            raise WeightsUnavailable(f"HTTP error {e.response.status_code if e.response is not None else ''}", ref.url) from None
+        except requests.exceptions.ChunkedEncodingError as e:  # body shorter than Content-Length
+            raise DownloadError(f"{ref.filename}: truncated download after {retries} retries ({str(e)[:160]})") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise WeightsUnavailable(f"{type(e).__name__}: {str(e)[:200]}", ref.url) from None
+        digest = verify(got, ref)  # raises ChecksumError: staging is removed below, cache untouched
+        os.replace(got, target)    # same filesystem: atomic
+        return Fetched(target, digest, True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def seed_for(card: Card) -> int:
+    """A stable seed per card (sha256 of its id), so seeded weights are reproducible everywhere."""
+    return int.from_bytes(hashlib.sha256(card.id.encode()).digest()[:4], "big") % (2 ** 31)
+
+
+MODES = ("seeded", "pretrained", "file:PATH")
+
+
+def parse_mode(mode: str) -> tuple[str, str | None]:
+    if mode in ("seeded", "pretrained"):
+        return mode, None
+    if mode.startswith("file:") and len(mode) > 5:
+        return "file", mode[5:]
+    raise ValueError(f"unknown weights mode {mode!r}; use one of {MODES}")
