@@ -1,0 +1,57 @@
+"""Framework isolation: the parent imports no framework; a crashing worker fails clearly and is replaced."""
+import subprocess
+import sys
+
+import pytest
+
+from parity.workers import WorkerCrashed, WorkerError, WorkerPool
+
+from conftest import REGISTRY
+
+FRAMEWORK_MODULES = ("torch", "torchvision", "timm", "tensorflow", "keras", "paddle", "mmpretrain", "mmengine")
+
+
+def test_parent_process_imports_no_framework(harness):
+    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    assert harness.check_onnx(card).status == "pass"
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in FRAMEWORK_MODULES)
+    assert loaded == [], f"framework modules imported in the parent: {loaded}"
+
+
+def test_cli_and_core_import_no_framework():
+    code = ("import sys, parity.cli, parity.runner, parity.weights, parity.onnxrt, parity.preprocess;"
+            f"bad=[m for m in sys.modules if m.split('.')[0] in {FRAMEWORK_MODULES!r}]; print(bad); sys.exit(bool(bad))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path):
+    card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+    from parity.runner import Harness
+    with Harness(REGISTRY, workdir=tmp_path) as h:
+        h.build(card)
+        pid = h.pool.workers["torchvision"].proc.pid
+        r = h.check_onnx(card, fault="crash")
+        assert r.status == "error"
+        assert "WorkerCrashed" in r.reason and "SIGSEGV" in r.reason and card.id in r.reason
+        h._built.clear()  # the model lived in the dead worker
+        r2 = h.check_onnx(card)
+        assert r2.status == "pass", r2.reason
+        assert h.pool.workers["torchvision"].proc.pid != pid
+
+
+def test_worker_errors_are_one_line_with_kind(tmp_path):
+    with WorkerPool(tmp_path) as pool:
+        with pytest.raises(WorkerError) as e:
+            pool.call("timm", "run", key="nope", input=str(tmp_path / "x.npy"))
+        assert e.value.kind in ("AdapterError", "FileNotFoundError")
+        with pytest.raises(WorkerError, match="unknown op"):
+            pool.call("timm", "fly")
+        assert pool.call("timm", "ping")["pong"]
+
+
+def test_missing_framework_is_reported_not_hung(tmp_path, monkeypatch):
+    monkeypatch.setenv("MBV2_PARITY_PYTHON_TF", sys.executable)  # the core env has no tensorflow
+    with WorkerPool(tmp_path) as pool:
+        with pytest.raises(WorkerError) as e:
+            pool.call("keras", "ping")
+        assert "cannot load adapter 'keras'" in str(e.value) or isinstance(e.value, WorkerCrashed)

@@ -1,0 +1,63 @@
+"""The parity matrix: registry cards x checks, plus injected faults that every parity check must catch."""
+import pytest
+
+from parity.runner import INPUT_FAULTS, TESTED_OPSETS
+
+from conftest import CARDS
+
+MODEL_FAULTS = ("conv_channel_scale", "bn_eps", "softmax")
+
+
+def assert_result(r, allow_skip=False):
+    if r.status == "skip" and allow_skip:
+        pytest.skip(r.reason)
+    assert r.status == "pass", f"{r.card} {r.check} [{r.mode}]: {r.status}: {r.reason}"
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-spec")
+def test_spec_derived_from_framework_matches_registry(harness, card):
+    assert_result(harness.check_spec(card))
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-meta")
+def test_registry_matches_framework_metadata(harness, card):
+    assert_result(harness.check_meta(card))
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-nontrivial")
+def test_seeded_weights_are_realistic(harness, card):
+    r = harness.check_nontrivial(card)
+    assert_result(r)
+    assert r.metrics["logit_std_min"] >= 1.0 and r.metrics["distinct_top1"] >= 3
+
+
+@pytest.mark.parametrize("opset", TESTED_OPSETS, ids=lambda o: f"opset{o}")
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-onnx")
+def test_onnx_parity_seeded(harness, card, opset):
+    r = harness.check_onnx(card, "seeded", opset)
+    assert_result(r)
+    for opt in ("ort-opt-off", "ort-opt-on"):
+        assert r.metrics[opt]["ref_logit_std_min"] >= 1.0  # the comparison was on non-trivial logits
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-onnx-pretrained")
+def test_onnx_parity_pretrained(harness, card):
+    assert_result(harness.check_onnx(card, "pretrained"), allow_skip=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("card", CARDS[:1] + CARDS[2:3], ids=lambda c: f"{c.id}-onnx-dynamo")
+def test_onnx_parity_dynamo_exporter(harness, card):
+    assert_result(harness.check_onnx(card, "seeded", 18, exporter="dynamo"))
+
+
+@pytest.mark.parametrize("fault", MODEL_FAULTS + tuple(INPUT_FAULTS))
+@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-fault")
+def test_parity_check_fails_on_injected_fault(harness, card, fault):
+    if fault in INPUT_FAULTS:
+        r = harness.check_onnx(card, "seeded", input_fault=fault)
+    else:
+        r = harness.check_onnx(card, "seeded", fault=fault)
+    assert r.status == "fail", f"{fault} was not caught: {r.reason}"
+    assert "max_abs" in r.reason  # caught by the metric, not by accident
