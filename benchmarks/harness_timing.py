@@ -1,0 +1,54 @@
+"""Per-model time split of the parity harness, measured in one run.
+
+    python benchmarks/harness_timing.py [MODEL...]      (worker env: MBV2_PARITY_PYTHON_TORCH)
+
+For each card: worker start (only the card that started its framework's worker pays it), build
+(seeded weights incl. BN calibration), export (torch.onnx.export), onnx_check (checker + shape
+inference), ORT session creation (opt off + on), native inference and ORT inference over the probe batch.
+Prints the table, each stage's share of the total, and the whole matrix's wall time.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from parity.registry import load_registry
+from parity.runner import Harness
+
+STAGES = ("worker_start", "build", "export", "onnx_check", "ort_session", "native_inference", "ort_inference")
+
+
+def main(argv: list[str]) -> int:
+    reg = load_registry()
+    cards = [c for c in reg.select(argv or ["torchvision", "timm"])]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, Harness(reg, workdir=tmp) as h:
+        for card in cards:
+            r = h.check_onnx(card)
+            if r.status != "pass":
+                print(f"{card.id}: {r.status}: {r.reason}", file=sys.stderr)
+        timings = dict(h.timings)
+    wall = time.perf_counter() - t0
+    t = Table(title=f"harness time split (seconds), {len(cards)} cards, wall {wall:.1f}s")
+    t.add_column("card")
+    for s in STAGES + ("total",):
+        t.add_column(s, justify="right")
+    sums = dict.fromkeys(STAGES, 0.0)
+    for cid, tm in timings.items():
+        row = [tm.get(s, 0.0) for s in STAGES]
+        for s, v in zip(STAGES, row):
+            sums[s] += v
+        t.add_row(cid, *(f"{v:.2f}" for v in row), f"{sum(row):.2f}")
+    total = sum(sums.values())
+    t.add_row("share of total", *(f"{100 * sums[s] / total:.0f}%" for s in STAGES), "100%")
+    Console(width=200).print(t)
+    print(f"matrix wall time: {wall:.1f}s; accounted stages: {total:.1f}s ({100 * total / wall:.0f}% of wall)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
