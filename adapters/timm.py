@@ -1,9 +1,7 @@
 """timm adapter: ``timm.create_model('mobilenetv2_*')`` with the tag's ``pretrained_cfg``."""
 from __future__ import annotations
 
-import numpy as np
 import timm
-import torch
 from timm.data import create_transform, resolve_data_config
 
 from parity.spec import PreprocessSpec
@@ -12,7 +10,7 @@ from . import torch_common as tc
 from .base import AdapterError, BaseAdapter
 
 
-class Adapter(BaseAdapter):
+class Adapter(tc.TorchAdapter, BaseAdapter):
     framework = "timm"
 
     def versions(self) -> dict[str, str]:
@@ -26,12 +24,12 @@ class Adapter(BaseAdapter):
                                hint="upstream renamed or removed the tag; update the registry")
         return name
 
-    def _create(self, card: dict):
+    def create(self, card: dict):
         kw = {k: v for k, v in card.get("build", {}).items()}
         return timm.create_model(self.model_name(card), pretrained=False, **kw)
 
     def derive_spec(self, card: dict) -> PreprocessSpec:
-        model = self._create(card)
+        model = self.create(card)
         cfg = resolve_data_config({}, model=model)
         tf = create_transform(**cfg, is_training=False)  # the eval pipeline timm itself builds
         found: dict = {}
@@ -55,26 +53,6 @@ class Adapter(BaseAdapter):
                               dtype="float32", crop_pct=float(cfg["crop_pct"]),
                               source=f"timm {timm.__version__} create_transform(resolve_data_config(model))",
                               **found)
-
-    def build(self, card: dict, weights: dict):
-        model = self._create(card)
-        if weights["mode"] == "seeded":
-            tc.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
-        elif weights["mode"] == "file":
-            tc.load_state(model, tc.load_checkpoint(weights["path"]))
-        else:
-            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
-        return model.eval()
-
-    def forward(self, model, x, fault):
-        return tc.forward(model, x, fault)
-
-    def export_onnx(self, model, path, opset, exporter):
-        with torch.no_grad():
-            return tc.export_onnx(model, path, opset, exporter)
-
-    def count_params(self, model):
-        return tc.count_params(model)
 
     def op_meta(self, card: dict) -> dict:
         cfg = timm.models.get_pretrained_cfg(self.model_name(card))

@@ -160,3 +160,30 @@ def count_params(model: nn.Module) -> dict[str, int]:
 def interp_name(mode: Any) -> str:
     """torchvision InterpolationMode / string -> spec interpolation name."""
     return str(getattr(mode, "value", mode)).lower()
+
+
+class TorchAdapter:
+    """Mixin for torch adapters: subclasses provide ``create(card) -> nn.Module`` (and derive_spec/versions)."""
+
+    def create(self, card: dict) -> nn.Module:
+        raise NotImplementedError
+
+    def build(self, card: dict, weights: dict) -> nn.Module:
+        model = self.create(card)
+        if weights["mode"] == "seeded":
+            seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
+        elif weights["mode"] == "file":
+            load_state(model, load_checkpoint(weights["path"]))
+        else:
+            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
+        return model.eval()
+
+    def forward(self, model, x, fault):
+        return forward(model, x, fault)
+
+    def export_onnx(self, model, path, opset, exporter):
+        with torch.no_grad():
+            return export_onnx(model, path, opset, exporter)
+
+    def count_params(self, model):
+        return count_params(model)

@@ -1,8 +1,6 @@
 """torchvision adapter: ``torchvision.models.mobilenet_v2`` with ``MobileNet_V2_Weights``."""
 from __future__ import annotations
 
-import numpy as np
-import torch
 import torchvision
 from torchvision.models import get_model, get_model_weights
 
@@ -12,7 +10,7 @@ from . import torch_common as tc
 from .base import AdapterError, BaseAdapter
 
 
-class Adapter(BaseAdapter):
+class Adapter(tc.TorchAdapter, BaseAdapter):
     framework = "torchvision"
 
     def versions(self) -> dict[str, str]:
@@ -38,26 +36,10 @@ class Adapter(BaseAdapter):
             dtype="float32", source=f"torchvision {torchvision.__version__} {w}.transforms()",
         )
 
-    def build(self, card: dict, weights: dict):
+    def create(self, card: dict):
         b = card.get("build", {})
-        model = get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
-                          num_classes=b.get("num_classes", 1000))
-        if weights["mode"] == "seeded":
-            tc.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
-        elif weights["mode"] == "file":
-            tc.load_state(model, tc.load_checkpoint(weights["path"]))
-        else:
-            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
-        return model.eval()
-
-    def forward(self, model, x, fault):
-        return tc.forward(model, x, fault)
-
-    def export_onnx(self, model, path, opset, exporter):
-        return tc.export_onnx(model, path, opset, exporter)
-
-    def count_params(self, model):
-        return tc.count_params(model)
+        return get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
+                         num_classes=b.get("num_classes", 1000))
 
     def op_meta(self, card: dict) -> dict:
         """The published metadata torchvision ships with the weights (compared against the registry)."""
