@@ -22,10 +22,11 @@ class Tolerance:
 
 
 # Native fp32 vs ONNX Runtime fp32 on the same input tensor. Measured clean errors on the seeded cards
-# (logit std >= 2, |logits| up to ~30): max_abs <= 6.4e-4, max_rel <= 2.5e-5 (kernel summation order
-# and, with ORT graph optimizations on, Conv+BN folding). The bounds leave 3-4x headroom, while the
-# smallest injected fault (one stem output channel scaled by 1.01) moves logits by >= 0.35 (max_rel >= 6e-3).
-ONNX_FP32 = Tolerance("onnx-fp32", max_abs=2e-3, max_rel=1e-4, min_cosine=0.999999, min_top1=1.0, min_top5=1.0,
+# (logit std >= 2, |logits| up to ~50): max_abs <= 1.7e-3 (timm mobilenetv2_120d), max_rel <= 3.6e-5
+# (kernel summation order and, with ORT graph optimizations on, Conv+BN folding). The bounds leave ~3x
+# headroom, while the smallest injected fault (one stem output channel scaled by 1.01) moves logits by
+# >= 0.35 (max_rel >= 6.8e-3, 68x the bound).
+ONNX_FP32 = Tolerance("onnx-fp32", max_abs=5e-3, max_rel=1e-4, min_cosine=0.999999, min_top1=1.0, min_top5=1.0,
                       why="same fp32 graph, different kernels: only summation-order rounding is allowed")
 
 # Non-triviality (parity on ~1e-9 logits proves nothing): every probe's logits must spread by at least
