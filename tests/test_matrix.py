@@ -61,3 +61,29 @@ def test_parity_check_fails_on_injected_fault(harness, card, fault):
         r = harness.check_onnx(card, "seeded", fault=fault)
     assert r.status == "fail", f"{fault} was not caught: {r.reason}"
     assert "max_abs" in r.reason  # caught by the metric, not by accident
+
+
+def test_spec_check_fails_on_registry_drift(harness):
+    """A registry that still says resize 256 for V2 (torchvision uses 232), or BGR, must fail the spec check."""
+    import dataclasses
+
+    from conftest import REGISTRY
+    v2 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")
+    for bad in (v2.preprocess.replace(resize_size=256), v2.preprocess.replace(channel_order="BGR"),
+                v2.preprocess.replace(interpolation="bicubic")):
+        r = harness.check_spec(dataclasses.replace(v2, preprocess=bad))
+        assert r.status == "fail", r.reason
+
+
+def test_meta_check_fails_on_wrong_published_number(harness):
+    import dataclasses
+
+    from conftest import REGISTRY
+    from parity.registry import WeightsRef
+    v1 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+    wrong = tuple(dataclasses.replace(p, digits="3504873") if p.metric == "params" and p.source == "torchvision-meta"
+                  else p for p in v1.published)
+    r = harness.check_meta(dataclasses.replace(v1, published=wrong))
+    assert r.status == "fail" and "num_params" in r.reason
+    moved = dataclasses.replace(v1, weights=WeightsRef(**{**v1.weights.__dict__, "url": v1.weights.url + "x"}))
+    assert harness.check_meta(moved).status == "fail"
