@@ -42,9 +42,7 @@ def cmd_check(args) -> int:
         results = []
         for card in cards:
             console.print(f"[bold]{card.id}[/]")
-            batch = [h.check_spec(card), h.check_meta(card)]
-            for mode in modes:
-                batch += [h.check_onnx(card, mode, opset) for opset in args.opset]
+            batch = h.checks_for(card, modes, tuple(args.opset))
             for r in batch:
                 console.print(f"  {r.check:<14} {r.mode:<10} [{STYLE[r.status]}]{r.status}[/] {r.reason[:160]}")
             results += batch

@@ -236,14 +236,12 @@ class Harness:
                                "-", {"framework_meta": meta})
         return self._guard(card, "meta", "-", run)
 
-    def check_all(self, cards: list[Card], modes: tuple[str, ...] = ("seeded", "pretrained"),
-                  opset: int = DEFAULT_OPSET) -> list[CheckResult]:
-        out = []
-        for card in cards:
-            out.append(self.check_spec(card))
-            out.append(self.check_meta(card))
-            for mode in modes:
-                out.append(self.check_onnx(card, mode, opset))
+    def checks_for(self, card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"),
+                   opsets: tuple[int, ...] = (DEFAULT_OPSET,)) -> list[CheckResult]:
+        """The standard checks of one card: spec, meta, then ONNX parity per weights mode and opset."""
+        out = [self.check_spec(card), self.check_meta(card)]
+        for mode in modes:
+            out += [self.check_onnx(card, mode, opset) for opset in opsets]
         return out
 
 
