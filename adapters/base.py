@@ -4,6 +4,7 @@ Every adapter module (``adapters/<framework>.py``) defines ``class Adapter(BaseA
 
 - ``versions()``                         -> {package: version}
 - ``derive_spec(card)``                  -> PreprocessSpec derived from the framework's own API
+- ``op_meta(card)`` (optional)            -> {url, source, published: {metric: {field, value}}, card_fields: {"section.field": value}, meta}
 - ``build(card, weights)``               -> native model in eval mode (weights: seeded | file)
 - ``forward(model, x, fault)``           -> logits as numpy (fault: None or a name in ``FAULTS``)
 - ``export_onnx(model, card, path, opset, exporter)``

@@ -57,4 +57,6 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
     def op_meta(self, card: dict) -> dict:
         cfg = timm.models.get_pretrained_cfg(self.model_name(card))
         d = cfg.to_dict()
-        return {"url": d.get("url"), "meta": {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, list, tuple))}}
+        meta = {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, list, tuple))}
+        return {"url": d.get("url"), "meta": meta,  # timm's cfg carries no accuracy numbers
+                "card_fields": {"preprocess.crop_pct": d.get("crop_pct"), "weights.hf_hub_id": d.get("hf_hub_id")}}

@@ -46,4 +46,9 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         w = self.weights_enum(card)
         m = dict(w.meta)
         m.pop("categories", None)
-        return {"url": w.url, "meta": m}
+        acc = m.get("_metrics", {}).get("ImageNet-1K", {})
+        fields = {"params": ("num_params", m.get("num_params")), "flops": ("_ops", m.get("_ops")),
+                  "file_size": ("_file_size", m.get("_file_size")), "top1": ("acc@1", acc.get("acc@1")),
+                  "top5": ("acc@5", acc.get("acc@5"))}
+        return {"url": w.url, "source": "torchvision-meta", "meta": m,
+                "published": {k: {"field": f, "value": v} for k, (f, v) in fields.items() if v is not None}}

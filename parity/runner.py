@@ -208,32 +208,28 @@ class Harness:
         return self._guard(card, "nontrivial", mode, run)
 
     def check_meta(self, card: Card) -> CheckResult:
-        """The registry's URL and published numbers vs the metadata the framework ships with the weights."""
+        """The registry's URL and published numbers vs the metadata the framework ships with the weights.
+
+        The adapter's ``meta`` op maps its framework's own metadata onto registry terms: ``published``
+        ({metric: {field, value}} as cited under registry source ``source``) and ``card_fields`` ({"section.field":
+        value} of the card). Only what the framework ships is compared.
+        """
         def run() -> CheckResult:
             got = self.pool.call(card.framework, "meta", card=card.to_request())
             diffs = []
             if got.get("url") and got["url"] != card.weights.url:
                 diffs.append(f"url {got['url']} != registry {card.weights.url}")
-            meta = got.get("meta", {})
-            expected = {  # framework meta field -> (metric, source) in the registry
-                "num_params": ("params", "torchvision-meta"), "_ops": ("flops", "torchvision-meta"),
-                "_file_size": ("file_size", "torchvision-meta")}
-            for field_, (metric, source) in expected.items():
-                if field_ in meta:
-                    pubs = card.published_for(metric, source)
-                    if pubs and float(pubs[0].digits) != float(meta[field_]):
-                        diffs.append(f"{field_} {meta[field_]} != registry {pubs[0].digits}")
-            acc = meta.get("_metrics", {}).get("ImageNet-1K", {})
-            for field_, metric in (("acc@1", "top1"), ("acc@5", "top5")):
-                pubs = card.published_for(metric, "torchvision-meta")
-                if field_ in acc and pubs and float(pubs[0].digits) != float(acc[field_]):
-                    diffs.append(f"{field_} {acc[field_]} != registry {pubs[0].digits}")
-            if "crop_pct" in meta and card.preprocess.crop_pct is not None and float(meta["crop_pct"]) != card.preprocess.crop_pct:
-                diffs.append(f"crop_pct {meta['crop_pct']} != registry {card.preprocess.crop_pct}")
-            if "hf_hub_id" in meta and card.weights.hf_hub_id and meta["hf_hub_id"] != card.weights.hf_hub_id:
-                diffs.append(f"hf_hub_id {meta['hf_hub_id']} != registry {card.weights.hf_hub_id}")
+            for metric, entry in got.get("published", {}).items():
+                pubs = card.published_for(metric, got.get("source"))
+                if pubs and float(pubs[0].digits) != float(entry["value"]):
+                    diffs.append(f"{entry['field']} {entry['value']} != registry {pubs[0].digits}")
+            for dotted, value in got.get("card_fields", {}).items():
+                section, name = dotted.split(".", 1)
+                mine = getattr(getattr(card, section), name)
+                if mine not in (None, "") and mine != value:
+                    diffs.append(f"{name} {value} != registry {mine}")
             return CheckResult(card.id, "meta", "fail" if diffs else "pass", "; ".join(diffs) or "registry matches framework metadata",
-                               "-", {"framework_meta": meta})
+                               "-", {"framework_meta": got.get("meta", {})})
         return self._guard(card, "meta", "-", run)
 
     def checks_for(self, card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"),
