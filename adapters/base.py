@@ -14,7 +14,10 @@ Arrays come in and go out as .npy paths. This module imports no framework.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,36 @@ class AdapterError(RuntimeError):
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.hint = hint
+
+
+@contextlib.contextmanager
+def quiet_fds():
+    """Capture what C/C++ code prints on fds 1 and 2 (converters' banners) into a buffer.
+
+    Yields a list that receives the captured text on exit; on an exception, its tail is appended to the
+    error message so nothing diagnostic is lost.
+    """
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(buf.fileno(), 1)
+            os.dup2(buf.fileno(), 2)
+            try:
+                yield captured
+            except Exception as e:
+                buf.seek(0)
+                tail = buf.read().decode(errors="replace").strip().splitlines()[-5:]
+                if tail:
+                    e.args = (f"{e.args[0] if e.args else e} | converter output: {' / '.join(tail)}",) + e.args[1:]
+                raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            buf.seek(0)
+            captured.append(buf.read().decode(errors="replace"))
 
 
 class BaseAdapter:

@@ -18,6 +18,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m adapters.worker FRAMEWORK", file=sys.stderr)
         return 2
     framework = argv[0]
+    from parity.workers import STACK_OF  # framework-free
+    stack = STACK_OF.get(framework, framework)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -33,7 +35,8 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         reply(False, kind="AdapterUnavailable",
               error=f"cannot load adapter {framework!r} with {sys.executable}: {type(e).__name__}: {e}",
-              hint=f"install its stack (tox env w-{framework}) or set MBV2_PARITY_PYTHON_<STACK>")
+              hint=f"install its stack (tox env w-{stack}) or point MBV2_PARITY_PYTHON_{stack.upper()} at an "
+                   f"interpreter that has it")
         return 3
     reply(True, result={"framework": framework, "pid": os.getpid(), "python": sys.executable,
                         "versions": adapter.versions()})

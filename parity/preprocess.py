@@ -49,6 +49,10 @@ def resized_hw(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int]:
         return spec.crop_size, spec.crop_size
     s = spec.resize_size
     assert s is not None
+    if spec.resize_rounding == "round":
+        # PaddleClas ResizeImage: percent = s / min(w, h); side = int(round(side * percent))
+        percent = float(s) / min(w, h)
+        return int(round(h * percent)), int(round(w * percent))
     # torchvision's rule (_compute_resized_output_size): short side -> s, long side -> int(s * long / short)
     if h <= w:
         return s, int(s * w / h)
@@ -72,15 +76,19 @@ def resize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     raise NotImplementedError(f"resize backend {spec.backend!r} is not available in the framework-free core")
 
 
-def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
-    """torchvision's center_crop: zero-pad if smaller, then top = round((h - size) / 2)."""
+def center_crop(arr: np.ndarray, size: int, rounding: str = "round") -> np.ndarray:
+    """torchvision's center_crop: zero-pad if smaller, then top = round((h - size) / 2) (``rounding='round'``)
+    or (h - size) // 2 (``'floor'``, PaddleClas's CropImage)."""
     h, w = arr.shape[:2]
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
         arr = np.pad(arr, ((ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)))
         h, w = arr.shape[:2]
-    top = int(round((h - size) / 2.0))
-    left = int(round((w - size) / 2.0))
+    if rounding == "floor":
+        top, left = (h - size) // 2, (w - size) // 2
+    else:
+        top = int(round((h - size) / 2.0))
+        left = int(round((w - size) / 2.0))
     return arr[top:top + size, left:left + size]
 
 
@@ -99,7 +107,7 @@ def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpe
     """One image -> CHW (or HWC) tensor, no batch axis."""
     arr = decode(image)
     arr = resize(arr, spec)
-    arr = center_crop(arr, spec.crop_size)
+    arr = center_crop(arr, spec.crop_size, spec.crop_rounding)
     return normalize(arr, spec)
 
 

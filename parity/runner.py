@@ -177,7 +177,8 @@ class Harness:
             exp = self.export(card, mode, opset, exporter)
             x_onnx = x
             if input_fault == "transposed_input":
-                x_onnx = np.ascontiguousarray(np.swapaxes(x, -1, -2))
+                hw = (-1, -2) if card.preprocess.layout == "NCHW" else (1, 2)
+                x_onnx = np.ascontiguousarray(np.swapaxes(x, *hw))
             elif input_fault is not None:
                 raise ValueError(f"unknown input fault {input_fault!r}")
             comps: list[Comparison] = []

@@ -4,12 +4,15 @@ A spec describes image file -> input tensor:
 
 1. decode to RGB uint8 (``parity.preprocess`` documents the decoding policy),
 2. resize (``resize_mode``):
-   - ``shorter_side``: shorter side to ``resize_size`` keeping aspect ratio
+   - ``shorter_side``: shorter side to ``resize_size`` keeping aspect ratio; the long side is
+     ``int(resize_size * long / short)`` (``resize_rounding='floor'``: torchvision, timm, mmpretrain) or
+     ``int(round(long * resize_size / short))`` (``'round'``: PaddleClas's ResizeImage)
      (timm's ``crop_pct`` is normalized into this: ``resize_size = floor(crop_size / crop_pct)``
      and ``crop_pct`` is kept for provenance),
    - ``squash``: both sides to ``crop_size`` (aspect ratio not kept),
    - ``none``: no resize (image must already be at least ``crop_size``),
-3. center crop to ``crop_size`` x ``crop_size``,
+3. center crop to ``crop_size`` x ``crop_size``; offset ``int(round((side - crop) / 2))``
+   (``crop_rounding='round'``: torchvision, timm, mmcv) or ``(side - crop) // 2`` (``'floor'``: PaddleClas),
 4. ``x = (pixel * scale - mean) / std`` per channel, channels in ``channel_order``,
 5. layout ``NCHW`` or ``NHWC``, ``dtype``.
 
@@ -28,6 +31,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 BACKENDS = ("pil", "cv2", "tf")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
+ROUNDINGS = ("floor", "round")
 
 
 class SpecError(ValueError):
@@ -49,6 +53,8 @@ class PreprocessSpec:
     layout: str
     dtype: str = "float32"
     crop_pct: float | None = None
+    resize_rounding: str = "floor"
+    crop_rounding: str = "round"
     source: str = field(default="", compare=False)  # where the adapter read it from (provenance only)
 
     def __post_init__(self) -> None:
@@ -61,6 +67,8 @@ class PreprocessSpec:
         check("backend", self.backend, BACKENDS)
         check("channel_order", self.channel_order, CHANNEL_ORDERS)
         check("layout", self.layout, LAYOUTS)
+        check("resize_rounding", self.resize_rounding, ROUNDINGS)
+        check("crop_rounding", self.crop_rounding, ROUNDINGS)
         if self.resize_mode == "shorter_side" and not self.resize_size:
             raise SpecError("resize_mode 'shorter_side' needs resize_size")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
@@ -77,6 +85,7 @@ class PreprocessSpec:
         unknown = set(d) - names
         if unknown:
             raise SpecError(f"unknown spec fields {sorted(unknown)}; known: {sorted(names)}")
+        d = {"resize_size": None, **d}  # TOML has no null: a squash/none spec simply omits resize_size
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
     @staticmethod

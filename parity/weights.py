@@ -57,6 +57,10 @@ def cache_dir(ref: WeightsRef) -> Path:
         torch_home = os.environ.get("TORCH_HOME") or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
         return Path(torch_home) / "hub" / "checkpoints"
+    if ref.cache == "keras":  # keras.utils.get_file(cache_subdir="models")
+        return Path(os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")) / "models"
+    if ref.cache == "paddle":  # paddle.utils.download.WEIGHTS_HOME, where PaddleClas downloads too
+        return Path(os.path.expanduser("~/.cache/paddle/weights"))
     return cache_root() / ref.cache
 
 
@@ -68,9 +72,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+PICKLE_FORMATS = ("torch-pickle", "paddle-pickle")
+
+
 def verify(path: Path, ref: WeightsRef) -> str:
-    """Check ``path`` against the card's pin; returns its sha256 or raises ChecksumError."""
+    """Check ``path`` against the card's pin; returns its sha256 or raises ChecksumError.
+
+    A pickle format (``torch.load``/``paddle.load`` can execute code from it) with no pin at all is refused:
+    its bytes are never handed to a loader unverified.
+    """
     digest = sha256_file(path)
+    if ref.format in PICKLE_FORMATS and not (ref.sha256 or ref.hash_prefix):
+        raise ChecksumError(f"{path.name}: {ref.format} file with no pinned sha256 in the registry; refusing to load "
+                            f"a pickle unverified (its sha256 is {digest}: check it against upstream, then pin it)")
     if ref.sha256 and digest != ref.sha256.lower():
         raise ChecksumError(f"{path.name}: sha256 {digest} != pinned {ref.sha256}")
     if ref.hash_prefix and not digest.startswith(ref.hash_prefix.lower()):

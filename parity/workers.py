@@ -94,6 +94,11 @@ class Worker:
         self._reader.start()
         hello = self._wait_reply("hello", START_TIMEOUT_S)
         self.start_seconds = time.perf_counter() - self.started
+        if not hello.get("ok"):  # the adapter could not be imported in that interpreter: one line + hint
+            self.proc.wait(timeout=10)
+            self._log.close()
+            raise WorkerError(hello.get("error", "worker failed to start"), kind=hello.get("kind", "WorkerError"),
+                              hint=hello.get("hint", ""))
         self.info: dict[str, Any] = hello.get("result", {})
 
     # ---------------------------------------------------------------- plumbing

@@ -1,0 +1,201 @@
+"""keras adapter: ``keras.applications.MobileNetV2(alpha=...)`` (Keras 3 on TensorFlow), converted with tf2onnx.
+
+Inputs are NHWC (the spec's layout says so; the harness preprocesses into that layout), outputs are logits:
+the model is built with ``classifier_activation=None`` so native and ONNX are compared before any softmax
+(the ``softmax`` fault proves a softmax left on one side is caught).
+
+Conversion: ``tf2onnx.convert.from_function`` on a ``tf.function`` of the model's inference call, with an
+input signature of dynamic batch. ``tf2onnx.convert.from_keras`` is written against tf.keras 2 internals
+(``model.inputs[0].dtype``/``_get_save_spec``/``output_names``) that Keras 3 models do not have, and a
+SavedModel round trip adds a directory on disk and seconds per model for the same graph; ``from_function``
+traces exactly the call the native side runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import os
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import tensorflow as tf
+import keras
+from keras.src.applications import mobilenet_v2 as kmv2  # the implementation module (BASE_WEIGHT_PATH lives here)
+
+from parity.spec import PreprocessSpec
+
+from .base import AdapterError, BaseAdapter, quiet_fds
+
+LOGIT_STD_TARGET = 4.0
+WEIGHT_URL_TEMPLATE = "{base}mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}.h5"
+
+
+def _bn_layers(model):
+    return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+
+
+class Adapter(BaseAdapter):
+    framework = "keras"
+
+    def versions(self) -> dict[str, str]:
+        import onnx
+        import tf2onnx
+        return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
+                "onnx": onnx.__version__, "numpy": np.__version__}
+
+    # ------------------------------------------------------------------ model
+    @staticmethod
+    def _alpha_rows(card: dict) -> tuple[float, int]:
+        b = card.get("build", {})
+        return float(b.get("alpha", 1.0)), int(b.get("input_size", 224))
+
+    def create(self, card: dict):
+        alpha, rows = self._alpha_rows(card)
+        try:
+            return kmv2.MobileNetV2(input_shape=(rows, rows, 3), alpha=alpha, weights=None, include_top=True,
+                                    classes=int(card.get("build", {}).get("classes", 1000)),
+                                    classifier_activation=None)
+        except ValueError as e:
+            raise AdapterError(f"keras MobileNetV2 refuses alpha={alpha} rows={rows}: {e}") from None
+
+    def build(self, card: dict, weights: dict):
+        model = self.create(card)
+        if weights["mode"] == "seeded":
+            self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
+        elif weights["mode"] == "file":
+            try:
+                model.load_weights(weights["path"])
+            except Exception as e:
+                raise AdapterError(f"cannot load keras weights {weights['path']}: {type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:200]}",
+                                   hint="wrong alpha/input size for this .h5, or a corrupt file") from None
+        else:
+            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
+        return model
+
+    @staticmethod
+    def seed_weights(model, seed: int, calib: np.ndarray) -> None:
+        """Same recipe as the torch adapters (He-normal convs, random BN affine, BN moving statistics from
+        a calibration batch, classifier scaled to logit std 4), in keras terms."""
+        rng = np.random.default_rng(seed)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                k = layer.kernel  # (kh, kw, in, multiplier)
+                fan_in = k.shape[0] * k.shape[1]
+                k.assign(rng.standard_normal(k.shape).astype("float32") * np.sqrt(2.0 / fan_in))
+            elif isinstance(layer, keras.layers.Conv2D):
+                k = layer.kernel
+                fan_in = k.shape[0] * k.shape[1] * k.shape[2]
+                k.assign(rng.standard_normal(k.shape).astype("float32") * np.sqrt(2.0 / fan_in))
+            elif isinstance(layer, keras.layers.BatchNormalization):
+                layer.gamma.assign((0.5 + rng.random(layer.gamma.shape)).astype("float32"))
+                layer.beta.assign((rng.standard_normal(layer.beta.shape) * 0.25).astype("float32"))
+        # BN moving statistics = the calibration batch's statistics (momentum 0 for one training-mode pass)
+        bns = _bn_layers(model)
+        saved = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = 0.0
+        model(tf.constant(calib, tf.float32), training=True)
+        for bn, mom in zip(bns, saved):
+            bn.momentum = mom
+        head = model.get_layer("predictions")
+        feats = keras.Model(model.inputs, head.input)(tf.constant(calib, tf.float32), training=False).numpy()
+        w = rng.standard_normal((head.kernel.shape[1], head.kernel.shape[0])).astype("float32")  # (out, in)
+        mu = feats.mean(0)
+        scale = LOGIT_STD_TARGET / max(float(((feats - mu) @ w.T).std()), 1e-12)
+        head.kernel.assign((w * scale).T)
+        head.bias.assign((-(w * scale) @ mu + rng.standard_normal(head.bias.shape) * 0.5).astype("float32"))
+
+    def _faulty(self, model, fault: str | None):
+        """(model copy with the fault, post-processing of the output)."""
+        post = lambda y: y
+        if fault is None:
+            return model, post
+        if fault == "softmax":
+            return model, lambda y: tf.nn.softmax(y, axis=-1)
+        m = keras.models.clone_model(model)
+        m.set_weights(model.get_weights())
+        if fault == "conv_channel_scale":
+            conv = next(l for l in m.layers if type(l) is keras.layers.Conv2D)
+            k = conv.kernel.numpy()
+            k[..., 0] *= 1.01
+            conv.kernel.assign(k)
+        elif fault == "bn_eps":
+            for bn in _bn_layers(m):
+                bn.epsilon = 1e-5  # torch/paddle's default instead of keras's 1e-3
+        else:
+            raise AdapterError(f"fault {fault!r} is not supported by the keras adapter")
+        return m, post
+
+    def forward(self, model, x: np.ndarray, fault: str | None) -> np.ndarray:
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise AdapterError(f"keras MobileNetV2 takes NHWC input, got shape {tuple(x.shape)}",
+                               hint="the card's preprocess.layout must be NHWC")
+        m, post = self._faulty(model, fault)
+        return np.asarray(post(m(tf.constant(x, tf.float32), training=False)))
+
+    # ------------------------------------------------------------------ ONNX
+    def export_onnx(self, model, path: str, opset: int, exporter: str) -> dict:
+        import tf2onnx
+        if exporter not in ("default", "tf2onnx"):
+            raise AdapterError(f"unknown keras exporter {exporter!r}; known: ('tf2onnx',)")
+        rows = int(model.inputs[0].shape[1])
+        spec = (tf.TensorSpec((None, rows, rows, 3), tf.float32, name="input"),)
+        fn = tf.function(lambda x: {"logits": model(x, training=False)}, input_signature=spec)
+        logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_fds():
+            warnings.simplefilter("ignore")
+            tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset, output_path=path)
+        return {"exporter": "tf2onnx.from_function", "opset": opset, "tf2onnx": tf2onnx.__version__}
+
+    # ------------------------------------------------------------------ counts
+    def count_params(self, model) -> dict[str, int]:
+        trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+        total = int(model.count_params())  # keras counts BN moving mean/variance too
+        bn_affine = int(sum(np.prod(v.shape) for bn in _bn_layers(model) for v in (bn.gamma, bn.beta)))
+        return {"trainable": trainable, "with_bn_stats": total, "keras_count_params": total,
+                "without_bn": trainable - bn_affine}
+
+    # ------------------------------------------------------------------ spec and meta
+    def derive_spec(self, card: dict) -> PreprocessSpec:
+        """Normalization measured from ``keras.applications.mobilenet_v2.preprocess_input`` itself (an affine
+        map: probed at 0 and 255 per channel), resizing from keras's documented loading path
+        ``keras.utils.load_img(path, target_size=(224, 224))`` (PIL, squash to the target size, its default
+        interpolation)."""
+        _, rows = self._alpha_rows(card)
+        probe = np.zeros((4, 1, 1, 3), np.float32)
+        probe[1, 0, 0, 0] = 255.0  # red only
+        probe[2, 0, 0, 1] = 255.0  # green only
+        probe[3] = 255.0
+        out = np.asarray(kmv2.preprocess_input(probe.copy()), np.float64)
+        b = out[0, 0, 0]                                  # value of pixel 0 per output channel
+        a = (out[3, 0, 0] - b) / 255.0                    # slope per output channel
+        # channel order: does input channel 0 drive output channel 0?
+        order = "RGB" if abs(out[1, 0, 0, 0] - b[0]) > 0 else "BGR"
+        if not np.allclose(a, a[0]):
+            raise AdapterError(f"keras preprocess_input has per-channel slopes {a}: not expressible as scale/std")
+        scale = float(a[0])
+        mean = tuple(float(-v) for v in b)  # out = pixel*scale + b = pixel*scale - mean (std 1)
+        sig = inspect.signature(keras.utils.load_img).parameters
+        interp = sig["interpolation"].default
+        if sig["keep_aspect_ratio"].default:
+            raise AdapterError("keras.utils.load_img now keeps the aspect ratio by default: update the keras spec")
+        return PreprocessSpec(
+            resize_mode="squash", resize_size=None, crop_size=rows, interpolation=interp, antialias=False,
+            backend="pil", channel_order=order, scale=scale, mean=mean, std=(1.0, 1.0, 1.0), layout="NHWC",
+            dtype="float32",
+            source=f"keras {keras.__version__} applications.mobilenet_v2.preprocess_input (probed) + "
+                   f"keras.utils.load_img(target_size=({rows}, {rows}), interpolation={interp!r})")
+
+    def op_meta(self, card: dict) -> dict:
+        """The weight URL exactly as keras's source builds it (keras pins no file hash for these weights)."""
+        alpha, rows = self._alpha_rows(card)
+        src = inspect.getsource(kmv2.MobileNetV2)
+        if "file_hash" in src:
+            raise AdapterError("keras now pins a file_hash for MobileNetV2 weights: record it in the registry")
+        url = WEIGHT_URL_TEMPLATE.format(base=kmv2.BASE_WEIGHT_PATH, alpha=float(alpha), rows=rows)
+        return {"url": url, "meta": {"BASE_WEIGHT_PATH": kmv2.BASE_WEIGHT_PATH, "file_hash": None}}
