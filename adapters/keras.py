@@ -58,7 +58,7 @@ class Adapter(BaseAdapter):
         try:
             return kmv2.MobileNetV2(input_shape=(rows, rows, 3), alpha=alpha, weights=None, include_top=True,
                                     classes=int(card.get("build", {}).get("classes", 1000)),
-                                    classifier_activation=None)
+                                    classifier_activation=card.get("build", {}).get("classifier_activation"))
         except ValueError as e:
             raise AdapterError(f"keras MobileNetV2 refuses alpha={alpha} rows={rows}: {e}") from None
 

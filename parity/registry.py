@@ -64,6 +64,7 @@ class WeightsRef:
     hf_hub_id: str = ""
     hf_filename: str = ""
     hf_revision: str = ""
+    unpinned: str = ""  # why neither sha256 nor hash_prefix is recorded (upstream publishes none)
 
     @property
     def filename(self) -> str:
@@ -81,14 +82,16 @@ class Card:
     weights: WeightsRef
     preprocess: PreprocessSpec
     published: tuple[Published, ...] = ()
+    unpublished: str = ""  # why no accuracy is published for this card
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def published_for(self, metric: str, source: str | None = None) -> list[Published]:
         return [p for p in self.published if p.metric == metric and (source is None or p.source == source)]
 
     def to_request(self) -> dict[str, Any]:
-        """The JSON-able card sent to a worker process."""
-        return self.raw
+        """The JSON-able card sent to a worker process (id and build as on this object, so a test variant made
+        with ``dataclasses.replace`` reaches the worker as such)."""
+        return {**self.raw, "id": self.id, "build": dict(self.build)}
 
 
 def _card_from_dict(d: dict[str, Any]) -> Card:
@@ -110,6 +113,7 @@ def _card_from_dict(d: dict[str, Any]) -> Card:
             weights=WeightsRef(**d["weights"]),
             preprocess=PreprocessSpec.from_dict(d["preprocess"]),
             published=tuple(Published(**p) for p in d.get("published", [])),
+            unpublished=d.get("unpublished", ""),
             raw=d,
         )
     except KeyError as e:

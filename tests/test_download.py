@@ -128,3 +128,13 @@ def test_unreachable_host_fails_fast(cache):
     with pytest.raises(weights.WeightsUnavailable, match="cannot reach"):
         weights.fetch(WeightsRef(url=f"http://127.0.0.1:{port}/x-{PREFIX}.pth", hash_prefix=PREFIX, cache="torch-hub"))
     assert time.perf_counter() - t0 < 10
+
+
+def test_unpinned_pickle_is_never_handed_to_a_loader(server, cache):
+    """paddle.load/torch.load unpickle: a .pdparams with no pin in the registry is refused after download."""
+    r = WeightsRef(url=f"{server}/good/MobileNetV2_pretrained.pdparams", cache="torch-hub", format="paddle-pickle")
+    with pytest.raises(weights.ChecksumError, match="no pinned sha256"):
+        weights.fetch(r)
+    assert leftovers(cache) == []
+    pinned = WeightsRef(url=r.url, cache="torch-hub", format="paddle-pickle", sha256=SHA)
+    assert weights.fetch(pinned).sha256 == SHA

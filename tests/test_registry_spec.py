@@ -18,10 +18,10 @@ def test_every_card_is_pinned_and_cited():
     reg = load_registry()
     for c in reg:
         assert c.weights.url.startswith("https://")
-        assert c.weights.hash_prefix or c.weights.sha256, c.id
+        assert c.weights.hash_prefix or c.weights.sha256 or c.weights.unpinned, c.id  # a pin, or why upstream has none
         if c.weights.hash_prefix:  # torch-hub convention: the prefix is in the file name
             assert f"-{c.weights.hash_prefix}." in c.weights.filename, c.id
-        assert c.published_for("top1"), c.id
+        assert c.published_for("top1") or c.unpublished, c.id
         for p in c.published:
             assert p.source in reg.sources and p.citation
             float(p.digits)
@@ -40,7 +40,7 @@ def test_unknown_model_gives_close_matches():
     with pytest.raises(UnknownModel, match="did you mean: timm/mobilenetv2_100.ra_in1k"):
         load_registry().get("timm/mobilenetv2_100")
     with pytest.raises(UnknownModel, match="matches no model"):
-        load_registry().select(["keras/*"])
+        load_registry().select(["caffe/*"])
 
 
 def test_select_by_framework_and_glob():
