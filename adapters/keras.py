@@ -17,6 +17,7 @@ import inspect
 import io
 import logging
 import os
+import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -147,10 +148,17 @@ class Adapter(BaseAdapter):
         spec = (tf.TensorSpec((None, rows, rows, 3), tf.float32, name="input"),)
         fn = tf.function(lambda x: {"logits": model(x, training=False)}, input_signature=spec)
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+        steps: dict[str, float] = {}
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_fds():
             warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            fn.get_concrete_function(*spec)  # tracing; from_function reuses this cached concrete function
+            steps["trace"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             tf2onnx.convert.from_function(fn, input_signature=spec, opset=opset, output_path=path)
-        return {"exporter": "tf2onnx.from_function", "opset": opset, "tf2onnx": tf2onnx.__version__}
+            steps["tf2onnx_convert"] = time.perf_counter() - t0
+        return {"exporter": "tf2onnx.from_function", "opset": opset, "tf2onnx": tf2onnx.__version__,
+                "step_seconds": steps}
 
     # ------------------------------------------------------------------ counts
     def count_params(self, model) -> dict[str, int]:

@@ -1,11 +1,13 @@
 """Per-model time split of the parity harness, measured in one run.
 
-    python benchmarks/harness_timing.py [MODEL...]      (worker env: MBV2_PARITY_PYTHON_TORCH)
+    python benchmarks/harness_timing.py [MODEL...]      (worker envs: MBV2_PARITY_PYTHON_TORCH/_TF/_PADDLE;
+                                                        default: every registry card)
 
 For each card: worker start (only the card that started its framework's worker pays it), build
 (seeded weights incl. BN calibration), export (torch.onnx.export), onnx_check (checker + shape
 inference), ORT session creation (opt off + on), native inference and ORT inference over the probe batch.
-Prints the table, each stage's share of the total, and the whole matrix's wall time.
+Prints the table, each stage's share of the total, the whole matrix's wall time, and the converters' own
+sub-steps where the adapter reports them (paddle: jit.save vs paddle2onnx.export; keras: tracing vs tf2onnx).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ STAGES = ("worker_start", "build", "export", "onnx_check", "ort_session", "nativ
 
 def main(argv: list[str]) -> int:
     reg = load_registry()
-    cards = [c for c in reg.select(argv or ["torchvision", "timm"])]
+    cards = [c for c in reg.select(argv)] if argv else list(reg)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Harness(reg, workdir=tmp) as h:
         for card in cards:
@@ -32,6 +34,7 @@ def main(argv: list[str]) -> int:
             if r.status != "pass":
                 print(f"{card.id}: {r.status}: {r.reason}", file=sys.stderr)
         timings = dict(h.timings)
+        steps = {cid: e["step_seconds"] for (cid, *_), e in h._onnx.items() if e.get("step_seconds")}
     wall = time.perf_counter() - t0
     t = Table(title=f"harness time split (seconds), {len(cards)} cards, wall {wall:.1f}s")
     t.add_column("card")
@@ -47,6 +50,15 @@ def main(argv: list[str]) -> int:
     t.add_row("share of total", *(f"{100 * sums[s] / total:.0f}%" for s in STAGES), "100%")
     Console(width=200).print(t)
     print(f"matrix wall time: {wall:.1f}s; accounted stages: {total:.1f}s ({100 * total / wall:.0f}% of wall)")
+    if steps:
+        st = Table(title="converter sub-steps (seconds)")
+        names = sorted({k for v in steps.values() for k in v})
+        st.add_column("card")
+        for n in names:
+            st.add_column(n, justify="right")
+        for cid, v in steps.items():
+            st.add_row(cid, *(f"{v[n]:.2f}" if n in v else "" for n in names))
+        Console(width=200).print(st)
     return 0
 
 
