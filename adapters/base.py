@@ -137,6 +137,13 @@ class BaseAdapter:
         info.update({"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
         return info
 
+    def op_count_native(self, key: str) -> dict:
+        """FLOPs from the framework's own counters, as published numbers were produced ({counter: count})."""
+        return {"counts": self.count_native(self._model(key))}
+
+    def count_native(self, model: Any) -> dict[str, int]:
+        return {}
+
     def op_release(self, key: str) -> dict:
         self.models.pop(key, None)
         return {"released": key}

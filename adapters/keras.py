@@ -142,7 +142,7 @@ class Adapter(BaseAdapter):
     # ------------------------------------------------------------------ ONNX
     def export_onnx(self, model, path: str, opset: int, exporter: str) -> dict:
         import tf2onnx
-        if exporter not in ("default", "tf2onnx"):
+        if exporter not in ("default", "tf2onnx", "keep-bn"):  # keep-bn: the counting graph (same export)
             raise AdapterError(f"unknown keras exporter {exporter!r}; known: ('tf2onnx',)")
         rows = int(model.inputs[0].shape[1])
         spec = (tf.TensorSpec((None, rows, rows, 3), tf.float32, name="input"),)

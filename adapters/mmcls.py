@@ -70,6 +70,16 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
             return model.eval()
         return super().build(card, weights)
 
+    def count_native(self, model):
+        out = tc.count_native(model)
+        from mmengine.analysis import get_model_complexity_info
+        logging.getLogger("mmengine").setLevel(logging.CRITICAL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["mmengine"] = int(get_model_complexity_info(model, input_shape=(3, 224, 224), show_table=False,
+                                                            show_arch=False)["flops"])
+        return out
+
     def derive_spec(self, card: dict) -> PreprocessSpec:
         """The model's test pipeline (built with mmpretrain's own TRANSFORMS registry) + its data_preprocessor.
 

@@ -91,6 +91,12 @@ class Adapter(BaseAdapter):
     def create(self, card: dict):
         _, fn = self._fn(card)
         b = card.get("build", {})
+        if b.get("impl") == "paddle.vision":
+            # a build fault for the count check: paddle.vision's MobileNetV2 (make_divisible widths, no 1x1 expand
+            # conv in the t=1 block) substituted for PaddleClas's own definition
+            from paddle.vision.models import MobileNetV2 as PVMobileNetV2
+            with paddle.utils.unique_name.guard():
+                return PVMobileNetV2(scale=float(b.get("scale", 1.0)), num_classes=int(b.get("class_num", 1000)))
         # ppcls names its parameters explicitly ("conv1_1_weights"); paddle refuses a second layer with the same
         # names in one process unless each model is created under its own unique-name scope.
         with paddle.utils.unique_name.guard():
@@ -142,7 +148,7 @@ class Adapter(BaseAdapter):
             model.eval()
             for bn, mom in saved:
                 bn._momentum = mom
-            head = model.out
+            head = model.out if hasattr(model, "out") else model.classifier[-1]
             feats: list = []
             h = head.register_forward_pre_hook(lambda layer, inp: feats.append(inp[0].numpy()))
             model(x)
@@ -180,7 +186,7 @@ class Adapter(BaseAdapter):
 
     # ------------------------------------------------------------------ ONNX
     def export_onnx(self, model, path: str, opset: int, exporter: str) -> dict:
-        if exporter not in ("default", "paddle2onnx"):
+        if exporter not in ("default", "paddle2onnx", "keep-bn"):  # keep-bn: the counting graph (same export)
             raise AdapterError(f"unknown ppcls exporter {exporter!r}; known: ('paddle2onnx',)")
         import paddle2onnx
         import polygraphy.config
@@ -223,6 +229,31 @@ class Adapter(BaseAdapter):
         trainable = allp - stats
         return {"trainable": trainable, "with_bn_stats": allp, "paddle_parameters": allp,
                 "without_bn": trainable - affine}
+
+    def count_native(self, model) -> dict[str, int]:
+        """``paddle.flops``'s own per-layer rules (``paddle.hapi.dynamic_flops.register_hooks``). paddle 3.3.1's
+        ``paddle.flops`` itself cannot finish with numpy >= 2 (it calls ``int()`` on a 1-element array when
+        summing), so the hooks run here and the 1-element totals are summed with ``.item()``."""
+        from paddle.hapi import dynamic_flops as df
+        handles, leaves = [], []
+        for m in model.sublayers():
+            if list(m.children()):
+                continue
+            fn = df.register_hooks.get(type(m))
+            m.register_buffer("total_ops", paddle.zeros([1], dtype="int64"))
+            leaves.append(m)
+            if fn is not None:
+                handles.append(m.register_forward_post_hook(fn))
+        try:
+            with paddle.no_grad():
+                model(paddle.zeros([1, 3, 224, 224], dtype="float32"))
+            total = sum(int(m.total_ops.numpy().reshape(-1)[0]) for m in leaves)
+        finally:
+            for h in handles:
+                h.remove()
+            for m in leaves:
+                m._buffers.pop("total_ops", None)
+        return {"paddle.flops": total}
 
     # ------------------------------------------------------------------ spec and meta
     def derive_spec(self, card: dict) -> PreprocessSpec:

@@ -124,7 +124,7 @@ def forward(model: nn.Module, x: np.ndarray, fault: str | None) -> np.ndarray:
     return y.numpy()
 
 
-EXPORTERS = ("torchscript", "dynamo")
+EXPORTERS = ("torchscript", "dynamo", "keep-bn")
 
 
 def export_onnx(model: nn.Module, path: str, opset: int, exporter: str, input_hw: int = 224) -> dict:
@@ -138,6 +138,11 @@ def export_onnx(model: nn.Module, path: str, opset: int, exporter: str, input_hw
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
             torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=False,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        elif exporter == "keep-bn":  # the counting graph: no conv+BN fusion, no constant folding
+            torch.onnx.export(model, (x,), path, opset_version=opset, dynamo=False,
+                              training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         else:
@@ -187,3 +192,24 @@ class TorchAdapter:
 
     def count_params(self, model):
         return count_params(model)
+
+    def count_native(self, model):
+        return count_native(model)
+
+
+def count_native(model: nn.Module, input_hw: int = 224) -> dict[str, int]:
+    """thop and ptflops, run on the native module (they count by nn.Module type, see parity/flops.py)."""
+    import contextlib
+    import io
+    out: dict[str, int] = {}
+    x = torch.zeros(1, 3, input_hw, input_hw)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import thop
+        m = copy.deepcopy(model).eval()
+        out["thop"] = int(thop.profile(m, inputs=(x,), verbose=False)[0])
+        import ptflops
+        macs, _ = ptflops.get_model_complexity_info(copy.deepcopy(model).eval(), (3, input_hw, input_hw),
+                                                    as_strings=False, print_per_layer_stat=False, backend="pytorch")
+        out["ptflops"] = int(macs)
+    return out

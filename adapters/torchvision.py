@@ -38,8 +38,15 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
 
     def create(self, card: dict):
         b = card.get("build", {})
-        return get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
-                         num_classes=b.get("num_classes", 1000))
+        model = get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
+                          num_classes=b.get("num_classes", 1000))
+        if "drop_block" in b:  # a build fault for the count check: one residual block removed
+            idx = int(b["drop_block"])
+            block = model.features[idx]
+            if not getattr(block, "use_res_connect", False):
+                raise AdapterError(f"features[{idx}] is not a residual block: dropping it would break the shapes")
+            del model.features[idx]
+        return model
 
     def op_meta(self, card: dict) -> dict:
         """The published metadata torchvision ships with the weights (compared against the registry)."""

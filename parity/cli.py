@@ -1,4 +1,5 @@
-"""``mbv2-parity``: list the registry, run the parity checks. Framework-free (workers do the frameworks)."""
+"""``mbv2-parity``: list the registry, run the parity checks, count FLOPs/params. Framework-free (workers do the
+frameworks)."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +66,57 @@ def cmd_check(args) -> int:
     return 1 if counts["fail"] or counts["error"] else 0
 
 
+def cmd_count(args) -> int:
+    """Every FLOPs and params convention per model, then each published cell with its convention."""
+    from . import flops
+    from .runner import Harness, write_results
+    reg = load_registry()
+    cards = reg.select(args.models)
+    fl_names = args.convention or list(flops.CONVENTIONS)
+    unknown = [c for c in fl_names if c not in flops.CONVENTIONS]
+    if unknown:
+        raise ValueError(f"unknown convention(s) {unknown}; known: {list(flops.CONVENTIONS)}")
+    workdir = Path(args.workdir)
+    results, tables = [], {}
+    with Harness(reg, workdir=workdir) as h:
+        for card in cards:
+            r = h.check_counts(card)
+            results.append(r)
+            tables[card.id] = r.metrics.get("conventions") or h.counts(card)
+    t = Table(title="FLOPs (M) by convention (counted on the exported ONNX graph with BatchNorm kept)")
+    t.add_column("card")
+    for n in fl_names:
+        t.add_column(n, justify="right")
+    t.add_column("native counters (M)")
+    for cid, tb in tables.items():
+        t.add_row(cid, *("-" if tb["flops"].get(n) is None else f"{tb['flops'][n] / 1e6:.3f}" for n in fl_names),
+                  ", ".join(f"{k} {v / 1e6:.3f}" for k, v in tb.get("native_counters", {}).items()))
+    console.print(t)
+    pnames = sorted({k for tb in tables.values() for k in tb["params"]})
+    t = Table(title="params by convention")
+    t.add_column("card")
+    for n in pnames:
+        t.add_column(n, justify="right")
+    for cid, tb in tables.items():
+        t.add_row(cid, *("-" if tb["params"].get(n) is None else f"{tb['params'][n]:,.0f}" for n in pnames))
+    console.print(t)
+    t = Table(title="published cells reproduced")
+    for col in ("card", "metric", "source", "published", "computed", "convention", "status", "residual"):
+        t.add_column(col)
+    for r in results:
+        for c in r.metrics.get("cells", []):
+            st = {"exact": "green", "within-tolerance": "yellow"}.get(c["status"], "bold red")
+            comp = "" if c["computed"] is None else f"{c['computed']:.4f} {c['unit']}"
+            res = "" if c["residual_rel"] is None else f"{100 * c['residual_rel']:+.3f}%"
+            t.add_row(r.card, c["metric"], c["source"], f"{c['published']} {c['unit']}", comp, c["convention"],
+                      f"[{st}]{c['status']}[/]", res)
+        if r.status in ("error", "skip"):
+            t.add_row(r.card, "", "", "", "", "", f"[{STYLE[r.status]}]{r.status}[/]", r.reason[:80])
+    console.print(t)
+    write_results(results, args.json or workdir / "counts.json")
+    return 1 if any(r.status in ("fail", "error") for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -79,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
     p.add_argument("--json", help="results JSON path (default: WORKDIR/results.json)")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("count", help="FLOPs/params under every named convention, and the published cells checked")
+    p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
+    p.add_argument("--convention", action="append", default=None,
+                   help="FLOPs convention(s) to show (repeatable; default: all): " + "macs, 2xmacs, thop, paddle.flops, "
+                        "mmengine, ptflops, fluid.model_stat")
+    p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
+    p.add_argument("--json", help="results JSON path (default: WORKDIR/counts.json)")
+    p.set_defaults(fn=cmd_count)
     args = ap.parse_args(argv)
     if getattr(args, "weights", None) is None and args.cmd == "check":
         args.weights = ["seeded", "pretrained"]

@@ -41,6 +41,8 @@ class Published:
     citation: str
     convention: str = ""  # counting convention that reproduces it (FLOPs/params), see parity/flops.py
     note: str = ""
+    rounded_to: int | None = None  # decimals the source really rounded to when it pads ("0.050" = 0.05)
+    tolerance_rel: float = 0.0     # > 0 only where no convention reproduces the number exactly (note says why)
 
     @property
     def value(self) -> float:
@@ -48,7 +50,10 @@ class Published:
 
     @property
     def decimals(self) -> int:
-        """Number of decimals printed upstream: the resolution a reproduced number is rounded to."""
+        """Decimals a reproduced number is rounded to: as printed upstream, or ``rounded_to`` where the source
+        demonstrably rounds coarser and pads (every cell of the column ends in 0)."""
+        if self.rounded_to is not None:
+            return self.rounded_to
         exp = Decimal(self.digits).as_tuple().exponent
         return max(0, -int(exp))
 

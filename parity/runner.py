@@ -6,6 +6,7 @@ worker), the exported ONNX files and the probe tensors per preprocessing spec. C
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from . import flops as flops_mod
 from . import onnxrt
 from .compare import ONNX_FP32, Comparison, Tolerance, compare_logits, nontrivial_failures
 from .preprocess import preprocess_batch
@@ -233,10 +235,45 @@ class Harness:
                                "-", {"framework_meta": got.get("meta", {})})
         return self._guard(card, "meta", "-", run)
 
+    def counts(self, card: Card, mode: str = "seeded") -> dict[str, dict[str, float | None]]:
+        """Every FLOPs convention (on the keep-BN counting graph) and every params convention (the framework's
+        own counts + the graph-derived ones) for one card: {"flops": {...}, "params": {...}, "graph": {...}}."""
+        exp = self.export(card, mode, DEFAULT_OPSET, "keep-bn")
+        t0 = time.perf_counter()
+        graph = flops_mod.op_counts(exp["path"])
+        self._time(card, "count", time.perf_counter() - t0)
+        built = self.build(card, mode)
+        native = built["params"]
+        t0 = time.perf_counter()
+        counters = self.pool.call(card.framework, "count_native", key=built["key"])["counts"]
+        self._time(card, "count", time.perf_counter() - t0)
+        return {"flops": flops_mod.convention_table(graph), "native_counters": counters,
+                "params": {**{k: float(v) for k, v in native.items()}, **flops_mod.graph_params(graph)},
+                "graph": graph}
+
+    def check_counts(self, card: Card, mode: str = "seeded") -> CheckResult:
+        """Every published FLOPs/params cell of the card reproduced with the convention the registry names."""
+        def run() -> CheckResult:
+            table = self.counts(card, mode)
+            cells = [flops_mod.check_cell(p, table[p.metric]) for p in card.published
+                     if p.metric in ("flops", "params")]
+            if not cells:
+                raise Skip("no published FLOPs/params for this card")
+            bad = [c for c in cells if c.status not in ("exact", "within-tolerance")]
+            approx = [c for c in cells if c.status == "within-tolerance"]
+            summary = "; ".join(f"{c.metric}[{c.source}] {c.published} {c.unit}: {c.status} ({c.detail}"
+                                + (f", residual {100 * c.residual_rel:+.3f}%" if c.residual_rel is not None else "") + ")"
+                                for c in (bad or approx))
+            reason = summary if bad else (f"{len(cells)} cells, {len(cells) - len(approx)} exact"
+                                          + (f"; {summary}" if approx else ""))
+            return CheckResult(card.id, "counts", "fail" if bad else "pass", reason, mode,
+                               {"cells": [dataclasses.asdict(c) for c in cells], "conventions": table})
+        return self._guard(card, "counts", mode, run)
+
     def checks_for(self, card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"),
                    opsets: tuple[int, ...] = (DEFAULT_OPSET,)) -> list[CheckResult]:
         """The standard checks of one card: spec, meta, then ONNX parity per weights mode and opset."""
-        out = [self.check_spec(card), self.check_meta(card)]
+        out = [self.check_spec(card), self.check_meta(card), self.check_counts(card)]
         for mode in modes:
             out += [self.check_onnx(card, mode, opset) for opset in opsets]
         return out
