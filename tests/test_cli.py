@@ -29,3 +29,18 @@ def test_check_writes_json_and_exit_code(tmp_path):
     assert statuses[("onnx-opset17", "seeded")] == "pass"
     assert statuses[("onnx-opset17", "pretrained")] == "skip"
     assert "passed" in p.stdout
+
+
+def test_count_prints_every_convention_and_checks_cells(tmp_path):
+    p = run("count", "ppcls/MobileNetV2_x0_25.pretrained", "--workdir", str(tmp_path))
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    for name in ("macs", "thop", "paddle.flops", "mmengine", "ptflops", "fluid.model_stat", "with_bn_stats"):
+        assert name in p.stdout
+    assert "34.179" in p.stdout and "exact" in p.stdout
+    doc = json.loads((tmp_path / "counts.json").read_text())
+    assert doc["results"][0]["check"] == "counts" and doc["results"][0]["status"] == "pass"
+
+
+def test_count_unknown_convention_is_one_line():
+    p = run("count", "ppcls/MobileNetV2.pretrained", "--convention", "flopz")
+    assert p.returncode == 2 and "unknown convention" in p.stderr and "Traceback" not in p.stderr
