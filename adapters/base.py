@@ -99,12 +99,12 @@ class BaseAdapter:
         mode = weights["mode"]
         if mode == "seeded":
             return f"{card['id']}|seeded:{weights.get('seed')}"
-        return f"{card['id']}|{mode}:{weights.get('path')}"
+        return f"{card['id']}|{mode}:{weights.get('path')}"  # file: / canonical: a path
 
     def op_build(self, card: dict, weights: dict) -> dict:
         key = self.model_key(card, weights)
         if key not in self.models:
-            if weights["mode"] == "file" and not Path(weights["path"]).is_file():
+            if weights["mode"] in ("file", "canonical") and not Path(weights["path"]).is_file():
                 raise AdapterError(f"weights file not found: {weights['path']}")
             self.models[key] = self.build(card, weights)
         return {"key": key, "params": self.count_params(self.models[key])}
@@ -143,6 +143,33 @@ class BaseAdapter:
 
     def count_native(self, model: Any) -> dict[str, int]:
         return {}
+
+    def op_export_canonical(self, key: str, path: str, source: str = "") -> dict:
+        from parity.canonical import Canonical, save
+        d = self.export_canonical(self._model(key))
+        save(Canonical(d["tensors"], d["bn_eps"], d["padding"], source or key), path)
+        return {"path": path, "bn_eps": d["bn_eps"], "padding": d["padding"]}
+
+    def op_activations(self, key: str, input: str) -> dict:
+        """Per-unit BatchNorm outputs (pre-activation), NCHW, saved as an .npz (unit index order)."""
+        x = np.load(input)
+        acts = self.activations(self._model(key), x)
+        out = str(Path(input).with_suffix("")) + f".{self.framework}.{abs(hash(key)) % 10**8}.acts.npz"
+        np.savez(out, *acts)
+        return {"output": out, "units": len(acts)}
+
+    def op_save_native(self, key: str, path: str) -> dict:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self.save_native(self._model(key), path)
+
+    def export_canonical(self, model: Any) -> dict:
+        raise AdapterError(f"{self.framework}: canonical export not implemented")
+
+    def activations(self, model: Any, x: np.ndarray) -> list:
+        raise AdapterError(f"{self.framework}: activations not implemented")
+
+    def save_native(self, model: Any, path: str) -> dict:
+        raise AdapterError(f"{self.framework}: native weight file export not implemented")
 
     def op_release(self, key: str) -> dict:
         self.models.pop(key, None)

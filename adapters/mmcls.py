@@ -62,13 +62,8 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
     def create(self, card: dict) -> nn.Module:
         return Logits(self._classifier(card)).eval()
 
-    def build(self, card: dict, weights: dict) -> nn.Module:
-        if weights["mode"] == "file":
-            # the checkpoint holds the ImageClassifier's state_dict ("backbone.*", "head.fc.*")
-            model = self.create(card)
-            tc.load_state(model.classifier, tc.load_checkpoint(weights["path"]))
-            return model.eval()
-        return super().build(card, weights)
+    def weights_target(self, model: nn.Module) -> nn.Module:
+        return model.classifier  # the checkpoint holds the ImageClassifier's state_dict ("backbone.*", "head.fc.*")
 
     def count_native(self, model):
         out = tc.count_native(model)

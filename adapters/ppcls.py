@@ -104,7 +104,16 @@ class Adapter(BaseAdapter):
 
     def build(self, card: dict, weights: dict):
         model = self.create(card)
-        if weights["mode"] == "seeded":
+        padding = card.get("build", {}).get("padding", "symmetric")
+        if padding == "same":
+            self.tf_same_padding(model)
+        elif padding != "symmetric":
+            raise AdapterError(f"unknown padding {padding!r}; use 'symmetric' or 'same'")
+        model._mbv2_padding = padding
+        if weights["mode"] == "canonical":
+            from parity.canonical import load
+            self.import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
+        elif weights["mode"] == "seeded":
             self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
         elif weights["mode"] == "file":
             # the harness only hands over a downloaded .pdparams after its sha256 pin verified (parity.weights);
@@ -183,6 +192,136 @@ class Adapter(BaseAdapter):
     def _copy(self, model):
         import copy
         return copy.deepcopy(model)
+
+    # ------------------------------------------------------------------ canonical weights
+    @staticmethod
+    def tf_same_padding(model) -> None:
+        """Stride-2 convs with TF 'SAME' padding (0 top/left, 1 bottom/right at even sizes) via a pre-hook."""
+        import paddle.nn.functional as F
+
+        def pre(layer, inputs):
+            x = inputs[0]
+            h, w = int(x.shape[-2]), int(x.shape[-1])
+            kh, kw = layer._kernel_size
+            sh, sw = layer._stride
+            ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
+            pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
+            return (F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], data_format="NCHW"),)
+
+        for m in model.sublayers():
+            if isinstance(m, paddle.nn.Conv2D) and list(m._stride) == [2, 2]:
+                m._padding = 0
+                m._updated_padding = [0, 0]
+                m.register_forward_pre_hook(pre)
+
+    @staticmethod
+    def units(model):
+        layers = [m for m in model.sublayers() if hasattr(m, "_conv") and hasattr(m, "_batch_norm")]
+        if not layers or not hasattr(model, "out"):
+            raise AdapterError("not a PaddleClas MobileNetV2 (paddle.vision's model has no canonical mapping here)")
+        return layers, model.out
+
+    EXTRA = 1  # ppcls unit 1: the 1x1 expand conv PaddleClas keeps in the t=1 block (torchvision has none)
+
+    def import_canonical(self, model, canon, fault: str | None = None):
+        """Canonical -> PaddleClas: the extra t=1 expand conv becomes an exact identity (its input is the stem's
+        ReLU6 output, already in [0, 6], so ReLU6(identity(x)) == x)."""
+        from parity.canonical import UNITS
+        layers, fc = self.units(model)
+        if len(layers) != len(UNITS) + 1:
+            raise AdapterError(f"{len(layers)} conv units, PaddleClas MobileNetV2 has {len(UNITS) + 1}")
+        mapped = layers[:self.EXTRA] + layers[self.EXTRA + 1:]
+        bad_unit = int(fault.split(":")[1]) if fault and fault.startswith("transpose_dw:") else None
+        eps = np.float32(canon.bn_eps)
+        for u, layer in zip(UNITS, mapped):
+            w = canon.conv(u)
+            if list(layer._conv.weight.shape) != list(w.shape):
+                raise AdapterError(
+                    f"width mismatch at {u.label}: PaddleClas conv {list(layer._conv.weight.shape)} vs canonical "
+                    f"{list(w.shape)} (PaddleClas rounds widths with int(), torchvision/keras with make_divisible: "
+                    f"these channel counts cannot match)", hint="transplant between width 1.0 models")
+            if u.index == bad_unit:
+                w = w.transpose(0, 1, 3, 2)
+            layer._conv.weight.set_value(np.ascontiguousarray(w, dtype=np.float32))
+            b = canon.bn(u)
+            bn = layer._batch_norm
+            bn.weight.set_value(b["weight"])
+            bn.bias.set_value(b["bias"])
+            bn._mean.set_value(b["running_mean"])
+            bn._variance.set_value(b["running_var"])
+        c = int(layers[self.EXTRA]._conv.weight.shape[0])
+        if list(layers[self.EXTRA]._conv.weight.shape) != [c, c, 1, 1]:
+            raise AdapterError("PaddleClas t=1 expand conv is not square 1x1: cannot be an identity")
+        var = np.float32(1.0) - eps                 # var + eps == 1 exactly in float32, so BN is the identity
+        while np.float32(var + eps) != np.float32(1.0):
+            var = np.nextafter(var, np.float32(2.0) if var + eps < 1 else np.float32(0.0))
+        ident = layers[self.EXTRA]
+        ident._conv.weight.set_value(np.eye(c, dtype=np.float32).reshape(c, c, 1, 1))
+        ident._batch_norm.weight.set_value(np.ones(c, np.float32))
+        ident._batch_norm.bias.set_value(np.zeros(c, np.float32))
+        ident._batch_norm._mean.set_value(np.zeros(c, np.float32))
+        ident._batch_norm._variance.set_value(np.full(c, var, np.float32))
+        for bn in _bns(model):
+            bn._epsilon = float(canon.bn_eps)
+        fw, fb = canon.fc
+        if list(fc.weight.shape) != [fw.shape[1], fw.shape[0]]:
+            raise AdapterError(f"classifier {list(fc.weight.shape)} vs canonical {list(fw.T.shape)}")
+        fc.weight.set_value(np.ascontiguousarray(fw.T))
+        fc.bias.set_value(fb)
+        return model
+
+    def export_canonical(self, model) -> dict:
+        from parity.canonical import CLASSIFIER, UNITS
+        layers, fc = self.units(model)
+        ident = layers[self.EXTRA]
+        c = int(ident._conv.weight.shape[0])
+        bn = ident._batch_norm
+        scale = bn.weight.numpy() / np.sqrt(bn._variance.numpy() + bn._epsilon)
+        shift = bn.bias.numpy() - bn._mean.numpy() * scale
+        if not (np.array_equal(ident._conv.weight.numpy().reshape(c, c), np.eye(c, dtype=np.float32))
+                and np.allclose(scale, 1, atol=1e-6) and np.allclose(shift, 0, atol=1e-6)):
+            raise AdapterError("this PaddleClas model has a trained 1x1 expand conv in its t=1 block: the canonical "
+                               "(torchvision) scheme has no place for it, so it cannot leave PaddleClas exactly",
+                               hint="only weights that came into PaddleClas through a transplant can go back out")
+        eps = {float(b._epsilon) for b in _bns(model)}
+        if len(eps) != 1:
+            raise AdapterError(f"BatchNorm epsilons differ inside the model: {sorted(eps)}")
+        t = {}
+        for u, layer in zip(UNITS, layers[:self.EXTRA] + layers[self.EXTRA + 1:]):
+            t[f"{u.conv}.weight"] = layer._conv.weight.numpy()
+            b = layer._batch_norm
+            for f, v in (("weight", b.weight), ("bias", b.bias), ("running_mean", b._mean), ("running_var", b._variance)):
+                t[f"{u.bn}.{f}"] = v.numpy()
+        t[f"{CLASSIFIER}.weight"] = np.ascontiguousarray(fc.weight.numpy().T)
+        t[f"{CLASSIFIER}.bias"] = fc.bias.numpy()
+        return {"tensors": t, "bn_eps": eps.pop(), "padding": getattr(model, "_mbv2_padding", "symmetric")}
+
+    def activations(self, model, x):
+        layers, _ = self.units(model)
+        outs: list = []
+        hooks = [l._batch_norm.register_forward_post_hook(lambda m, i, o: outs.append(o.numpy().copy()))
+                 for l in layers]
+        try:
+            with paddle.no_grad():
+                model(paddle.to_tensor(np.ascontiguousarray(x, dtype=np.float32)))
+        finally:
+            for h in hooks:
+                h.remove()
+        return outs[:self.EXTRA] + outs[self.EXTRA + 1:]
+
+    def save_native(self, model, path: str) -> dict:
+        """A .pdparams for a stock PaddleClas model (BN epsilon 1e-5): _variance shifted so var + eps is unchanged."""
+        sd = {k: v.numpy() for k, v in model.state_dict().items()}
+        names = {id(b): n for n, b in model.named_sublayers()}
+        shift = 0.0
+        for b in _bns(model):
+            key = f"{names[id(b)]}._variance"
+            v = b._variance.numpy().astype(np.float64)
+            new = (v + float(b._epsilon) - 1e-5).astype(np.float32)
+            shift = max(shift, float(np.abs(new - v).max()))
+            sd[key] = new
+        paddle.save({k: paddle.to_tensor(v) for k, v in sd.items()}, path)
+        return {"path": path, "bn_eps_written_for": 1e-5, "max_var_shift": shift}
 
     # ------------------------------------------------------------------ ONNX
     def export_onnx(self, model, path: str, opset: int, exporter: str) -> dict:

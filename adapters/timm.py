@@ -25,8 +25,12 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         return name
 
     def create(self, card: dict):
-        kw = {k: v for k, v in card.get("build", {}).items()}
-        return timm.create_model(self.model_name(card), pretrained=False, **kw)
+        kw = {k: v for k, v in card.get("build", {}).items() if k not in ("padding", "fault")}
+        if card.get("build", {}).get("padding") == "same":
+            kw["pad_type"] = "same"  # timm's own TF-'SAME' convs (Conv2dSame)
+        model = timm.create_model(self.model_name(card), pretrained=False, **kw)
+        model._mbv2_padding = "same" if kw.get("pad_type") == "same" else "symmetric"
+        return model
 
     def derive_spec(self, card: dict) -> PreprocessSpec:
         model = self.create(card)

@@ -175,13 +175,37 @@ class TorchAdapter:
 
     def build(self, card: dict, weights: dict) -> nn.Module:
         model = self.create(card)
+        padding = card.get("build", {}).get("padding", "symmetric")
+        if padding == "same" and getattr(model, "_mbv2_padding", "symmetric") != "same":
+            tf_same_padding(model)
+        elif padding not in ("same", "symmetric"):
+            raise AdapterError(f"unknown padding {padding!r}; use 'symmetric' or 'same'")
+        model._mbv2_padding = padding
         if weights["mode"] == "seeded":
             seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
         elif weights["mode"] == "file":
-            load_state(model, load_checkpoint(weights["path"]))
+            load_state(self.weights_target(model), load_checkpoint(weights["path"]))
+        elif weights["mode"] == "canonical":
+            from parity.canonical import load
+            import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
         else:
             raise AdapterError(f"unknown weights mode {weights['mode']!r}")
         return model.eval()
+
+    def weights_target(self, model: nn.Module) -> nn.Module:
+        """The module a native checkpoint's state_dict belongs to."""
+        return model
+
+    def export_canonical(self, model) -> dict:
+        return export_canonical(model, getattr(model, "_mbv2_padding", "symmetric"))
+
+    def activations(self, model, x):
+        return activations(model, x)
+
+    def save_native(self, model, path):
+        target = self.weights_target(model)
+        target._mbv2_padding = getattr(model, "_mbv2_padding", "symmetric")
+        return save_native(target, path)
 
     def forward(self, model, x, fault):
         return forward(model, x, fault)
@@ -213,3 +237,117 @@ def count_native(model: nn.Module, input_hw: int = 224) -> dict[str, int]:
                                                     as_strings=False, print_per_layer_stat=False, backend="pytorch")
         out["ptflops"] = int(macs)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- canonical weights
+# The 52 conv units of MobileNetV2 in forward (= registration) order, each with the BatchNorm that follows it,
+# and the classifier. Same code for torchvision, timm and mmpretrain: their modules register in forward order.
+
+def conv_bn_units(model: nn.Module) -> tuple[list[tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm]], nn.Linear]:
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if len(convs) != len(bns) or not linears:
+        raise AdapterError(f"model has {len(convs)} convs and {len(bns)} BatchNorms: not a conv+BN MobileNetV2")
+    return list(zip(convs, bns)), linears[-1]
+
+
+def tf_same_padding(model: nn.Module) -> nn.Module:
+    """Rebuild every stride-2 conv with TF 'SAME' padding (pad computed from the input size: 0 top/left, 1
+    bottom/right at even sizes) instead of torch's symmetric padding 1: how TF/keras-trained weights expect it."""
+    import torch.nn.functional as F
+
+    def pre(mod, args):
+        x = args[0]
+        h, w = x.shape[-2:]
+        kh, kw = mod.kernel_size
+        sh, sw = mod.stride
+        ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
+        pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
+        return (F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)),)
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
+            m.padding = (0, 0)
+            m.register_forward_pre_hook(pre)
+    model._mbv2_padding = "same"
+    return model
+
+
+def export_canonical(model: nn.Module, padding: str) -> dict:
+    units, fc = conv_bn_units(model)
+    eps = {float(bn.eps) for _, bn in units}
+    if len(eps) != 1:
+        raise AdapterError(f"BatchNorm epsilons differ inside the model: {sorted(eps)}")
+    from parity.canonical import BN_FIELDS, CLASSIFIER, UNITS
+    if len(units) != len(UNITS):
+        raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
+    t: dict[str, np.ndarray] = {}
+    for u, (conv, bn) in zip(UNITS, units):
+        t[f"{u.conv}.weight"] = conv.weight.detach().numpy().astype(np.float32)
+        for f in BN_FIELDS:
+            t[f"{u.bn}.{f}"] = getattr(bn, f).detach().numpy().astype(np.float32)
+    t[f"{CLASSIFIER}.weight"] = fc.weight.detach().numpy().astype(np.float32)
+    t[f"{CLASSIFIER}.bias"] = fc.bias.detach().numpy().astype(np.float32)
+    return {"tensors": t, "bn_eps": eps.pop(), "padding": padding}
+
+
+def import_canonical(model: nn.Module, canon, fault: str | None = None) -> nn.Module:
+    """Copy canonical tensors bit for bit; every BN epsilon becomes the canonical one (so the statistics mean what
+    they meant where they came from). ``fault='transpose_dw:<unit>'`` transposes one depthwise kernel (kh<->kw)."""
+    from parity.canonical import BN_FIELDS, UNITS
+    units, fc = conv_bn_units(model)
+    if len(units) != len(UNITS):
+        raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
+    bad_unit = int(fault.split(":")[1]) if fault and fault.startswith("transpose_dw:") else None
+    with torch.no_grad():
+        for u, (conv, bn) in zip(UNITS, units):
+            w = canon.conv(u)
+            if tuple(conv.weight.shape) != w.shape:
+                raise AdapterError(f"width mismatch at {u.label}: model conv {tuple(conv.weight.shape)} vs canonical "
+                                   f"{w.shape}", hint="build the variant whose width matches the weights")
+            if u.index == bad_unit:
+                w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+            conv.weight.copy_(torch.from_numpy(w))
+            for f, v in canon.bn(u).items():
+                getattr(bn, f).copy_(torch.from_numpy(v))
+            bn.eps = float(canon.bn_eps)
+        fw, fb = canon.fc
+        if tuple(fc.weight.shape) != fw.shape:
+            raise AdapterError(f"classifier {tuple(fc.weight.shape)} vs canonical {fw.shape}")
+        fc.weight.copy_(torch.from_numpy(fw))
+        fc.bias.copy_(torch.from_numpy(fb))
+    return model.eval()
+
+
+def activations(model: nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    """Each unit's BatchNorm output (before its activation), NCHW, in unit order."""
+    units, _ = conv_bn_units(model)
+    outs: list[np.ndarray] = []
+    hooks = []
+    for _, bn in units:
+        target = getattr(bn, "drop", None) if hasattr(bn, "act") else bn  # timm BatchNormAct2d: bn -> drop -> act
+        target = target if target is not None else bn
+        hooks.append(target.register_forward_hook(lambda m, i, o: outs.append(o.detach().clone().numpy())))
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs
+
+
+def save_native(model: nn.Module, path: str, stock_eps: float = 1e-5) -> dict:
+    """state_dict for a stock model (BN eps ``stock_eps``): running_var shifted so var + eps is unchanged."""
+    units, _ = conv_bn_units(model)
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    names = {id(bn): n for n, bn in model.named_modules()}
+    shift = 0.0
+    for _, bn in units:
+        key = f"{names[id(bn)]}.running_var"
+        new = (bn.running_var.double() + float(bn.eps) - stock_eps).float()
+        shift = max(shift, float((new - bn.running_var).abs().max()))
+        sd[key] = new
+    torch.save(sd, path)
+    return {"path": path, "bn_eps_written_for": stock_eps, "max_var_shift": shift}

@@ -7,6 +7,7 @@ worker), the exported ONNX files and the probe tensors per preprocessing spec. C
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,8 +98,8 @@ class Harness:
         kind, path = parse_mode(mode)
         if kind == "seeded":
             return {"mode": "seeded", "seed": seed_for(card), "calib": self.calib_tensor(card.preprocess)}
-        if kind == "file":
-            return {"mode": "file", "path": str(Path(path).resolve())}
+        if kind in ("file", "canonical"):
+            return {"mode": kind, "path": str(Path(path).resolve())}
         t0 = time.perf_counter()
         try:
             got = fetch(card.weights)
@@ -130,7 +131,8 @@ class Harness:
         key = (card.id, mode, opset, exporter)
         if key not in self._onnx:
             built = self.build(card, mode)
-            path = self.workdir / "onnx" / f"{card.id.replace('/', '__')}.{mode.split(':')[0]}.opset{opset}.{exporter}.onnx"
+            tag = mode.split(":")[0] + ("" if ":" not in mode else "-" + hashlib.sha1(mode.encode()).hexdigest()[:8])
+            path = self.workdir / "onnx" / f"{card.id.replace('/', '__')}.{tag}.opset{opset}.{exporter}.onnx"
             res = self.pool.call(card.framework, "export_onnx", key=built["key"], path=str(path), opset=opset,
                                  exporter=exporter)
             self._time(card, "export", res["seconds"])

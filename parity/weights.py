@@ -159,7 +159,7 @@ def seed_for(card: Card) -> int:
     return int.from_bytes(hashlib.sha256(card.id.encode()).digest()[:4], "big") % (2 ** 31)
 
 
-MODES = ("seeded", "pretrained", "file:PATH")
+MODES = ("seeded", "pretrained", "file:PATH", "canonical:PATH")
 
 
 def parse_mode(mode: str) -> tuple[str, str | None]:
@@ -167,4 +167,6 @@ def parse_mode(mode: str) -> tuple[str, str | None]:
         return mode, None
     if mode.startswith("file:") and len(mode) > 5:
         return "file", mode[5:]
+    if mode.startswith("canonical:") and len(mode) > 10:
+        return "canonical", mode[10:]
     raise ValueError(f"unknown weights mode {mode!r}; use one of {MODES}")
