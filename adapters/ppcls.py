@@ -196,23 +196,13 @@ class Adapter(BaseAdapter):
     # ------------------------------------------------------------------ canonical weights
     @staticmethod
     def tf_same_padding(model) -> None:
-        """Stride-2 convs with TF 'SAME' padding (0 top/left, 1 bottom/right at even sizes) via a pre-hook."""
-        import paddle.nn.functional as F
-
-        def pre(layer, inputs):
-            x = inputs[0]
-            h, w = int(x.shape[-2]), int(x.shape[-1])
-            kh, kw = layer._kernel_size
-            sh, sw = layer._stride
-            ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
-            pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
-            return (F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], data_format="NCHW"),)
-
+        """Stride-2 convs with paddle's own TF-'SAME' padding algorithm (the conv op attribute, so it survives
+        ``paddle.jit.save`` and paddle2onnx; a Python pre-hook would not)."""
         for m in model.sublayers():
             if isinstance(m, paddle.nn.Conv2D) and list(m._stride) == [2, 2]:
-                m._padding = 0
+                m._padding = "SAME"
                 m._updated_padding = [0, 0]
-                m.register_forward_pre_hook(pre)
+                m._padding_algorithm = "SAME"
 
     @staticmethod
     def units(model):

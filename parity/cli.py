@@ -13,6 +13,7 @@ from rich.table import Table
 from .paths import default_workdir
 from .registry import RegistryError, UnknownModel, load_registry
 from .spec import SpecError
+from .workers import WorkerError
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "error": "bold magenta"}
@@ -117,6 +118,65 @@ def cmd_count(args) -> int:
     return 1 if any(r.status in ("fail", "error") for r in results) else 0
 
 
+def cmd_transplant(args) -> int:
+    from .runner import Harness
+    from .transplant import transplant
+    reg = load_registry()
+    with Harness(reg, workdir=Path(args.workdir)) as h:
+        res = transplant(h, args.src, args.to, args.out, args.padding, args.source_framework)
+    console.print(f"wrote {res['path']} ({args.to}, built with {res['padding']} padding; the weights were trained with "
+                  f"{res['weights_padding']}); canonical: {res['canonical']}; BN running_var shifted by at most "
+                  f"{res['max_var_shift']:.2e} so a stock model (eps {res['bn_eps_written_for']}) computes the same")
+    if res["padding"] != res["weights_padding"]:
+        console.print(f"[yellow]warning:[/] {args.to} pads differently from how these weights were trained: "
+                      "expect different top-1 on real images (see `mbv2-parity cross`)")
+    return 0
+
+
+def cmd_cross(args) -> int:
+    """The cross-framework matrix of one weight source on real (or probe) images."""
+    import json
+
+    import numpy as np
+
+    from .preprocess import decode, preprocess_batch, resize
+    from .probes import probe_images
+    from .runner import Harness
+    from .transplant import to_canonical, tflite_spec
+    reg = load_registry()
+    src = Path(args.src)
+    if args.images:
+        files = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        if not files:
+            raise ValueError(f"no images under {args.images}")
+        images = files[: args.limit] if args.limit else files
+    else:
+        images = [im for _, im in probe_images()]
+    scale, zp = (1 / 127.5, 127)
+    if src.suffix == ".tflite":
+        from .tflite_import import read
+        _, info = read(src)
+        scale, zp = info.input_scale, info.input_zero_point
+    spec = tflite_spec(scale, zp)
+    x = preprocess_batch(images, spec)
+    with Harness(reg, workdir=Path(args.workdir)) as h:
+        from .transplant import cross_matrix
+        cp = to_canonical(h, src, args.source_framework)
+        u8 = np.stack([resize(decode(im), spec) for im in images]) if src.suffix == ".tflite" else None
+        m = cross_matrix(h, cp, x, tflite=(str(src), u8) if u8 is not None else None)
+    t = Table(title=f"cross-framework matrix: {src.name}, {len(images)} images; max |logit diff| / top-1 agreement "
+                    "(vs the interpreter: max |probability diff|)")
+    t.add_column("")
+    for n in m.names:
+        t.add_column(n, justify="right")
+    for i, a in enumerate(m.names):
+        t.add_row(a, *(f"{m.max_abs[i, j]:.1e} / {m.top1_agree[i, j]:.3f}" if i != j else "-" for j in range(len(m.names))))
+    console.print(t)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"source": str(src), "images": len(images), **m.to_dict()}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -139,6 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
     p.add_argument("--json", help="results JSON path (default: WORKDIR/counts.json)")
     p.set_defaults(fn=cmd_count)
+    p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
+                                          "a native weight file) -> the target's native weight file")
+    p.add_argument("src")
+    p.add_argument("--to", required=True, choices=("torchvision", "timm", "mmcls", "ppcls", "keras"))
+    p.add_argument("--out", help="output path (default: next to the current directory, framework suffix)")
+    p.add_argument("--from", dest="source_framework", help="framework that wrote a native SRC (.pth needs it)")
+    p.add_argument("--padding", choices=("symmetric", "same"),
+                   help="build the target with this padding (default: the padding the weights were trained with)")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.set_defaults(fn=cmd_transplant)
+    p = sub.add_parser("cross", help="the same weights in every framework x padding (+ TFLite interpreter)")
+    p.add_argument("src")
+    p.add_argument("--images", help="a directory of images (default: the probe set)")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--from", dest="source_framework")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.add_argument("--json")
+    p.set_defaults(fn=cmd_cross)
     args = ap.parse_args(argv)
     if getattr(args, "weights", None) is None and args.cmd == "check":
         args.weights = ["seeded", "pretrained"]
@@ -146,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         args.opset = [17]
     try:
         return args.fn(args)
-    except (UnknownModel, RegistryError, SpecError, ValueError) as e:
-        print(f"mbv2-parity: error: {e}", file=sys.stderr)
+    except (UnknownModel, RegistryError, SpecError, ValueError, WorkerError) as e:
+        hint = getattr(e, "hint", "")
+        print(f"mbv2-parity: error: {e}" + (f" (hint: {hint})" if hint else ""), file=sys.stderr)
         return 2
 
 

@@ -207,9 +207,11 @@ class Harness:
             _, x_path = self.probe_tensor(card.preprocess)
             y = self.native(card, mode, x_path)
             fails = nontrivial_failures(y)
-            m = {"logit_std_min": float(y.std(1).min()), "distinct_top1": int(len(set(y.argmax(1).tolist())))}
+            m = {"logit_std_min": float(y.std(1).min()), "logit_spread_min": float((y.max(1) - y.min(1)).min()),
+                 "distinct_top1": int(len(set(y.argmax(1).tolist())))}
             return CheckResult(card.id, "nontrivial", "fail" if fails else "pass", "; ".join(fails) or
-                               f"logit std >= {m['logit_std_min']:.2f}, {m['distinct_top1']} distinct top-1", mode, m)
+                               f"logit spread >= {m['logit_spread_min']:.1f} (std >= {m['logit_std_min']:.2f}), "
+                               f"{m['distinct_top1']} distinct top-1", mode, m)
         return self._guard(card, "nontrivial", mode, run)
 
     def check_meta(self, card: Card) -> CheckResult:

@@ -89,7 +89,7 @@ def transplant(harness, src: str | Path, to: str, out: str | Path | None = None,
     canon = canonical.load(canon_path)
     if to not in NATIVE_SUFFIX:
         raise TransplantError(f"unknown target framework {to!r}; one of {sorted(NATIVE_SUFFIX)}")
-    pad = padding or canon.padding
+    pad = padding or (canon.padding if canon.padding in PADDINGS_BUILDABLE[to] else NATIVE_PADDING[to])
     if pad not in PADDINGS_BUILDABLE[to]:
         raise TransplantError(f"{to} cannot be built with {pad!r} padding (the weights were trained with {canon.padding})")
     card = variant(harness.registry.get(next(c for c in CROSS_CARDS if c.startswith(to + "/"))), pad)

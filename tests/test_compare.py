@@ -38,3 +38,16 @@ def test_softmax_and_shape_mismatch_fail():
     e = np.exp(a - a.max(1, keepdims=True))
     assert not compare_logits(a, e / e.sum(1, keepdims=True), ONNX_FP32).passed
     assert not compare_logits(a, a[:, :10], ONNX_FP32).passed
+
+
+def test_probabilities_are_trivial_but_real_looking_logits_with_std_below_one_are_not():
+    """The spread rule: softmax outputs (spread < 1) fail; trained-model-like logits (std ~0.8, a few strong
+    classes, spread > 10) pass."""
+    a = logits()
+    p = np.exp(a - a.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert any("spread" in f for f in nontrivial_failures(p))
+    rng = np.random.default_rng(1)
+    real = rng.normal(0, 0.7, (6, 1000)).astype(np.float32)
+    real[np.arange(6), rng.choice(1000, 6, replace=False)] += 12
+    assert real.std(1).max() < 1.0 and nontrivial_failures(real) == []
