@@ -50,7 +50,11 @@ def _session(path: str, opt: str, threads: int, _mtime: int) -> ort.InferenceSes
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+CHUNK = 32  # images per inference call: constant memory for any batch size
+
+
 def run(path: str | Path, x: np.ndarray, opt: str = "off") -> np.ndarray:
     sess = session(path, opt)
     name = sess.get_inputs()[0].name
-    return sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    return np.concatenate([sess.run(None, {name: np.ascontiguousarray(x[i:i + CHUNK], dtype=np.float32)})[0]
+                           for i in range(0, len(x), CHUNK)])
