@@ -149,6 +149,16 @@ class BaseAdapter:
     def count_native(self, model: Any) -> dict[str, int]:
         return {}
 
+    def op_native_preprocess(self, card: dict, images: list[str], out: str) -> dict:
+        """The framework's own evaluation pipeline (its loader + transforms) on image files -> model input batch."""
+        t0 = time.perf_counter()
+        x = np.ascontiguousarray(self.native_preprocess(card, images), dtype=np.float32)
+        np.save(out, x)
+        return {"output": out, "shape": list(x.shape), "seconds": time.perf_counter() - t0}
+
+    def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
+        raise AdapterError(f"{self.framework}: native preprocessing not implemented")
+
     def op_export_canonical(self, key: str, path: str, source: str = "") -> dict:
         from parity.canonical import Canonical, save
         d = self.export_canonical(self._model(key))

@@ -305,6 +305,13 @@ class Adapter(BaseAdapter):
             source=f"keras {keras.__version__} applications.mobilenet_v2.preprocess_input (probed) + "
                    f"keras.utils.load_img(target_size=({rows}, {rows}), interpolation={interp!r})")
 
+    def native_preprocess(self, card: dict, images: list[str]):
+        """keras's documented path: ``keras.utils.load_img(path, target_size=(224, 224))``, ``img_to_array``,
+        ``keras.applications.mobilenet_v2.preprocess_input``."""
+        _, rows = self._alpha_rows(card)
+        arrs = [keras.utils.img_to_array(keras.utils.load_img(p, target_size=(rows, rows))) for p in images]
+        return np.asarray(kmv2.preprocess_input(np.stack(arrs)))
+
     def op_meta(self, card: dict) -> dict:
         """The weight URL exactly as keras's source builds it (keras pins no file hash for these weights)."""
         alpha, rows = self._alpha_rows(card)

@@ -89,8 +89,12 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
             t = TRANSFORMS.build(dict(step))
             name = type(t).__name__
             if name == "LoadImageFromFile":
-                if getattr(t, "imdecode_backend", "cv2") != "cv2":
-                    raise AdapterError(f"LoadImageFromFile decodes with {t.imdecode_backend}, not cv2")
+                backend = getattr(t, "imdecode_backend", "cv2")
+                if backend not in ("cv2", "pillow"):
+                    raise AdapterError(f"LoadImageFromFile decodes with {backend}: not modelled")
+                if getattr(t, "color_type", "color") != "color":
+                    raise AdapterError(f"LoadImageFromFile color_type={t.color_type}: not modelled")
+                found["decoder"] = {"cv2": "cv2", "pillow": "pil"}[backend]
             elif name == "ResizeEdge":
                 if t.edge != "short":
                     raise AdapterError(f"ResizeEdge edge={t.edge!r}: not a shorter-side resize")
@@ -111,6 +115,20 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
             dtype="float32", crop_rounding="round",
             source=f"mmpretrain {mmpretrain.__version__} {info.name} config test pipeline + data_preprocessor",
             **found)
+
+    def native_preprocess(self, card: dict, images: list[str]):
+        """mmpretrain's test pipeline (``LoadImageFromFile`` ... ``PackInputs``, built by its registry) and the
+        model's own ``data_preprocessor`` (to_rgb, mean/std), exactly as ``test_step`` runs them."""
+        import torch
+        from mmcv.transforms import Compose
+        from mmpretrain.registry import TRANSFORMS
+        info = self.model_info(card)
+        pipe = Compose([TRANSFORMS.build(dict(s)) for s in info.config.test_dataloader.dataset.pipeline])
+        clf = self._classifier(card)
+        packed = [pipe({"img_path": p}) for p in images]
+        data = {"inputs": [d["inputs"] for d in packed], "data_samples": [d["data_samples"] for d in packed]}
+        with torch.no_grad():
+            return clf.data_preprocessor(data, False)["inputs"].numpy()
 
     def op_meta(self, card: dict) -> dict:
         info = self.model_info(card)

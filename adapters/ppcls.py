@@ -420,10 +420,29 @@ class Adapter(BaseAdapter):
         if "cv2.imread(img_path)" not in src:
             raise AdapterError("PaddleClas predict_cls.py no longer decodes with cv2.imread: re-derive the ppcls spec")
         order = "RGB" if "img = img[:, :, ::-1]" in src else "BGR"
-        return PreprocessSpec(resize_mode="shorter_side", channel_order=order, dtype="float32",
+        return PreprocessSpec(resize_mode="shorter_side", channel_order=order, dtype="float32", decoder="cv2",
                               source=f"paddleclas deploy/configs/inference_cls.yaml via deploy.python.preprocess."
                                      f"create_operators; decode: predict_cls.py cv2.imread + [:, :, ::-1]",
                               **found)
+
+    def native_preprocess(self, card: dict, images: list[str]):
+        """``predict_cls.py``'s decode (``cv2.imread`` + ``[:, :, ::-1]``) and the operators PaddleClas builds
+        from its inference config."""
+        import cv2
+        import yaml
+        from paddleclas.deploy.python import preprocess as ppre
+        with open(os.path.join(PPCLS_ROOT, "deploy", "configs", "inference_cls.yaml")) as f:
+            ops = ppre.create_operators(yaml.safe_load(f)["PreProcess"]["transform_ops"])
+        out = []
+        for p in images:
+            img = cv2.imread(p)
+            if img is None:
+                raise AdapterError(f"cv2.imread cannot read {p}")
+            img = img[:, :, ::-1]
+            for op in ops:
+                img = op(img)
+            out.append(img)
+        return np.stack(out)
 
     def op_meta(self, card: dict) -> dict:
         name, _ = self._fn(card)

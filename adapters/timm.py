@@ -58,6 +58,18 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
                               source=f"timm {timm.__version__} create_transform(resolve_data_config(model))",
                               **found)
 
+    def native_preprocess(self, card: dict, images: list[str]):
+        """timm's ``ImageDataset`` loading (``Image.open(f).convert('RGB')``) + the eval ``create_transform``."""
+        import torch
+        from PIL import Image
+        model = self.create(card)
+        tf = create_transform(**resolve_data_config({}, model=model), is_training=False)
+        out = []
+        for p in images:
+            with open(p, "rb") as f:
+                out.append(tf(Image.open(f).convert("RGB")))
+        return torch.stack(out).numpy()
+
     def op_meta(self, card: dict) -> dict:
         cfg = timm.models.get_pretrained_cfg(self.model_name(card))
         d = cfg.to_dict()

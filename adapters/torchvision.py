@@ -48,6 +48,14 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
             del model.features[idx]
         return model
 
+    def native_preprocess(self, card: dict, images: list[str]):
+        """``datasets.folder.default_loader`` (PIL, convert RGB) + ``weights.transforms()``: what an ImageFolder
+        evaluation with these weights does."""
+        import torch
+        from torchvision.datasets.folder import default_loader
+        t = self.weights_enum(card).transforms()
+        return torch.stack([t(default_loader(p)) for p in images]).numpy()
+
     def op_meta(self, card: dict) -> dict:
         """The published metadata torchvision ships with the weights (compared against the registry)."""
         w = self.weights_enum(card)

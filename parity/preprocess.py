@@ -1,9 +1,14 @@
 """Reference implementation of a ``PreprocessSpec``: image -> model input tensor, framework-free.
 
-Decoding policy (the same as torchvision/timm ``ImageFolder`` and mmpretrain's PIL loader): the file is
-sniffed by content (a PNG named .JPEG decodes as PNG), converted with ``PIL.Image.convert('RGB')``
-(CMYK and grayscale become RGB), and EXIF orientation is **not** applied (none of the frameworks'
-evaluation loaders applies it; ILSVRC2012 val labels were made on the stored pixel order).
+Decoding policy: the one the framework's own loader has (``spec.decoder``), because they differ.
+
+* ``pil`` (torchvision/timm ``ImageFolder``'s ``pil_loader``, keras ``load_img``): the file is sniffed by
+  content (a PNG named .JPEG decodes as PNG), ``PIL.Image.convert('RGB')`` (CMYK and grayscale become RGB,
+  palette and alpha are dropped), EXIF orientation is **not** applied.
+* ``cv2`` (mmpretrain's ``LoadImageFromFile`` -> ``mmcv.imfrombytes(flag='color')``, PaddleClas's
+  ``cv2.imread``): ``cv2.imdecode(IMREAD_COLOR)`` then BGR -> RGB: content-sniffed too, grayscale and CMYK
+  become 3 channels, and EXIF orientation **is** applied by OpenCV. On a rotated-EXIF JPEG the two families
+  see different pixels; the suite reproduces each, it does not pick one.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ class ImageDecodeError(ValueError):
     pass
 
 
-def decode(image: str | Path | np.ndarray | Image.Image) -> np.ndarray:
-    """File path, PIL image or HWC/HW uint8 array -> HWC uint8 RGB array."""
+def decode(image: str | Path | np.ndarray | Image.Image, decoder: str = "pil") -> np.ndarray:
+    """File path, PIL image or HWC/HW uint8 array -> HWC uint8 RGB array (``decoder`` applies to files)."""
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
@@ -34,6 +39,16 @@ def decode(image: str | Path | np.ndarray | Image.Image) -> np.ndarray:
         if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
             raise ImageDecodeError(f"expected HxWx3 uint8 array, got {arr.shape} {arr.dtype}")
         return np.ascontiguousarray(arr[:, :, :3])
+    if decoder == "cv2" and not isinstance(image, Image.Image):
+        import cv2
+        try:
+            data = np.fromfile(str(image), dtype=np.uint8)
+        except OSError as e:
+            raise ImageDecodeError(f"cannot read image {image}: {e}") from None
+        arr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if arr is None:
+            raise ImageDecodeError(f"cannot decode image {image}: OpenCV could not decode it")
+        return np.ascontiguousarray(arr[:, :, ::-1])
     try:
         img = image if isinstance(image, Image.Image) else Image.open(image)
         img.load()
@@ -105,7 +120,7 @@ def normalize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """One image -> CHW (or HWC) tensor, no batch axis."""
-    arr = decode(image)
+    arr = decode(image, spec.decoder)
     arr = resize(arr, spec)
     arr = center_crop(arr, spec.crop_size, spec.crop_rounding)
     return normalize(arr, spec)

@@ -71,3 +71,37 @@ def probe_images() -> tuple:
 def calibration_images(n: int = 8) -> list[np.ndarray]:
     sizes = [PROBE_SIZES[i % len(PROBE_SIZES)] for i in range(n)]
     return synthetic_images(CALIB_SEED, sizes)
+
+
+def edge_case_files(directory: Path | str) -> list[Path]:
+    """Image files with what ILSVRC2012 val really contains, written from seeded pixels: a CMYK JPEG, a grayscale
+    JPEG, a PNG named .JPEG, a JPEG whose EXIF says 'rotate 90', a palette PNG with transparency, and a plain
+    RGB JPEG smaller than the crop. Deterministic bytes for a given Pillow."""
+    from PIL import Image
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    base = synthetic_image(PROBE_SEED + 77, 300, 400)
+    out = []
+
+    def save(name: str, img, **kw) -> None:
+        p = d / name
+        if not p.exists():
+            img.save(p, **kw)
+        out.append(p)
+
+    save("cmyk.JPEG", Image.fromarray(base).convert("CMYK"), format="JPEG", quality=92)
+    save("gray.JPEG", Image.fromarray(base).convert("L"), format="JPEG", quality=92)
+    save("png_named_jpeg.JPEG", Image.fromarray(base), format="PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    save("exif_rotated.JPEG", Image.fromarray(base), format="JPEG", quality=92, exif=exif.tobytes())
+    save("palette_alpha.png", Image.fromarray(base).convert("P", palette=Image.Palette.ADAPTIVE), format="PNG",
+         transparency=0)
+    save("small_rgb.JPEG", Image.fromarray(synthetic_image(PROBE_SEED + 78, 150, 200)), format="JPEG", quality=92)
+    return out
+
+
+def preprocessing_images(directory: Path | str, n_real: int = 24) -> list[Path]:
+    """Files for proving preprocessing: the edge cases above + real labeled images (coral set, then an even
+    selection of the ImageNet sample, which includes grayscale JPEGs and images smaller than 224)."""
+    return edge_case_files(directory) + real_image_paths(n_real)

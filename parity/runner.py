@@ -27,6 +27,11 @@ from .weights import ChecksumError, DownloadError, WeightsUnavailable, fetch, pa
 from .workers import WorkerError, WorkerPool
 
 DEFAULT_OPSET = 17
+# reference vs native preprocessing, in model-input units: both sides use the same decoder and resize library,
+# so only float reordering remains (x / 255 vs x * (1/255), (x - m) / s vs x * a + b). One 0-255 level of one
+# pixel is >= 7.8e-3 in every framework's input units (keras 1/127.5; ImageNet mean/std specs 1/(0.229*255) =
+# 1.7e-2 at most ... 1/(0.225*255) = 1.7e-2), so 1e-4 cannot hide a one-level difference anywhere.
+PREPROCESS_MAX_ABS = 1e-4
 TESTED_OPSETS = (13, 17)
 INPUT_FAULTS = {"transposed_input": "the ONNX side gets the probe tensor with H and W swapped"}
 
@@ -238,6 +243,72 @@ class Harness:
             return CheckResult(card.id, "meta", "fail" if diffs else "pass", "; ".join(diffs) or "registry matches framework metadata",
                                "-", {"framework_meta": got.get("meta", {})})
         return self._guard(card, "meta", "-", run)
+
+    # ---------------------------------------------------------------- preprocessing
+    def native_tensor(self, card: Card, images: list) -> np.ndarray:
+        key = ("native-pre", card.id, tuple(str(p) for p in images))
+        if key not in self._tensors:
+            out = self.pool.new_path(f"native-pre-{card.framework}")
+            res = self.pool.call(card.framework, "native_preprocess", card=card.to_request(),
+                                 images=[str(p) for p in images], out=out)
+            self._time(card, "native_preprocess", res["seconds"])
+            self._tensors[key] = res["output"]
+        return np.load(self._tensors[key])
+
+    def check_preprocess(self, card: Card, images: list, spec: PreprocessSpec | None = None,
+                         mode: str | None = None, name: str = "preprocess") -> CheckResult:
+        """The reference pipeline driven by the card's spec (or ``spec``) vs the framework's own pipeline on the
+        same image files: max difference in input units and in 0-255 pixel levels; with ``mode``, the model's
+        top-1 agreement on the two tensors."""
+        def run() -> CheckResult:
+            s = spec or card.preprocess
+            t0 = time.perf_counter()
+            ref = preprocess_batch(images, s)
+            self._time(card, "reference_preprocess", time.perf_counter() - t0)
+            nat = self.native_tensor(card, images)
+            if ref.shape != nat.shape:
+                return CheckResult(card.id, name, "fail", f"shape: reference {ref.shape} vs native {nat.shape} "
+                                   f"(layout {s.layout}?)", mode or "-", {})
+            d = np.abs(ref.astype(np.float64) - nat)
+            per_img = d.reshape(len(d), -1).max(1)
+            pix_unit = np.array(s.std) / s.scale                 # input unit -> 0-255 pixel levels
+            ch_axis = 1 if s.layout == "NCHW" else 3
+            dpix = np.moveaxis(d, ch_axis, -1) * pix_unit
+            m = {"max_abs": float(d.max()), "mean_abs": float(d.mean()), "max_pixel_levels": float(dpix.max()),
+                 "mean_pixel_levels": float(dpix.mean()), "images": len(images),
+                 "worst_image": str(images[int(per_img.argmax())]), "tolerance": PREPROCESS_MAX_ABS}
+            if mode is not None:
+                built = self.build(card, mode)
+                ya = np.load(self.pool.call(card.framework, "run", key=built["key"],
+                                            input=self.pool.put_array(ref, "ref-pre"))["output"])
+                yb = np.load(self.pool.call(card.framework, "run", key=built["key"],
+                                            input=self.pool.put_array(nat.astype(np.float32), "nat-pre"))["output"])
+                m["top1_agree"] = float((ya.argmax(1) == yb.argmax(1)).mean())
+            ok = m["max_abs"] <= PREPROCESS_MAX_ABS
+            reason = (f"max_abs {m['max_abs']:.2e} (max {m['max_pixel_levels']:.3g} pixel levels, mean "
+                      f"{m['mean_pixel_levels']:.3g}) over {len(images)} images"
+                      + (f", top-1 agreement {m['top1_agree']:.3f}" if "top1_agree" in m else ""))
+            if not ok:
+                reason = f"max_abs {m['max_abs']:.2e} > {PREPROCESS_MAX_ABS:.0e} (worst: {Path(m['worst_image']).name}); " + reason
+            return CheckResult(card.id, name, "pass" if ok else "fail", reason, mode or "-", m)
+        return self._guard(card, name, mode or "-", run)
+
+    def check_end_to_end(self, card: Card, mode: str, images: list, opset: int = DEFAULT_OPSET,
+                         tol: Tolerance = ONNX_FP32) -> CheckResult:
+        """What a deployment ships: image file -> the framework's preprocessing -> native model, vs image file ->
+        reference preprocessing -> ONNX Runtime."""
+        def run() -> CheckResult:
+            nat = self.native_tensor(card, images).astype(np.float32)
+            built = self.build(card, mode)
+            ref_logits = np.load(self.pool.call(card.framework, "run", key=built["key"],
+                                                input=self.pool.put_array(nat, "e2e-native"))["output"])
+            exp = self.export(card, mode, opset)
+            x = preprocess_batch(images, card.preprocess)
+            y = onnxrt.run(exp["path"], x, "on")
+            c = compare_logits(ref_logits, y, tol, "end-to-end")
+            return CheckResult(card.id, "end-to-end", "fail" if c.failures else "pass",
+                               "; ".join(c.failures) or c.summary(), mode, {"end-to-end": c.metrics})
+        return self._guard(card, "end-to-end", mode, run)
 
     def counts(self, card: Card, mode: str = "seeded") -> dict[str, dict[str, float | None]]:
         """Every FLOPs convention (on the keep-BN counting graph) and every params convention (the framework's

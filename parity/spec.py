@@ -2,7 +2,8 @@
 
 A spec describes image file -> input tensor:
 
-1. decode to RGB uint8 (``parity.preprocess`` documents the decoding policy),
+1. decode to RGB uint8 with the framework's decoder (``decoder``: PIL or OpenCV; ``parity.preprocess``
+   documents the policy of each),
 2. resize (``resize_mode``):
    - ``shorter_side``: shorter side to ``resize_size`` keeping aspect ratio; the long side is
      ``int(resize_size * long / short)`` (``resize_rounding='floor'``: torchvision, timm, mmpretrain) or
@@ -32,6 +33,7 @@ BACKENDS = ("pil", "cv2", "tf")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 ROUNDINGS = ("floor", "round")
+DECODERS = ("pil", "cv2")
 
 
 class SpecError(ValueError):
@@ -55,6 +57,7 @@ class PreprocessSpec:
     crop_pct: float | None = None
     resize_rounding: str = "floor"
     crop_rounding: str = "round"
+    decoder: str = "pil"  # pil: Image.open + convert('RGB'), EXIF ignored | cv2: cv2.imdecode(IMREAD_COLOR), EXIF applied
     source: str = field(default="", compare=False)  # where the adapter read it from (provenance only)
 
     def __post_init__(self) -> None:
@@ -69,6 +72,7 @@ class PreprocessSpec:
         check("layout", self.layout, LAYOUTS)
         check("resize_rounding", self.resize_rounding, ROUNDINGS)
         check("crop_rounding", self.crop_rounding, ROUNDINGS)
+        check("decoder", self.decoder, DECODERS)
         if self.resize_mode == "shorter_side" and not self.resize_size:
             raise SpecError("resize_mode 'shorter_side' needs resize_size")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):

@@ -211,6 +211,10 @@ class WorkerPool:
         np.save(path, np.ascontiguousarray(arr))
         return str(path)
 
+    def new_path(self, name: str = "array") -> str:
+        """A fresh .npy path in the pool's exchange directory (for a worker to write)."""
+        return str(self.workdir / f"{name}-{next(self._arrays)}.npy")
+
     @staticmethod
     def get_array(path: str) -> np.ndarray:
         return np.load(path)
