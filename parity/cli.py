@@ -177,6 +177,65 @@ def cmd_cross(args) -> int:
     return 0
 
 
+def cmd_preprocess(args) -> int:
+    """Reference vs native preprocessing per card, and the preprocessing difference matrix."""
+    import json
+
+    import numpy as np
+
+    from .paths import realdata_dir
+    from .preprocess_matrix import difference_matrix, labeled_sample
+    from .probes import preprocessing_images
+    from .runner import Harness
+    reg = load_registry()
+    cards = reg.select(args.models)
+    workdir = Path(args.workdir)
+    images = preprocessing_images(workdir / "edge-images", args.real)
+    doc: dict = {"checks": []}
+    t = Table(title=f"reference vs native preprocessing, {len(images)} images (edge cases + real)")
+    for col in ("card", "status", "max |diff| (input units)", "max / mean diff (0-255 levels)", "decoder / backend"):
+        t.add_column(col)
+    with Harness(reg, workdir=workdir) as h:
+        fails = 0
+        for c in cards:
+            r = h.check_preprocess(c, images)
+            doc["checks"].append(r.to_dict())
+            m = r.metrics
+            fails += r.status != "pass"
+            t.add_row(c.id, f"[{STYLE[r.status]}]{r.status}[/]", f"{m.get('max_abs', float('nan')):.1e}",
+                      f"{m.get('max_pixel_levels', float('nan')):.2g} / {m.get('mean_pixel_levels', float('nan')):.2g}",
+                      f"{c.preprocess.decoder} / {c.preprocess.backend}")
+        console.print(t)
+        root = realdata_dir()
+        if args.matrix and root is not None:
+            from . import transplant as T
+            imgs, labels = labeled_sample(root, args.matrix)
+            ptq = root / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+            canon = T.to_canonical(h, ptq)
+            keras_card = reg.get("keras/mobilenet_v2.alpha_1.0_224")
+            built = h.build(keras_card, f"canonical:{canon}")
+
+            def run_model(x, layout):
+                x = x if layout == "NHWC" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+                return np.load(h.pool.call("keras", "run", key=built["key"], input=h.pool.put_array(x, "mx"))["output"])
+
+            specs = {c.id.split("/")[0] + ("" if c.framework != "torchvision" else "-" + c.tag[-2:]): c.preprocess
+                     for c in (reg.get(i) for i in ("torchvision/mobilenet_v2.IMAGENET1K_V1",
+                                                   "torchvision/mobilenet_v2.IMAGENET1K_V2", "timm/mobilenetv2_100.ra_in1k",
+                                                   "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af",
+                                                   "ppcls/MobileNetV2.pretrained", "keras/mobilenet_v2.alpha_1.0_224"))}
+            specs["tflite-coral"] = T.tflite_spec(1 / 127.5, 127).replace(layout="NHWC")
+            m = difference_matrix(specs, imgs, run_model, labels, own="keras")
+            console.print(f"preprocessing difference matrix: mean |pixel difference| (0-255) of the resized+cropped "
+                          f"images, '≠norm' where the normalization differs; last column: the real TFLite MobileNetV2 "
+                          f"(in keras) fed each spec, top-1 on {len(imgs)} labeled ImageNet images")
+            console.print(m.markdown())
+            doc["matrix"] = m.to_dict()
+            (workdir / "preprocess.md").write_text(m.markdown() + "\n")
+    (workdir / "preprocess.json").write_text(json.dumps(doc, indent=1, default=str))
+    return 1 if fails else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -199,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
     p.add_argument("--json", help="results JSON path (default: WORKDIR/counts.json)")
     p.set_defaults(fn=cmd_count)
+    p = sub.add_parser("preprocess", help="reference vs native preprocessing per card + the difference matrix")
+    p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
+    p.add_argument("--real", type=int, default=24, help="real images added to the edge cases (default 24)")
+    p.add_argument("--matrix", type=int, default=100, help="labeled images for the difference matrix (0: skip)")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.set_defaults(fn=cmd_preprocess)
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
     p.add_argument("src")

@@ -143,6 +143,7 @@ class Harness:
             self._time(card, "export", res["seconds"])
             t0 = time.perf_counter()
             res["check"] = onnxrt.check_model(path)
+            res.update(attach_spec(path, card))
             self._time(card, "onnx_check", time.perf_counter() - t0)
             self._onnx[key] = res
         return self._onnx[key]
@@ -352,6 +353,29 @@ class Harness:
         for mode in modes:
             out += [self.check_onnx(card, mode, opset) for opset in opsets]
         return out
+
+
+def attach_spec(path: Path | str, card: Card) -> dict:
+    """Ship the exact preprocessing with the model: the card's spec as ONNX ``metadata_props`` (key
+    ``mbv2_parity.preprocess``, JSON) and as ``<model>.preprocess.json`` beside the file."""
+    import onnx
+    path = Path(path)
+    doc = {"card": card.id, "upstream_id": card.upstream_id, "preprocess": card.preprocess.to_dict(),
+           "input": {"layout": card.preprocess.layout, "dtype": card.preprocess.dtype,
+                     "size": card.preprocess.crop_size, "formula": "x = (pixel * scale - mean) / std, channels in "
+                                                              "channel_order"}}
+    text = json.dumps(doc, indent=1, sort_keys=True)
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({"mbv2_parity.preprocess": text, "mbv2_parity.card": card.id})
+    del model.metadata_props[:]
+    for k, v in sorted(props.items()):
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    side = path.with_suffix(".preprocess.json")
+    side.write_text(text)
+    data = path.read_bytes()
+    return {"spec_json": str(side), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def write_results(results: list[CheckResult], path: Path | str, extra: dict | None = None) -> Path:
