@@ -236,6 +236,57 @@ def cmd_preprocess(args) -> int:
     return 1 if fails else 0
 
 
+def cmd_eval(args) -> int:
+    """Top-1/top-5 per card through the native model and ONNX Runtime, checked against the published table."""
+    import json
+    import os
+
+    from .dataset import DatasetError, open_dataset
+    from .evaluate import NATIVE_ONNX_MAX_DIFF_PTS, check_against_published, evaluate
+    from .runner import Harness
+    data = args.data or os.environ.get("MBV2_PARITY_IMAGENET")
+    if not data:
+        raise DatasetError("no dataset: pass --data DIR (or a list file) or set MBV2_PARITY_IMAGENET")
+    ds = open_dataset(data)
+    sub = ds.subset(args.limit, args.seed) if args.limit else ds
+    reg = load_registry()
+    cards = reg.select(args.models)
+    workdir = Path(args.workdir)
+    rows, doc, bad = [], {"dataset": {"path": str(data), "layout": sub.layout, "n": len(sub)}, "results": []}, 0
+    with Harness(reg, workdir=workdir) as h:
+        from .runner import Skip
+        for c in cards:
+            try:
+                res = evaluate(h, c, args.weights, sub, tuple(args.backend), args.batch, args.workers)
+            except Skip as e:
+                console.print(f"[yellow]{c.id}: skipped[/]: {e}")
+                doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
+                continue
+            checks = [pc for r in res.values() for pc in check_against_published(c, r, full=len(sub) >= 50_000)]
+            diff = None
+            if {"native", "onnx"} <= set(res):
+                diff = abs(res["native"].top1 - res["onnx"].top1) * 100
+                bad += diff > NATIVE_ONNX_MAX_DIFF_PTS
+            bad += sum(pc.status == "fail" for pc in checks) if args.weights == "pretrained" else 0
+            for b, r in res.items():
+                rows.append((c.id, b, r, checks, diff))
+                doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks if True],
+                                       "native_onnx_top1_diff_pts": diff})
+    t = Table(title=f"evaluation: {sub.layout}, {len(sub)} images, weights {args.weights}")
+    for col in ("card", "backend", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s", "vs published"):
+        t.add_column(col)
+    for cid, b, r, checks, diff in rows:
+        pub = "; ".join(f"{pc.source} {100 * pc.published:.2f} {pc.status}" for pc in checks if pc.metric == "top1")
+        t.add_row(cid, b, f"{100 * r.top1:.2f} [{100 * r.top1_ci[0]:.1f}, {100 * r.top1_ci[1]:.1f}]",
+                  f"{100 * r.top5:.2f} [{100 * r.top5_ci[0]:.1f}, {100 * r.top5_ci[1]:.1f}]", str(r.skipped),
+                  f"{r.images_per_s:.0f}", pub if args.weights == "pretrained" else "(not the published weights)")
+    console.print(t)
+    out = Path(args.json or workdir / "eval.json")
+    out.write_text(json.dumps(doc, indent=1, default=str))
+    console.print(f"results: {out}")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -264,6 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", type=int, default=100, help="labeled images for the difference matrix (0: skip)")
     p.add_argument("--workdir", default=str(default_workdir()))
     p.set_defaults(fn=cmd_preprocess)
+    p = sub.add_parser("eval", help="top-1/top-5 on an ImageNet val set (native and ONNX) vs the published table")
+    p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
+    p.add_argument("--data", help="val dir (val/ + val_label.txt, ImageFolder) or a 'path label' list file; "
+                                  "default $MBV2_PARITY_IMAGENET")
+    p.add_argument("--limit", type=int, default=0, help="stratified subset of N images (Wilson intervals)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", default="pretrained", help="pretrained | seeded | file:PATH | canonical:PATH")
+    p.add_argument("--backend", action="append", default=None, choices=("native", "onnx"))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.add_argument("--json")
+    p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
     p.add_argument("src")
@@ -287,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         args.weights = ["seeded", "pretrained"]
     if getattr(args, "opset", None) is None and args.cmd == "check":
         args.opset = [17]
+    if args.cmd == "eval" and not args.backend:
+        args.backend = ["native", "onnx"]
     try:
         return args.fn(args)
-    except (UnknownModel, RegistryError, SpecError, ValueError, WorkerError) as e:
+    except (UnknownModel, RegistryError, SpecError, ValueError, WorkerError, OSError) as e:
         hint = getattr(e, "hint", "")
         print(f"mbv2-parity: error: {e}" + (f" (hint: {hint})" if hint else ""), file=sys.stderr)
         return 2
