@@ -2,8 +2,10 @@
 
 * Decode + preprocess run in ``workers`` processes (the reference pipeline, ``parity.preprocess``), a bounded
   number of batches ahead of inference: memory is constant in the dataset size.
-* Each preprocessed batch is cached on disk under (spec, dataset fingerprint, batch size): a second model with
-  the same spec reads tensors instead of decoding the dataset again.
+* Each batch's decoded, resized and cropped uint8 images are cached on disk under (the spec's geometric part,
+  dataset fingerprint, batch size); the normalization (cheap, vectorized, bit-identical to the per-image one)
+  runs at read time. A second model whose spec shares the geometry reads the cache instead of decoding the
+  dataset again, and uint8 moves 4x fewer bytes between processes and to disk than float32.
 * Two backends on the same tensors: ``native`` (the framework's model in its worker) and ``onnx`` (ONNX Runtime).
   The reference preprocessing equals each framework's own pipeline to < 1e-6 (``check_preprocess``), so both
   backends see what the framework's evaluation would.
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import Dataset
-from .preprocess import ImageDecodeError, preprocess
+from .preprocess import ImageDecodeError, geometric, normalize_batch
 from .spec import PreprocessSpec
 
 Z95 = 1.959963984540054
@@ -48,13 +50,12 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 def _prep_batch(args) -> tuple[np.ndarray, np.ndarray, list[str]]:
     paths, spec_dict = args
     spec = PreprocessSpec.from_dict(spec_dict)
-    out = np.zeros((len(paths), *((3, spec.crop_size, spec.crop_size) if spec.layout == "NCHW"
-                                  else (spec.crop_size, spec.crop_size, 3))), np.float32)
+    out = np.zeros((len(paths), spec.crop_size, spec.crop_size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
     errors = []
     for i, p in enumerate(paths):
         try:
-            out[i] = preprocess(p, spec)
+            out[i] = geometric(p, spec)
             ok[i] = True
         except (ImageDecodeError, OSError, ValueError) as e:
             errors.append(f"{p}: {str(e)[:160]}")
@@ -64,8 +65,12 @@ def _prep_batch(args) -> tuple[np.ndarray, np.ndarray, list[str]]:
 class TensorCache:
     """Preprocessed batches of one (spec, dataset, batch size) on disk."""
 
+    GEOMETRIC = ("resize_mode", "resize_size", "crop_size", "interpolation", "antialias", "backend",
+                 "resize_rounding", "crop_rounding", "decoder")
+
     def __init__(self, root: Path, spec: PreprocessSpec, ds: Dataset, batch: int):
-        key = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode() + ds.fingerprint.encode()
+        geo = {k: v for k, v in spec.to_dict().items() if k in self.GEOMETRIC}
+        key = hashlib.sha256(json.dumps(geo, sort_keys=True).encode() + ds.fingerprint.encode()
                              + str(batch).encode()).hexdigest()[:16]
         self.dir = Path(root) / key
         self.spec, self.ds, self.batch = spec, ds, batch
@@ -82,7 +87,7 @@ class TensorCache:
             meta = json.loads((self.dir / "complete.json").read_text())
             for i, s in enumerate(starts):
                 with np.load(self.dir / f"batch-{i:06d}.npz") as z:
-                    yield z["x"], z["ok"], meta["errors"].get(str(i), [])
+                    yield normalize_batch(z["x"], self.spec), z["ok"], meta["errors"].get(str(i), [])
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         all_errors: dict[str, list[str]] = {}
@@ -102,11 +107,11 @@ class TensorCache:
         (self.dir / "complete.json").write_text(json.dumps({"n": n, "errors": all_errors}))
 
     def _store(self, i: int, res, all_errors: dict):
-        x, ok, errors = res
-        np.savez(self.dir / f"batch-{i:06d}.npz", x=x, ok=ok)
+        u8, ok, errors = res
+        np.savez(self.dir / f"batch-{i:06d}.npz", x=u8, ok=ok)
         if errors:
             all_errors[str(i)] = errors
-        return x, ok, errors
+        return normalize_batch(u8, self.spec), ok, errors
 
 
 @dataclass
@@ -134,11 +139,14 @@ class EvalResult:
 
 
 def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"), batch: int = 32, workers: int = 2,
-             cache_root: Path | None = None, progress: bool = True) -> dict[str, EvalResult]:
+             cache_root: Path | None = None, progress: bool = True, ort_threads: int | None = None) -> dict[str, EvalResult]:
+    """``ort_threads``: ONNX Runtime intra-op threads (default: all cores, idle threads not spinning, so the decode
+    processes get the cores whenever inference waits; measured 87 % of the bound vs 79 % with one ORT thread)."""
     from . import onnxrt
     spec = card.preprocess
     cache = TensorCache(cache_root or harness.workdir / "eval-cache", spec, ds, batch)
     hit = cache.complete
+    ort_threads = ort_threads or 0
     exp = harness.export(card, mode) if "onnx" in backends else None
     built = harness.build(card, mode) if "native" in backends else None
     correct1 = {b: 0 for b in backends}
@@ -166,7 +174,7 @@ def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"),
                 for b in backends:
                     tb = time.perf_counter()
                     if b == "onnx":
-                        logits = onnxrt.run(exp["path"], xs, "on")
+                        logits = onnxrt.run(exp["path"], xs, "on", spinning=False, threads=ort_threads)
                     else:
                         res = harness.pool.call(card.framework, "run", key=built["key"],
                                                 input=harness.pool.put_array(xs, "eval"))

@@ -35,26 +35,30 @@ def check_model(path: str | Path) -> dict:
             "output_shape": dims}
 
 
-def session(path: str | Path, opt: str = "off", threads: int = 0) -> ort.InferenceSession:
-    """A cached session; the file's mtime is part of the key so a rewritten model is reloaded."""
-    return _session(str(path), opt, threads, Path(path).stat().st_mtime_ns)
+def session(path: str | Path, opt: str = "off", threads: int = 0, spinning: bool = True) -> ort.InferenceSession:
+    """A cached session; the file's mtime is part of the key so a rewritten model is reloaded. ``spinning=False``
+    stops ORT's idle threads from busy-waiting (they would steal the cores decode processes need)."""
+    return _session(str(path), opt, threads, spinning, Path(path).stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
-def _session(path: str, opt: str, threads: int, _mtime: int) -> ort.InferenceSession:
+def _session(path: str, opt: str, threads: int, spinning: bool, _mtime: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.graph_optimization_level = OPT_LEVELS[opt]
     so.log_severity_level = 3
     if threads:
         so.intra_op_num_threads = threads
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 CHUNK = 32  # images per inference call: constant memory for any batch size
 
 
-def run(path: str | Path, x: np.ndarray, opt: str = "off") -> np.ndarray:
-    sess = session(path, opt)
+def run(path: str | Path, x: np.ndarray, opt: str = "off", spinning: bool = True, threads: int = 0) -> np.ndarray:
+    sess = session(path, opt, threads=threads, spinning=spinning)
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: np.ascontiguousarray(x[i:i + CHUNK], dtype=np.float32)})[0]
                            for i in range(0, len(x), CHUNK)])

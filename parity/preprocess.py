@@ -118,12 +118,28 @@ def normalize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.dtype(spec.dtype))
 
 
-def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """One image -> CHW (or HWC) tensor, no batch axis."""
+def geometric(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """Decode, resize, crop: the uint8 HWC RGB image the normalization then applies to."""
     arr = decode(image, spec.decoder)
     arr = resize(arr, spec)
-    arr = center_crop(arr, spec.crop_size, spec.crop_rounding)
-    return normalize(arr, spec)
+    return center_crop(arr, spec.crop_size, spec.crop_rounding)
+
+
+def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """One image -> CHW (or HWC) tensor, no batch axis."""
+    return normalize(geometric(image, spec), spec)
+
+
+def normalize_batch(u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``normalize`` over an NHWC uint8 batch: the same float32 operations elementwise, so bit-identical."""
+    x = u8.astype(np.float32)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    x = x * np.float32(spec.scale)
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.layout == "NCHW":
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.dtype(spec.dtype))
 
 
 def preprocess_batch(images: Iterable, spec: PreprocessSpec) -> np.ndarray:
