@@ -78,14 +78,15 @@ def seed_weights(model: nn.Module, seed: int, calib: np.ndarray) -> None:
             bn.reset_running_stats()
             bn.momentum = None
         x = torch.from_numpy(np.ascontiguousarray(calib, dtype=np.float32))
-        feats: list[torch.Tensor] = []
-        hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach()))
         model.train()
-        model(x)
+        model(x)  # BN statistics only: anything random in train mode (dropout) must not reach the head below
         model.eval()
-        hook.remove()
         for bn, mom in saved:
             bn.momentum = mom
+        feats: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach()))
+        model(x)  # eval mode: deterministic head features (torchvision's classifier has Dropout(0.2))
+        hook.remove()
         f = feats[-1].reshape(len(x), -1)
         w = torch.randn(head.weight.shape, generator=g)
         mu = f.mean(0)

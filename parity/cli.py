@@ -3,6 +3,7 @@ frameworks)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -287,6 +288,76 @@ def cmd_eval(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_golden(args) -> int:
+    from . import golden
+    from .runner import Harness
+    reg = load_registry()
+    root = Path(args.golden_dir) if args.golden_dir else None
+    changed = 0
+    with Harness(reg, workdir=Path(args.workdir)) as h:
+        for c in reg.select(args.models):
+            new = golden.compute(h, c)
+            old = golden.load(c.id, root)
+            if old:  # keep what only a networked watch can know (upstream sha256, validators)
+                for k, v in (old.get("weights") or {}).items():
+                    if new["weights"].get(k) is None and v is not None:
+                        new["weights"][k] = v
+            d = golden.diff(old, new)
+            changed += bool(d)
+            console.print(f"[bold]{c.id}[/]: " + ("unchanged" if not d else "\n  " + "\n  ".join(d)))
+            if d and args.write:
+                console.print(f"  wrote {golden.save(new, root)}")
+    if changed and not args.write:
+        console.print(f"{changed} card(s) differ; re-run with --write to record them")
+    return 0
+
+
+def cmd_watch(args) -> int:
+    import json
+
+    from . import golden
+    from .github import GitHub, GitHubError, file_diffs
+    from .runner import Harness
+    from .watch import report_markdown, watch_card
+    reg = load_registry()
+    root = Path(args.golden_dir) if args.golden_dir else None
+    workdir = Path(args.workdir)
+    results = []
+    with Harness(reg, workdir=workdir) as h:
+        for c in reg.select(args.models):
+            r = watch_card(h, c, golden.load(c.id, root), workdir / "watch-cache", args.download)
+            results.append(r)
+            console.print(f"{c.id}: {r.status}" + "".join(f"\n  {d.kind}: {d.summary}" for d in r.diffs))
+    diffs = [d for r in results for d in r.diffs]
+    doc = {"results": [{"card": r.card, "status": r.status, "notes": r.notes, "diffs": [d.to_dict() for d in r.diffs]}
+                       for r in results]}
+    md = report_markdown(results)
+    filing_error = ""
+    filed = []
+    try:
+        gh = GitHub(args.repo or os.environ.get("MBV2_PARITY_GITHUB_REPO", "")) if args.file_issues else None
+        filed = file_diffs(diffs, gh)
+    except GitHubError as e:
+        filing_error = str(e)
+    doc["filing"] = {"mode": "file" if args.file_issues else "dry-run", "error": filing_error,
+                     "issues": [vars(f) for f in filed]}
+    (workdir / "watch.json").write_text(json.dumps(doc, indent=1, default=str))
+    (workdir / "watch.md").write_text(md)
+    for f in filed:
+        console.print(f"issue: {f.action} {f.card} {f.fingerprint}" + (f" #{f.issue}" if f.issue else "")
+                      + (f" ({f.detail})" if f.detail else ""))
+    if not args.file_issues:
+        for d in diffs:
+            from .github import title_for
+            from .watch import diff_markdown
+            console.print(f"[dry-run] would file: {title_for(d)}\n{diff_markdown(d)}")
+    if filing_error or any(f.action == "error" for f in filed):
+        print(f"mbv2-parity: error: filing issues failed: {filing_error or [f.detail for f in filed if f.action == 'error']}"
+              f" (the watch results are in {workdir / 'watch.json'})", file=sys.stderr)
+        return 1
+    return 10 if diffs else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -328,6 +399,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(default_workdir()))
     p.add_argument("--json")
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("golden", help="golden fingerprints: `golden update [MODEL...] [--write]`")
+    p.add_argument("action", choices=("update",))
+    p.add_argument("models", nargs="*")
+    p.add_argument("--write", action="store_true", help="write the new fingerprints (default: show the diff only)")
+    p.add_argument("--golden-dir", help="default fixtures/golden")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.set_defaults(fn=cmd_golden)
+    p = sub.add_parser("watch", help="check upstream for changed weights/preprocessing/converter/published numbers")
+    p.add_argument("models", nargs="*")
+    p.add_argument("--file-issues", action="store_true", help="open/comment GitHub issues (default: dry run)")
+    p.add_argument("--repo", help="OWNER/NAME (default $MBV2_PARITY_GITHUB_REPO)")
+    p.add_argument("--download", action="store_true", help="download and hash even when validators are unchanged")
+    p.add_argument("--golden-dir", help="default fixtures/golden")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.set_defaults(fn=cmd_watch)
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
     p.add_argument("src")

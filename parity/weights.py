@@ -46,6 +46,15 @@ class ChecksumError(RuntimeError):
     """Downloaded or cached bytes do not match the pin. Tests FAIL on this (never skip)."""
 
 
+def effective_url(url: str) -> str:
+    """Apply ``MBV2_PARITY_URL_REWRITE`` ("PREFIX=REPLACEMENT;..."): a mirror, or a test server on 127.0.0.1."""
+    for rule in filter(None, os.environ.get("MBV2_PARITY_URL_REWRITE", "").split(";")):
+        src, _, dst = rule.partition("=")
+        if src and url.startswith(src):
+            return dst + url[len(src):]
+    return url
+
+
 def offline() -> bool:
     return os.environ.get("MBV2_PARITY_OFFLINE", "") not in ("", "0") or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
@@ -124,9 +133,10 @@ def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) ->
     if offline():
         raise WeightsUnavailable("offline mode (MBV2_PARITY_OFFLINE/HF_HUB_OFFLINE) and not in the cache "
                                  f"{target.parent}", ref.url)
-    why = _reachable(ref.url)
+    url = effective_url(ref.url)
+    why = _reachable(url)
     if why:
-        raise WeightsUnavailable(why, ref.url)
+        raise WeightsUnavailable(why, url)
 
     import pooch  # imported lazily: only needed when actually downloading
     import requests
@@ -134,9 +144,9 @@ def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        base = ref.url.rsplit("/", 1)[0] + "/"
+        base = url.rsplit("/", 1)[0] + "/"
         repo = pooch.create(path=staging, base_url=base, registry={ref.filename: None},
-                            urls={ref.filename: ref.url}, retry_if_failed=retries)
+                            urls={ref.filename: url}, retry_if_failed=retries)
         downloader = pooch.HTTPDownloader(progressbar=progress, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
         logging.getLogger("pooch").setLevel(logging.WARNING)
         try:
@@ -150,6 +160,37 @@ def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) ->
         digest = verify(got, ref)  # raises ChecksumError: staging is removed below, cache untouched
         os.replace(got, target)    # same filesystem: atomic
         return Fetched(target, digest, True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def download(url: str, dest: Path, *, retries: int = RETRIES) -> tuple[Path, str]:
+    """Unverified download of ``url`` (after rewriting) into ``dest``, returning (path, sha256): for the drift
+    watch, which must fetch a changed upstream file precisely because it no longer matches the pin. The file is
+    only hashed and compared, never loaded, by the caller."""
+    import pooch
+    import requests
+    url = effective_url(url)
+    why = _reachable(url)
+    if why:
+        raise WeightsUnavailable(why, url)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
+    try:
+        repo = pooch.create(path=staging, base_url=url.rsplit("/", 1)[0] + "/", registry={name: None},
+                            urls={name: url}, retry_if_failed=retries)
+        logging.getLogger("pooch").setLevel(logging.WARNING)
+        try:
+            got = Path(repo.fetch(name, downloader=pooch.HTTPDownloader(progressbar=False,
+                                                                         timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))))
+        except requests.exceptions.HTTPError as e:
+            raise WeightsUnavailable(f"HTTP error {e.response.status_code if e.response is not None else ''}", url) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise WeightsUnavailable(f"{type(e).__name__}: {str(e)[:200]}", url) from None
+        os.replace(got, dest)
+        return dest, sha256_file(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
