@@ -350,7 +350,7 @@ def cmd_watch(args) -> int:
         for d in diffs:
             from .github import title_for
             from .watch import diff_markdown
-            console.print(f"[dry-run] would file: {title_for(d)}\n{diff_markdown(d)}")
+            console.print(f"[dry-run] would file: {title_for(d)}\n{diff_markdown(d)}", markup=False)
     if filing_error or any(f.action == "error" for f in filed):
         print(f"mbv2-parity: error: filing issues failed: {filing_error or [f.detail for f in filed if f.action == 'error']}"
               f" (the watch results are in {workdir / 'watch.json'})", file=sys.stderr)
