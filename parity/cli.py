@@ -358,6 +358,30 @@ def cmd_watch(args) -> int:
     return 10 if diffs else 0
 
 
+def cmd_report(args) -> int:
+    from . import report
+    reg = load_registry()
+    workdir = Path(args.workdir)
+    if args.cross:
+        src = Path(args.cross)
+        if src.is_file():
+            cmd_cross(argparse.Namespace(src=str(src), images=None, limit=0, source_framework=None,
+                                         workdir=str(workdir), json=str(workdir / "cross.json")))
+        else:
+            console.print(f"[yellow]no cross matrix[/]: {src} not found")
+    out = report.write(workdir, reg)
+    for k, p in out.items():
+        console.print(f"{k}: {p}")
+    if args.strict:
+        import json
+        doc = json.loads(out["json"].read_text())
+        bad = doc["summary"]["fail"] + doc["summary"]["error"] + sum(r["counts"]["mismatch"] for r in doc["rows"])
+        if bad:
+            print(f"mbv2-parity: {bad} failing checks/cells in this run (see {out['md']})", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -414,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--golden-dir", help="default fixtures/golden")
     p.add_argument("--workdir", default=str(default_workdir()))
     p.set_defaults(fn=cmd_watch)
+    p = sub.add_parser("report", help="report.json/.md/.html (+ JUnit XML) from the run's results in WORKDIR")
+    p.add_argument("--cross", help="also compute the cross-framework matrix of these weights (skipped if absent)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if the run has failing/erroring checks or cells")
+    p.add_argument("--workdir", default=str(default_workdir()))
+    p.set_defaults(fn=cmd_report)
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
     p.add_argument("src")
