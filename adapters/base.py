@@ -159,6 +159,30 @@ class BaseAdapter:
     def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
         raise AdapterError(f"{self.framework}: native preprocessing not implemented")
 
+    def apply_weights(self, model: Any, card: dict, weights: dict) -> Any:
+        """The three weights modes, the same in every adapter: ``seeded`` (``seed_weights``), ``canonical``
+        (``import_canonical``, with an optional ``build.fault``) and ``file`` (``load_file``)."""
+        mode = weights["mode"]
+        if mode == "canonical":
+            from parity.canonical import load
+            self.import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
+        elif mode == "seeded":
+            self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
+        elif mode == "file":
+            self.load_file(model, weights["path"])
+        else:
+            raise AdapterError(f"unknown weights mode {mode!r}")
+        return model
+
+    def seed_weights(self, model: Any, seed: int, calib: np.ndarray) -> None:
+        raise AdapterError(f"{self.framework}: seeded weights not implemented")
+
+    def import_canonical(self, model: Any, canon: Any, fault: str | None = None) -> Any:
+        raise AdapterError(f"{self.framework}: canonical import not implemented")
+
+    def load_file(self, model: Any, path: str) -> None:
+        raise AdapterError(f"{self.framework}: loading a native weight file not implemented")
+
     def op_export_canonical(self, key: str, path: str, source: str = "") -> dict:
         from parity.canonical import Canonical, save
         d = self.export_canonical(self._model(key))

@@ -70,24 +70,16 @@ class Adapter(BaseAdapter):
             raise AdapterError(f"keras builds MobileNetV2 with TF 'SAME' padding only (padding={padding!r} requested)",
                                hint="symmetric padding would mean rewriting keras's functional graph; not offered")
         model = self.create(card)
-        if weights["mode"] == "canonical":
-            from parity.canonical import load
-            self.import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
-        elif weights["mode"] == "seeded":
-            self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
-        elif weights["mode"] == "file":
-            try:
-                model.load_weights(weights["path"])
-            except Exception as e:
-                raise AdapterError(f"cannot load keras weights {weights['path']}: {type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:200]}",
-                                   hint="wrong alpha/input size for this .h5, or a corrupt file") from None
-        else:
-            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
-        return model
+        return self.apply_weights(model, card, weights)
 
-    @staticmethod
-    def seed_weights(model, seed: int, calib: np.ndarray) -> None:
+    def load_file(self, model, path: str) -> None:
+        try:
+            model.load_weights(path)
+        except Exception as e:
+            raise AdapterError(f"cannot load keras weights {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                               hint="wrong alpha/input size for this .h5, or a corrupt file") from None
+
+    def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
         """Same recipe as the torch adapters (He-normal convs, random BN affine, BN moving statistics from
         a calibration batch, classifier scaled to logit std 4), in keras terms."""
         rng = np.random.default_rng(seed)

@@ -110,30 +110,24 @@ class Adapter(BaseAdapter):
         elif padding != "symmetric":
             raise AdapterError(f"unknown padding {padding!r}; use 'symmetric' or 'same'")
         model._mbv2_padding = padding
-        if weights["mode"] == "canonical":
-            from parity.canonical import load
-            self.import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
-        elif weights["mode"] == "seeded":
-            self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
-        elif weights["mode"] == "file":
-            # the harness only hands over a downloaded .pdparams after its sha256 pin verified (parity.weights);
-            # paddle.load unpickles, so a file given by path is the user's own trusted file.
-            try:
-                sd = paddle.load(weights["path"])
-            except Exception as e:
-                raise AdapterError(f"cannot load {weights['path']}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                                   hint="corrupt or not a PaddleClas .pdparams file") from None
-            missing, unexpected = model.set_state_dict(sd)
-            if missing or unexpected:
-                raise AdapterError(f"pdparams do not fit the model: missing {list(missing)[:5]}, "
-                                   f"unexpected {list(unexpected)[:5]}", hint="wrong width variant for this file?")
-        else:
-            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
+        self.apply_weights(model, card, weights)
         model.eval()
         return model
 
-    @staticmethod
-    def seed_weights(model, seed: int, calib: np.ndarray) -> None:
+    def load_file(self, model, path: str) -> None:
+        # the harness only hands over a downloaded .pdparams after its sha256 pin verified (parity.weights);
+        # paddle.load unpickles, so a file given by path is the user's own trusted file.
+        try:
+            sd = paddle.load(path)
+        except Exception as e:
+            raise AdapterError(f"cannot load {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
+                               hint="corrupt or not a PaddleClas .pdparams file") from None
+        missing, unexpected = model.set_state_dict(sd)
+        if missing or unexpected:
+            raise AdapterError(f"pdparams do not fit the model: missing {list(missing)[:5]}, "
+                               f"unexpected {list(unexpected)[:5]}", hint="wrong width variant for this file?")
+
+    def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
         """The torch adapters' recipe in paddle terms (He-normal convs, random BN affine, BN statistics from a
         calibration batch, classifier scaled to logit std 4)."""
         rng = np.random.default_rng(seed)

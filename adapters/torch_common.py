@@ -182,16 +182,16 @@ class TorchAdapter:
         elif padding not in ("same", "symmetric"):
             raise AdapterError(f"unknown padding {padding!r}; use 'symmetric' or 'same'")
         model._mbv2_padding = padding
-        if weights["mode"] == "seeded":
-            seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
-        elif weights["mode"] == "file":
-            load_state(self.weights_target(model), load_checkpoint(weights["path"]))
-        elif weights["mode"] == "canonical":
-            from parity.canonical import load
-            import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
-        else:
-            raise AdapterError(f"unknown weights mode {weights['mode']!r}")
-        return model.eval()
+        return self.apply_weights(model, card, weights).eval()
+
+    def seed_weights(self, model, seed, calib):
+        seed_weights(model, seed, calib)
+
+    def import_canonical(self, model, canon, fault=None):
+        return import_canonical(model, canon, fault)
+
+    def load_file(self, model, path):
+        load_state(self.weights_target(model), load_checkpoint(path))
 
     def weights_target(self, model: nn.Module) -> nn.Module:
         """The module a native checkpoint's state_dict belongs to."""

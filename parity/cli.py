@@ -382,6 +382,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _common(p, golden: bool = False) -> None:
+    """Options several subcommands share."""
+    if golden:
+        p.add_argument("--golden-dir", help="default fixtures/golden")
+    p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -408,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
     p.add_argument("--real", type=int, default=24, help="real images added to the edge cases (default 24)")
     p.add_argument("--matrix", type=int, default=100, help="labeled images for the difference matrix (0: skip)")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p)
     p.set_defaults(fn=cmd_preprocess)
     p = sub.add_parser("eval", help="top-1/top-5 on an ImageNet val set (native and ONNX) vs the published table")
     p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
@@ -420,28 +427,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", action="append", default=None, choices=("native", "onnx"))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p)
     p.add_argument("--json")
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("golden", help="golden fingerprints: `golden update [MODEL...] [--write]`")
     p.add_argument("action", choices=("update",))
     p.add_argument("models", nargs="*")
     p.add_argument("--write", action="store_true", help="write the new fingerprints (default: show the diff only)")
-    p.add_argument("--golden-dir", help="default fixtures/golden")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p, golden=True)
     p.set_defaults(fn=cmd_golden)
     p = sub.add_parser("watch", help="check upstream for changed weights/preprocessing/converter/published numbers")
     p.add_argument("models", nargs="*")
     p.add_argument("--file-issues", action="store_true", help="open/comment GitHub issues (default: dry run)")
     p.add_argument("--repo", help="OWNER/NAME (default $MBV2_PARITY_GITHUB_REPO)")
     p.add_argument("--download", action="store_true", help="download and hash even when validators are unchanged")
-    p.add_argument("--golden-dir", help="default fixtures/golden")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p, golden=True)
     p.set_defaults(fn=cmd_watch)
     p = sub.add_parser("report", help="report.json/.md/.html (+ JUnit XML) from the run's results in WORKDIR")
     p.add_argument("--cross", help="also compute the cross-framework matrix of these weights (skipped if absent)")
     p.add_argument("--strict", action="store_true", help="exit 1 if the run has failing/erroring checks or cells")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p)
     p.set_defaults(fn=cmd_report)
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
@@ -451,14 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="source_framework", help="framework that wrote a native SRC (.pth needs it)")
     p.add_argument("--padding", choices=("symmetric", "same"),
                    help="build the target with this padding (default: the padding the weights were trained with)")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p)
     p.set_defaults(fn=cmd_transplant)
     p = sub.add_parser("cross", help="the same weights in every framework x padding (+ TFLite interpreter)")
     p.add_argument("src")
     p.add_argument("--images", help="a directory of images (default: the probe set)")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--from", dest="source_framework")
-    p.add_argument("--workdir", default=str(default_workdir()))
+    _common(p)
     p.add_argument("--json")
     p.set_defaults(fn=cmd_cross)
     args = ap.parse_args(argv)
