@@ -205,8 +205,20 @@ class Harness:
             metrics["onnx"] = {k: exp[k] for k in ("sha256", "bytes", "exporter", "opset") if k in exp} | {
                 "nodes": exp["check"]["nodes"], "producer": exp["check"]["producer"]}
             reason = "; ".join(failures) if failures else comps[0].summary() + " | " + comps[1].summary()
+            if failures and fault is None and input_fault is None:
+                reason += " | " + self._bisect_message(card, mode, x)
             return CheckResult(card.id, name, "fail" if failures else "pass", reason, mode, metrics)
         return self._guard(card, name, mode, run)
+
+    def _bisect_message(self, card: Card, mode: str, x: np.ndarray) -> str:
+        """A genuine (not injected) parity failure: name the first diverging layer, native vs ONNX."""
+        from .transplant import bisect_onnx
+        try:
+            x_nchw = x if card.preprocess.layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            b = bisect_onnx(self, card, mode, x_nchw)
+            return "bisection: " + b.message()
+        except Exception as e:  # never hide the parity failure behind a bisection problem
+            return f"bisection unavailable: {type(e).__name__}: {str(e)[:160]}"
 
     def check_nontrivial(self, card: Card, mode: str = "seeded") -> CheckResult:
         def run() -> CheckResult:

@@ -211,3 +211,42 @@ def bisect(harness, card_a: Card, card_b: Card, mode: str, x_nchw: np.ndarray, t
     errs = _rel_errors(*acts)
     first = next((i for i, e in enumerate(errs) if e > tol), None)
     return Bisection(first, errs, tol, card_a.id, card_b.id)
+
+
+def onnx_unit_outputs(path: str | Path, x: np.ndarray, drop: tuple[int, ...] = ()) -> list[np.ndarray]:
+    """Every BatchNormalization output of an ONNX graph (in node order) made a graph output and run in ONNX
+    Runtime: the ONNX side of a native-vs-ONNX bisection. Needs an unfused graph (torch ``keep-bn`` export,
+    paddle2onnx); tf2onnx folds BN into the convs, so keras graphs are refused with that reason."""
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(str(path))
+    bn_out = [n.output[0] for n in model.graph.node if n.op_type == "BatchNormalization"]
+    if not bn_out:
+        raise TransplantError(f"{Path(path).name}: no BatchNormalization nodes (the exporter folded them): a layer-wise "
+                              "bisection needs an unfused export")
+    known = {o.name for o in model.graph.output}
+    for name in bn_out:
+        if name not in known:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    outs = sess.run(bn_out, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})
+    return [o for i, o in enumerate(outs) if i not in drop]
+
+
+def bisect_onnx(harness, card: Card, mode: str, x_nchw: np.ndarray, onnx_path: str | Path | None = None,
+                tol: float = 1e-4) -> Bisection:
+    """Native (hooks on each BatchNorm) vs ONNX Runtime (each BatchNormalization output marked as a graph output)
+    on the same tensor: the first conv unit whose output diverges."""
+    path = onnx_path or harness.export(card, mode, exporter="keep-bn" if card.framework != "ppcls" else "default")["path"]
+    xin = x_nchw if card.preprocess.layout == "NCHW" else np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    built = harness.build(card, mode)
+    res = harness.pool.call(card.framework, "activations", key=built["key"], input=harness.pool.put_array(xin, "bis"))
+    with np.load(res["output"]) as z:
+        native = [z[f"arr_{i}"] for i in range(len(z.files))]
+    onnx_acts = onnx_unit_outputs(path, xin, drop=(1,) if card.framework == "ppcls" else ())
+    errs = _rel_errors(native, onnx_acts)
+    first = next((i for i, e in enumerate(errs) if e > tol), None)
+    return Bisection(first, errs, tol, f"{card.id} native", f"{Path(path).name} (ONNX Runtime)")

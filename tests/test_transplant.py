@@ -208,3 +208,35 @@ def test_transplant_cli_writes_a_loadable_native_file(tmp_path):
     p = subprocess.run([sys.executable, "-m", "parity.cli", "transplant", str(tmp_path / "nope.tflite"), "--to", "keras",
                         "--workdir", str(tmp_path)], capture_output=True, text=True)
     assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("cid", ["torchvision/mobilenet_v2.IMAGENET1K_V1", "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af",
+                                 "ppcls/MobileNetV2.pretrained"])
+def test_native_vs_onnx_bisection_finds_a_transposed_kernel_in_the_onnx_file(harness, probe_x, cid, tmp_path):
+    """Native hooks vs every BatchNormalization output of the ONNX graph: clean -> no divergence; one depthwise
+    kernel transposed inside the exported ONNX file -> that unit."""
+    import onnx
+    from onnx import numpy_helper
+    card = REGISTRY.get(cid)
+    x, _ = probe_x
+    clean = T.bisect_onnx(harness, card, "seeded", x)
+    assert clean.first is None, clean.message()
+    path = harness.export(card, "seeded", exporter="keep-bn" if card.framework != "ppcls" else "default")["path"]
+    m = onnx.load(path)
+    dw_nodes = [n for n in m.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    target = dw_nodes[5]
+    init = next(i for i in m.graph.initializer if i.name == target.input[1])
+    w = numpy_helper.to_array(init)
+    init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(w.transpose(0, 1, 3, 2)), init.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, bad)
+    b = T.bisect_onnx(harness, card, "seeded", x, onnx_path=bad)
+    dw = [u for u in UNITS if u.kind == "depthwise"][5]
+    assert b.first == dw.index, b.message()
+    assert "first diverging layer" in b.message() and dw.conv in b.message()
+
+
+def test_keras_graph_refuses_layer_bisection_with_the_reason(harness, probe_x):
+    x, _ = probe_x
+    with pytest.raises(T.TransplantError, match="folded"):
+        T.bisect_onnx(harness, REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224"), "seeded", x)
