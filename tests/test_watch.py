@@ -234,3 +234,26 @@ def test_golden_is_reproducible_here(harness):
         new, old = golden.compute(harness, card), golden.load(cid)
         d = [x for x in golden.diff(old, new) if not x.startswith("versions.")]
         assert d == [], (cid, d)
+
+
+def test_hf_revision_check_reads_the_hub_api(monkeypatch):
+    """The Hugging Face revision the watch compares for timm cards (a fake Hub API on 127.0.0.1)."""
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"sha": "0123abcd" if self.path == "/api/models/timm/mobilenetv2_100.ra_in1k/revision/main"
+                               else None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    srv, url = serve(Hub)
+    try:
+        monkeypatch.setenv("MBV2_PARITY_HF_ENDPOINT", url)
+        from parity.watch import hf_revision
+        card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+        assert hf_revision(card.weights.hf_hub_id, card.weights.hf_revision) == "0123abcd"
+    finally:
+        srv.shutdown()
