@@ -29,8 +29,8 @@ from .workers import WorkerError, WorkerPool
 DEFAULT_OPSET = 17
 # reference vs native preprocessing, in model-input units: both sides use the same decoder and resize library,
 # so only float reordering remains (x / 255 vs x * (1/255), (x - m) / s vs x * a + b). One 0-255 level of one
-# pixel is >= 7.8e-3 in every framework's input units (keras 1/127.5; ImageNet mean/std specs 1/(0.229*255) =
-# 1.7e-2 at most ... 1/(0.225*255) = 1.7e-2), so 1e-4 cannot hide a one-level difference anywhere.
+# pixel is >= 7.8e-3 in every framework's input units (keras: 1/127.5 = 7.8e-3; ImageNet mean/std specs:
+# 1/(0.229*255) = 1.7e-2 and up), so 1e-4 cannot hide a one-level difference anywhere.
 PREPROCESS_MAX_ABS = 1e-4
 TESTED_OPSETS = (13, 17)
 INPUT_FAULTS = {"transposed_input": "the ONNX side gets the probe tensor with H and W swapped"}
