@@ -47,8 +47,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _prep_batch(args) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    paths, spec_dict = args
+def _prep_batch(args) -> tuple[str, list[str]]:
+    """Decode + geometry of one batch in a worker process, written straight to the cache file (the array never
+    travels through a pipe); returns the file and the undecodable images."""
+    paths, spec_dict, dest = args
     spec = PreprocessSpec.from_dict(spec_dict)
     out = np.zeros((len(paths), spec.crop_size, spec.crop_size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
@@ -59,7 +61,8 @@ def _prep_batch(args) -> tuple[np.ndarray, np.ndarray, list[str]]:
             ok[i] = True
         except (ImageDecodeError, OSError, ValueError) as e:
             errors.append(f"{p}: {str(e)[:160]}")
-    return out, ok, errors
+    np.savez(dest, x=out, ok=ok)
+    return dest, errors
 
 
 class TensorCache:
@@ -92,7 +95,8 @@ class TensorCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         all_errors: dict[str, list[str]] = {}
         spec_d = self.spec.to_dict()
-        jobs = ((list(map(str, self.ds.paths[s:s + self.batch])), spec_d) for s in starts)
+        jobs = ((list(map(str, self.ds.paths[s:s + self.batch])), spec_d, str(self.dir / f"batch-{i:06d}.npz"))
+                for i, s in enumerate(starts))
         done = 0
         with ProcessPoolExecutor(max_workers=max(1, workers)) as ex:
             pending: deque = deque()
@@ -107,8 +111,9 @@ class TensorCache:
         (self.dir / "complete.json").write_text(json.dumps({"n": n, "errors": all_errors}))
 
     def _store(self, i: int, res, all_errors: dict):
-        u8, ok, errors = res
-        np.savez(self.dir / f"batch-{i:06d}.npz", x=u8, ok=ok)
+        dest, errors = res
+        with np.load(dest) as z:
+            u8, ok = z["x"], z["ok"]
         if errors:
             all_errors[str(i)] = errors
         return normalize_batch(u8, self.spec), ok, errors
