@@ -107,3 +107,14 @@ def test_difference_matrix_with_real_weights(harness):
     assert m.mean_pixel_diff[i["torchvision"], i["ppcls"]] > 1.0      # OpenCV vs PIL resize, round vs floor
     assert m.top1["keras"] > m.top1["torchvision"]                      # the model's own preprocessing wins
     assert "| keras |" in m.markdown()
+
+
+@pytest.mark.parametrize("fault", ["bgr_instead_of_rgb", "bilinear_for_bicubic", "pil_resize_for_opencv"])
+def test_end_to_end_fails_when_the_deployed_preprocessing_is_wrong(harness, images, fault):
+    """The same faulty spec on the deployment side (reference -> ONNX) while the framework keeps its own: the
+    image-to-logits check fails although native-vs-ONNX tensor parity would stay green."""
+    import dataclasses
+    cid, change = PREPROCESSING_FAULTS[fault]
+    card = REGISTRY.get(cid)
+    r = harness.check_end_to_end(dataclasses.replace(card, preprocess=card.preprocess.replace(**change)), "seeded", images)
+    assert r.status == "fail" and "max_abs" in r.reason, r.reason
