@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default="pretrained", help="pretrained | seeded | file:PATH | canonical:PATH")
     p.add_argument("--backend", action="append", default=None, choices=("native", "onnx"))
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8, help="images per inference call (8: finest decode/inference interleaving; measured 138-141 img/s vs 124 at 32)")
     p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes")
     _common(p)
     p.add_argument("--json")

@@ -143,7 +143,7 @@ class EvalResult:
         return d
 
 
-def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"), batch: int = 32, workers: int = 2,
+def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"), batch: int = 8, workers: int = 2,
              cache_root: Path | None = None, progress: bool = True, ort_threads: int | None = None) -> dict[str, EvalResult]:
     """``ort_threads``: ONNX Runtime intra-op threads (default: all cores, idle threads not spinning, so the decode
     processes get the cores whenever inference waits; measured 87 % of the bound vs 79 % with one ORT thread)."""
