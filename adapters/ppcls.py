@@ -379,15 +379,18 @@ class Adapter(BaseAdapter):
         return {"paddle.flops": total}
 
     # ------------------------------------------------------------------ spec and meta
+    @staticmethod
+    def inference_ops() -> list:
+        """The operators PaddleClas's own ``create_operators`` builds from deploy/configs/inference_cls.yaml."""
+        import yaml
+        from paddleclas.deploy.python import preprocess as ppre
+        with open(os.path.join(PPCLS_ROOT, "deploy", "configs", "inference_cls.yaml")) as f:
+            return ppre.create_operators(yaml.safe_load(f)["PreProcess"]["transform_ops"])
+
     def derive_spec(self, card: dict) -> PreprocessSpec:
         """Walk the operators PaddleClas builds from its own inference config (deploy/configs/inference_cls.yaml)
         with its own ``create_operators``; the decode step is ``predict_cls.py``'s ``cv2.imread`` + BGR->RGB."""
-        import yaml
-        from paddleclas.deploy.python import preprocess as ppre
-        cfg_path = os.path.join(PPCLS_ROOT, "deploy", "configs", "inference_cls.yaml")
-        with open(cfg_path) as f:
-            cfg = yaml.safe_load(f)
-        ops = ppre.create_operators(cfg["PreProcess"]["transform_ops"])
+        ops = self.inference_ops()
         found: dict = {"layout": "NHWC"}
         for op in ops:
             name = type(op).__name__
@@ -423,10 +426,7 @@ class Adapter(BaseAdapter):
         """``predict_cls.py``'s decode (``cv2.imread`` + ``[:, :, ::-1]``) and the operators PaddleClas builds
         from its inference config."""
         import cv2
-        import yaml
-        from paddleclas.deploy.python import preprocess as ppre
-        with open(os.path.join(PPCLS_ROOT, "deploy", "configs", "inference_cls.yaml")) as f:
-            ops = ppre.create_operators(yaml.safe_load(f)["PreProcess"]["transform_ops"])
+        ops = self.inference_ops()
         out = []
         for p in images:
             img = cv2.imread(p)

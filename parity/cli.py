@@ -140,7 +140,7 @@ def cmd_cross(args) -> int:
 
     import numpy as np
 
-    from .preprocess import decode, preprocess_batch, resize
+    from .preprocess import geometric, preprocess_batch
     from .probes import probe_images
     from .runner import Harness
     from .transplant import to_canonical, tflite_spec
@@ -163,7 +163,7 @@ def cmd_cross(args) -> int:
     with Harness(reg, workdir=Path(args.workdir)) as h:
         from .transplant import cross_matrix
         cp = to_canonical(h, src, args.source_framework)
-        u8 = np.stack([resize(decode(im), spec) for im in images]) if src.suffix == ".tflite" else None
+        u8 = np.stack([geometric(im, spec) for im in images]) if src.suffix == ".tflite" else None
         m = cross_matrix(h, cp, x, tflite=(str(src), u8) if u8 is not None else None)
     t = Table(title=f"cross-framework matrix: {src.name}, {len(images)} images; max |logit diff| / top-1 agreement "
                     "(vs the interpreter: max |probability diff|)")
@@ -214,11 +214,10 @@ def cmd_preprocess(args) -> int:
             ptq = root / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
             canon = T.to_canonical(h, ptq)
             keras_card = reg.get("keras/mobilenet_v2.alpha_1.0_224")
-            built = h.build(keras_card, f"canonical:{canon}")
 
             def run_model(x, layout):
                 x = x if layout == "NHWC" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-                return np.load(h.pool.call("keras", "run", key=built["key"], input=h.pool.put_array(x, "mx"))["output"])
+                return h.native_array(keras_card, f"canonical:{canon}", x, "mx")
 
             specs = {c.id.split("/")[0] + ("" if c.framework != "torchvision" else "-" + c.tag[-2:]): c.preprocess
                      for c in (reg.get(i) for i in ("torchvision/mobilenet_v2.IMAGENET1K_V1",

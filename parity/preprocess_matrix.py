@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import center_crop, decode, preprocess_batch, resize
+from .preprocess import geometric as geometric_one
+from .preprocess import preprocess_batch
 from .spec import PreprocessSpec
 
 
 def geometric(images: list, spec: PreprocessSpec) -> np.ndarray:
-    return np.stack([center_crop(resize(decode(im, spec.decoder), spec), spec.crop_size, spec.crop_rounding)
-                     for im in images]).astype(np.int16)
+    return np.stack([geometric_one(im, spec) for im in images]).astype(np.int16)
 
 
 @dataclass

@@ -132,6 +132,10 @@ class Harness:
         self._time(card, "native_inference", res["seconds"])
         return np.load(res["output"])
 
+    def native_array(self, card: Card, mode: str, x: np.ndarray, name: str = "x") -> np.ndarray:
+        """``native`` on an in-memory batch (already in the card's layout)."""
+        return self.native(card, mode, self.pool.put_array(np.ascontiguousarray(x, dtype=np.float32), name))
+
     def export(self, card: Card, mode: str = "seeded", opset: int = DEFAULT_OPSET, exporter: str = "default") -> dict:
         key = (card.id, mode, opset, exporter)
         if key not in self._onnx:
@@ -291,11 +295,8 @@ class Harness:
                  "mean_pixel_levels": float(dpix.mean()), "images": len(images),
                  "worst_image": str(images[int(per_img.argmax())]), "tolerance": PREPROCESS_MAX_ABS}
             if mode is not None:
-                built = self.build(card, mode)
-                ya = np.load(self.pool.call(card.framework, "run", key=built["key"],
-                                            input=self.pool.put_array(ref, "ref-pre"))["output"])
-                yb = np.load(self.pool.call(card.framework, "run", key=built["key"],
-                                            input=self.pool.put_array(nat.astype(np.float32), "nat-pre"))["output"])
+                ya = self.native_array(card, mode, ref, "ref-pre")
+                yb = self.native_array(card, mode, nat, "nat-pre")
                 m["top1_agree"] = float((ya.argmax(1) == yb.argmax(1)).mean())
             ok = m["max_abs"] <= PREPROCESS_MAX_ABS
             reason = (f"max_abs {m['max_abs']:.2e} (max {m['max_pixel_levels']:.3g} pixel levels, mean "
@@ -311,10 +312,7 @@ class Harness:
         """What a deployment ships: image file -> the framework's preprocessing -> native model, vs image file ->
         reference preprocessing -> ONNX Runtime."""
         def run() -> CheckResult:
-            nat = self.native_tensor(card, images).astype(np.float32)
-            built = self.build(card, mode)
-            ref_logits = np.load(self.pool.call(card.framework, "run", key=built["key"],
-                                                input=self.pool.put_array(nat, "e2e-native"))["output"])
+            ref_logits = self.native_array(card, mode, self.native_tensor(card, images), "e2e-native")
             exp = self.export(card, mode, opset)
             x = preprocess_batch(images, card.preprocess)
             y = onnxrt.run(exp["path"], x, "on")

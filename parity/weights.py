@@ -138,25 +138,10 @@ def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) ->
     if why:
         raise WeightsUnavailable(why, url)
 
-    import pooch  # imported lazily: only needed when actually downloading
-    import requests
-
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        base = url.rsplit("/", 1)[0] + "/"
-        repo = pooch.create(path=staging, base_url=base, registry={ref.filename: None},
-                            urls={ref.filename: url}, retry_if_failed=retries)
-        downloader = pooch.HTTPDownloader(progressbar=progress, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-        logging.getLogger("pooch").setLevel(logging.WARNING)
-        try:
-            got = Path(repo.fetch(ref.filename, downloader=downloader))
-        except requests.exceptions.HTTPError as e:
-            raise WeightsUnavailable(f"HTTP error {e.response.status_code if e.response is not None else ''}", ref.url) from None
-        except requests.exceptions.ChunkedEncodingError as e:  # body shorter than Content-Length
-            raise DownloadError(f"{ref.filename}: truncated download after {retries} retries ({str(e)[:160]})") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise WeightsUnavailable(f"{type(e).__name__}: {str(e)[:200]}", ref.url) from None
+        got = _pooch_get(url, ref.filename, staging, retries, progress, shown_url=ref.url)
         digest = verify(got, ref)  # raises ChecksumError: staging is removed below, cache untouched
         os.replace(got, target)    # same filesystem: atomic
         return Fetched(target, digest, True)
@@ -164,31 +149,38 @@ def fetch(ref: WeightsRef, *, retries: int = RETRIES, progress: bool = False) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _pooch_get(url: str, name: str, staging: Path, retries: int, progress: bool = False, shown_url: str = "") -> Path:
+    """One pooch download into ``staging`` (timeouts, retries), with requests' errors mapped onto ours."""
+    import pooch  # imported lazily: only needed when actually downloading
+    import requests
+    shown_url = shown_url or url
+    repo = pooch.create(path=staging, base_url=url.rsplit("/", 1)[0] + "/", registry={name: None},
+                        urls={name: url}, retry_if_failed=retries)
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+    logging.getLogger("pooch").setLevel(logging.WARNING)
+    try:
+        return Path(repo.fetch(name, downloader=downloader))
+    except requests.exceptions.HTTPError as e:
+        raise WeightsUnavailable(f"HTTP error {e.response.status_code if e.response is not None else ''}", shown_url) from None
+    except requests.exceptions.ChunkedEncodingError as e:  # body shorter than Content-Length
+        raise DownloadError(f"{name}: truncated download after {retries} retries ({str(e)[:160]})") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        raise WeightsUnavailable(f"{type(e).__name__}: {str(e)[:200]}", shown_url) from None
+
+
 def download(url: str, dest: Path, *, retries: int = RETRIES) -> tuple[Path, str]:
     """Unverified download of ``url`` (after rewriting) into ``dest``, returning (path, sha256): for the drift
     watch, which must fetch a changed upstream file precisely because it no longer matches the pin. The file is
     only hashed and compared, never loaded, by the caller."""
-    import pooch
-    import requests
     url = effective_url(url)
     why = _reachable(url)
     if why:
         raise WeightsUnavailable(why, url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    name = url.rstrip("/").rsplit("/", 1)[-1]
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest.parent))
     try:
-        repo = pooch.create(path=staging, base_url=url.rsplit("/", 1)[0] + "/", registry={name: None},
-                            urls={name: url}, retry_if_failed=retries)
-        logging.getLogger("pooch").setLevel(logging.WARNING)
-        try:
-            got = Path(repo.fetch(name, downloader=pooch.HTTPDownloader(progressbar=False,
-                                                                         timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))))
-        except requests.exceptions.HTTPError as e:
-            raise WeightsUnavailable(f"HTTP error {e.response.status_code if e.response is not None else ''}", url) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise WeightsUnavailable(f"{type(e).__name__}: {str(e)[:200]}", url) from None
+        got = _pooch_get(url, url.rstrip("/").rsplit("/", 1)[-1], staging, retries)
         os.replace(got, dest)
         return dest, sha256_file(dest)
     finally:
