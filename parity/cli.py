@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .paths import default_workdir
@@ -242,49 +243,76 @@ def cmd_eval(args) -> int:
     import os
 
     from .dataset import DatasetError, open_dataset
-    from .evaluate import NATIVE_ONNX_MAX_DIFF_PTS, check_against_published, evaluate
+    from .errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
+    from .evaluate import check_against_published, evaluate, native_onnx_failure
     from .runner import Harness
+    if args.limit is not None and args.limit <= 0:
+        raise UsageError(f"--limit {args.limit}: must be a positive number of images", hint="omit it to use every image")
+    if args.batch <= 0 or args.workers <= 0:
+        raise UsageError(f"--batch {args.batch} / --workers {args.workers}: both must be at least 1")
     data = args.data or os.environ.get("MBV2_PARITY_IMAGENET")
     if not data:
         raise DatasetError("no dataset: pass --data DIR (or a list file) or set MBV2_PARITY_IMAGENET")
-    ds = open_dataset(data)
+    ds = open_dataset(data, synsets=args.synsets, label_base=args.label_base)
     sub = ds.subset(args.limit, args.seed) if args.limit else ds
+    if ds.label_evidence:
+        console.print(f"labels: {ds.label_evidence}")
     reg = load_registry()
     cards = reg.select(args.models)
     workdir = Path(args.workdir)
-    rows, doc, bad = [], {"dataset": {"path": str(data), "layout": sub.layout, "n": len(sub)}, "results": []}, 0
+    real = args.weights != "seeded"
+    rows, doc, bad = [], {"dataset": {"path": str(data), "layout": sub.layout, "n": len(sub)}, "results": []}, []
     with Harness(reg, workdir=workdir) as h:
         from .runner import Skip
         for c in cards:
             try:
                 res = evaluate(h, c, args.weights, sub, tuple(args.backend), args.batch, args.workers)
             except Skip as e:
-                console.print(f"[yellow]{c.id}: skipped[/]: {e}")
+                console.print(f"[yellow]{c.id}: skipped[/]: {escape(str(e))}")
                 doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
                 continue
             checks = [pc for r in res.values() for pc in check_against_published(c, r, full=len(sub) >= 50_000)]
-            diff = None
-            if {"native", "onnx"} <= set(res):
-                diff = abs(res["native"].top1 - res["onnx"].top1) * 100
-                bad += diff > NATIVE_ONNX_MAX_DIFF_PTS
-            bad += sum(pc.status == "fail" for pc in checks) if args.weights == "pretrained" else 0
+            problems = [f"{c.id} [{b}]: {why}" for b, r in res.items() for why in r.failures(real)]
+            why = native_onnx_failure(res)
+            if why:
+                problems.append(f"{c.id}: {why}")
+            if args.weights == "pretrained":
+                problems += [f"{c.id} [{pc.source}]: {pc.metric} {100 * pc.measured:.2f} % vs published "
+                             f"{100 * pc.published:.2f} % ({pc.rule})" for pc in checks if pc.status == "fail"]
+            bad += problems
+            r0 = next(iter(res.values()))
+            if r0.cache_hit:
+                console.print(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, "
+                              "mtime and ctime of every file)")
+            diff = (abs(res["native"].top1 - res["onnx"].top1) * 100) if {"native", "onnx"} <= set(res) else None
             for b, r in res.items():
-                rows.append((c.id, b, r, checks, diff))
-                doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks if True],
-                                       "native_onnx_top1_diff_pts": diff})
-    t = Table(title=f"evaluation: {sub.layout}, {len(sub)} images, weights {args.weights}")
-    for col in ("card", "backend", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s", "vs published"):
-        t.add_column(col)
-    for cid, b, r, checks, diff in rows:
+                rows.append((c.id, b, r, checks))
+                doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks],
+                                       "native_onnx_top1_diff_pts": diff, "problems": problems})
+    t = Table(title=f"evaluation: {escape(sub.layout)}, {len(sub)} images, weights {escape(args.weights)}")
+    for col in ("card", "backend", "evaluated", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s", "cache",
+                "vs published"):
+        t.add_column(col, overflow="fold")
+    for cid, b, r, checks in rows:
         pub = "; ".join(f"{pc.source} {100 * pc.published:.2f} {pc.status}" for pc in checks if pc.metric == "top1")
-        t.add_row(cid, b, f"{100 * r.top1:.2f} [{100 * r.top1_ci[0]:.1f}, {100 * r.top1_ci[1]:.1f}]",
+        t.add_row(cid, b, str(r.n), f"{100 * r.top1:.2f} [{100 * r.top1_ci[0]:.1f}, {100 * r.top1_ci[1]:.1f}]",
                   f"{100 * r.top5:.2f} [{100 * r.top5_ci[0]:.1f}, {100 * r.top5_ci[1]:.1f}]", str(r.skipped),
-                  f"{r.images_per_s:.0f}", pub if args.weights == "pretrained" else "(not the published weights)")
+                  f"{r.images_per_s:.0f}", "hit" if r.cache_hit else "built",
+                  escape(pub) if args.weights == "pretrained" else "(not the published weights)")
     console.print(t)
     out = Path(args.json or workdir / "eval.json")
+    evaluated = sum(r.n for _, _, r, _ in rows)
+    doc["status"] = "fail" if bad else ("nothing" if not evaluated else "pass")
     out.write_text(json.dumps(doc, indent=1, default=str))
-    console.print(f"results: {out}")
-    return 1 if bad else 0
+    for why in bad:
+        console.print(f"[bold red]FAIL[/] {escape(why)}")
+    console.print(f"results: {escape(str(out))}")
+    if bad:
+        return EXIT_FAILED
+    if not evaluated:
+        print("mbv2-parity: nothing evaluated: every card was skipped (see the reasons above)", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
 
 
 def cmd_golden(args) -> int:
@@ -420,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
     p.add_argument("--data", help="val dir (val/ + val_label.txt, ImageFolder) or a 'path label' list file; "
                                   "default $MBV2_PARITY_IMAGENET")
-    p.add_argument("--limit", type=int, default=0, help="stratified subset of N images (Wilson intervals)")
+    p.add_argument("--limit", type=int, default=None, help="stratified subset of N images (Wilson intervals)")
+    p.add_argument("--label-base", type=int, choices=(0, 1), default=None,
+                   help="how the label file counts classes (needed when it has no label 0 and no wnids in file names)")
+    p.add_argument("--synsets", help="the standard synset list (wnid order) to check labels against file names")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default="pretrained", help="pretrained | seeded | file:PATH | canonical:PATH")
     p.add_argument("--backend", action="append", default=None, choices=("native", "onnx"))
@@ -472,8 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         args.opset = [17]
     if args.cmd == "eval" and not args.backend:
         args.backend = ["native", "onnx"]
+    from .errors import ParityError
     try:
         return args.fn(args)
+    except ParityError as e:
+        print(f"mbv2-parity: error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
     except (UnknownModel, RegistryError, SpecError, ValueError, WorkerError, OSError) as e:
         hint = getattr(e, "hint", "")
         print(f"mbv2-parity: error: {e}" + (f" (hint: {hint})" if hint else ""), file=sys.stderr)

@@ -34,6 +34,14 @@ Z95 = 1.959963984540054
 FULL_VAL = 50_000
 FULL_TOLERANCE_PTS = 0.3   # full val vs published: published numbers come from other decoders/libraries/versions
 NATIVE_ONNX_MAX_DIFF_PTS = 0.1   # same weights, same tensors: only fp32 ties may flip
+# ILSVRC2012 val decodes completely with PIL and OpenCV (0 of 50,000 unreadable); more than 1 % unreadable images
+# means a broken copy or wrong paths, and the top-1 of the rest would be a different population's.
+MAX_SKIPPED_SHARE = 0.01
+# Off-by-one labels (1-based file, TF's 1001-class mapping): with real weights, top-1 against the labels shifted by
+# one is far above top-1 against the labels as given. Judged on >= LABEL_SHIFT_MIN_IMAGES images with real weights.
+LABEL_SHIFT_MIN_IMAGES = 20
+LABEL_SHIFT_MIN_TOP1 = 0.2
+LABEL_SHIFT_RATIO = 3.0
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -45,6 +53,29 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def count_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(top-1 hits, top-5 hits, top-1 predictions) of a batch of logits against 0-based labels."""
+    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+    return int((top5[:, 0] == labels).sum()), int((top5 == labels[:, None]).any(1).sum()), top5[:, 0]
+
+
+def label_shift(predictions: np.ndarray, labels: np.ndarray) -> dict[int, float]:
+    """Top-1 of the predictions against the labels shifted by -1, 0 and +1 (evidence of an off-by-one mapping)."""
+    return {d: float((predictions == labels + d).mean()) if len(labels) else 0.0 for d in (-1, 0, 1)}
+
+
+def label_shift_failure(predictions: np.ndarray, labels: np.ndarray) -> str:
+    """A reason when the labels look shifted by one (real weights only), else ""."""
+    if len(labels) < LABEL_SHIFT_MIN_IMAGES:
+        return ""
+    acc = label_shift(predictions, labels)
+    for d in (-1, 1):
+        if acc[d] >= LABEL_SHIFT_MIN_TOP1 and acc[d] >= LABEL_SHIFT_RATIO * max(acc[0], 1e-9):
+            return (f"labels look off by {-d:+d}: top-1 is {100 * acc[0]:.1f} % against the labels as given but "
+                    f"{100 * acc[d]:.1f} % against labels {d:+d} (a 1-based file or a 1001-class mapping?)")
+    return ""
 
 
 def _prep_batch(args) -> tuple[str, list[str]]:
@@ -73,7 +104,8 @@ class TensorCache:
 
     def __init__(self, root: Path, spec: PreprocessSpec, ds: Dataset, batch: int):
         geo = {k: v for k, v in spec.to_dict().items() if k in self.GEOMETRIC}
-        key = hashlib.sha256(json.dumps(geo, sort_keys=True).encode() + ds.fingerprint.encode()
+        # content, not just names: every file's size, mtime_ns and ctime_ns (Dataset.content_fingerprint)
+        key = hashlib.sha256(json.dumps(geo, sort_keys=True).encode() + ds.content_fingerprint().encode()
                              + str(batch).encode()).hexdigest()[:16]
         self.dir = Path(root) / key
         self.spec, self.ds, self.batch = spec, ds, batch
@@ -136,11 +168,31 @@ class EvalResult:
     cache_hit: bool
     skipped_files: list[str] = field(default_factory=list)
     predictions: list[int] = field(default_factory=list, repr=False)
+    labels: list[int] = field(default_factory=list, repr=False)
+    cache_dir: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("predictions")
+        d.pop("labels")
         return d
+
+    def failures(self, real_weights: bool) -> list[str]:
+        """Why this result cannot stand as a measurement ([] when it can): nothing evaluated, too many images
+        skipped, or (real weights) labels that look off by one."""
+        total = self.n + self.skipped
+        if self.n == 0:
+            return [f"0 of {total} images evaluated" + (f" (first unreadable: {self.skipped_files[0]})"
+                                                        if self.skipped_files else "")]
+        out = []
+        if total and self.skipped / total > MAX_SKIPPED_SHARE:
+            out.append(f"{self.skipped} of {total} images unreadable ({100 * self.skipped / total:.1f} % > "
+                       f"{100 * MAX_SKIPPED_SHARE:.0f} %; first: {self.skipped_files[0]})")
+        if real_weights:
+            why = label_shift_failure(np.asarray(self.predictions), np.asarray(self.labels))
+            if why:
+                out.append(why)
+        return out
 
 
 def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"), batch: int = 8, workers: int = 2,
@@ -158,7 +210,7 @@ def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"),
     correct5 = {b: 0 for b in backends}
     preds: dict[str, list[int]] = {b: [] for b in backends}
     seconds = {b: 0.0 for b in backends}
-    n_ok, skipped_files = 0, []
+    n_ok, skipped_files, kept_labels = 0, [], []
     t0 = time.perf_counter()
     labels = ds.labels
     pos = 0
@@ -172,6 +224,7 @@ def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"),
     try:
         for x, ok, errors in cache.batches(workers=workers):
             y = labels[pos:pos + len(ok)][ok]
+            kept_labels += y.tolist()
             skipped_files += errors
             xs = x[ok]
             pos += len(ok)
@@ -186,10 +239,10 @@ def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"),
                         logits = np.load(res["output"])
                         os.unlink(res["output"])
                     seconds[b] += time.perf_counter() - tb
-                    top5 = np.argsort(-logits, axis=1)[:, :5]
-                    correct1[b] += int((top5[:, 0] == y).sum())
-                    correct5[b] += int((top5 == y[:, None]).any(1).sum())
-                    preds[b] += top5[:, 0].tolist()
+                    c1, c5, pred = count_correct(logits, y)
+                    correct1[b] += c1
+                    correct5[b] += c5
+                    preds[b] += pred.tolist()
                 n_ok += len(xs)
             if prog:
                 prog.update(task, completed=pos, rate=pos / max(time.perf_counter() - t0, 1e-9))
@@ -201,8 +254,18 @@ def evaluate(harness, card, mode: str, ds: Dataset, backends=("native", "onnx"),
     for b in backends:
         out[b] = EvalResult(card.id, b, mode, ds.layout, n_ok, len(skipped_files), correct1[b] / max(n_ok, 1),
                             correct5[b] / max(n_ok, 1), wilson(correct1[b], n_ok), wilson(correct5[b], n_ok), wall,
-                            n_ok / wall if wall else 0.0, hit, skipped_files, preds[b])
+                            n_ok / wall if wall else 0.0, hit, skipped_files, preds[b], kept_labels, str(cache.dir))
     return out
+
+
+def native_onnx_failure(results: dict[str, EvalResult]) -> str:
+    """Same weights and tensors through the native framework and ONNX Runtime: top-1 may differ only by fp32 ties."""
+    if not {"native", "onnx"} <= set(results):
+        return ""
+    diff = round(abs(results["native"].top1 - results["onnx"].top1) * 100, 9)   # no float noise at the bound
+    if diff > NATIVE_ONNX_MAX_DIFF_PTS:
+        return f"native vs ONNX top-1 differ by {diff:.2f} pts > {NATIVE_ONNX_MAX_DIFF_PTS} (same weights, same tensors)"
+    return ""
 
 
 @dataclass

@@ -35,7 +35,9 @@ def test_val_dir_with_label_file(tmp_path):
 def test_list_file_and_imagefolder(tmp_path):
     write_images(tmp_path / "imgs", ["a.jpg", "b.jpg"])
     (tmp_path / "list.txt").write_text("imgs/a.jpg,3\nimgs/b.jpg 999\n")
-    assert open_dataset(tmp_path / "list.txt").labels.tolist() == [3, 999]
+    assert open_dataset(tmp_path / "list.txt", label_base=0).labels.tolist() == [3, 999]
+    with pytest.raises(DatasetError, match="no image has label 0"):   # 0- or 1-based? the file cannot tell
+        open_dataset(tmp_path / "list.txt")
     for w in ("n01440764", "n01443537"):
         write_images(tmp_path / "folder" / w, ["x.JPEG"])
     with pytest.raises(DatasetError, match="2 synset directories, not 1000"):
