@@ -35,23 +35,59 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _merge_previous(out: Path, run_id: str, results: list) -> list:
+    """A second `check` in the same run merges with the first one's results (newer results replace older ones of the
+    same card, check and weights); results of another run are moved aside to ``<name>.prev.json``, never silently
+    overwritten."""
+    import json
+    from .runner import CheckResult
+    if not out.is_file():
+        return results
+    try:
+        old = json.loads(out.read_text())
+    except ValueError:
+        old = {}
+    if old.get("run") != run_id:
+        prev = out.with_suffix(".prev.json")
+        out.replace(prev)
+        console.print(f"[yellow]note:[/] {escape(str(out))} held results of another run: moved to {escape(str(prev))}")
+        return results
+    mine = {(r.card, r.check, r.mode) for r in results}
+    kept = [CheckResult(**{k: v for k, v in d.items() if k in CheckResult.__dataclass_fields__})
+            for d in old.get("results", []) if (d["card"], d["check"], d["mode"]) not in mine]
+    if kept:
+        console.print(f"note: merged with {len(kept)} earlier results of this run in {escape(str(out))} "
+                      "(`check --fresh` starts a new run)")
+    return kept + results
+
+
 def cmd_check(args) -> int:
+    from .errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
     from .runner import Harness, write_results  # noqa: deferred so `list` stays instant
     reg = load_registry()
     cards = reg.select(args.models)
     modes = tuple(args.weights)
     workdir = Path(args.workdir)
+    out = Path(args.json or workdir / "results.json")
     t0 = time.perf_counter()
-    with Harness(reg, workdir=workdir) as h:
-        results = []
-        for card in cards:
-            console.print(f"[bold]{card.id}[/]")
-            batch = h.checks_for(card, modes, tuple(args.opset))
-            for r in batch:
-                console.print(f"  {r.check:<14} {r.mode:<10} [{STYLE[r.status]}]{r.status}[/] {r.reason[:160]}")
-            results += batch
-        timings = h.timings
-    wall = time.perf_counter() - t0
+    results: list = []
+    partial = True
+    try:
+        with Harness(reg, workdir=workdir) as h:
+            for card in cards:
+                console.print(f"[bold]{escape(card.id)}[/]")
+                batch = h.checks_for(card, modes, tuple(args.opset))
+                for r in batch:
+                    console.print(f"  {r.check:<14} {escape(r.mode):<10} [{STYLE[r.status]}]{r.status}[/] "
+                                  f"{escape(r.reason[:160])}")
+                results += batch
+            timings = h.timings
+        partial = False
+    finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
+        wall = time.perf_counter() - t0
+        merged = _merge_previous(out, args.run_id, results)
+        write_results(merged, out, {"wall_seconds": wall, "run": args.run_id, "partial": partial,
+                                    "timings": {} if partial else timings})
     table = Table(title=f"mbv2-parity check: {len(cards)} cards, {wall:.1f}s")
     for col in ("card", "check", "weights", "status", "max_abs (opt off/on)", "top-1 / top-5", "reason"):
         table.add_column(col, overflow="fold")
@@ -59,14 +95,18 @@ def cmd_check(args) -> int:
         m_off, m_on = r.metrics.get("ort-opt-off", {}), r.metrics.get("ort-opt-on", {})
         mx = f"{m_off['max_abs']:.1e} / {m_on['max_abs']:.1e}" if m_off and m_on else ""
         tk = f"{m_off['top1_agree']:.2f} / {m_off['top5_agree']:.2f}" if m_off else ""
-        table.add_row(r.card, r.check, r.mode, f"[{STYLE[r.status]}]{r.status}[/]", mx, tk,
-                      "" if r.status == "pass" else r.reason[:200])
+        table.add_row(escape(r.card), r.check, escape(r.mode), f"[{STYLE[r.status]}]{r.status}[/]", mx, tk,
+                      "" if r.status == "pass" else escape(r.reason[:200]))
     console.print(table)
-    out = write_results(results, args.json or workdir / "results.json", {"wall_seconds": wall, "timings": timings})
     counts = {s: sum(r.status == s for r in results) for s in STYLE}
     console.print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, "
-                  f"{counts['error']} errors; results: {out}")
-    return 1 if counts["fail"] or counts["error"] else 0
+                  f"{counts['error']} errors; results: {escape(str(out))}")
+    if counts["fail"] or counts["error"]:
+        return EXIT_FAILED
+    if not counts["pass"]:
+        print("mbv2-parity: nothing checked: every check was skipped (see the reasons above)", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
 
 
 def cmd_count(args) -> int:
@@ -386,27 +426,41 @@ def cmd_watch(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report
+    from . import report, runlog
+    from .errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
     reg = load_registry()
     workdir = Path(args.workdir)
     if args.cross:
         src = Path(args.cross)
         if src.is_file():
-            cmd_cross(argparse.Namespace(src=str(src), images=None, limit=0, source_framework=None,
-                                         workdir=str(workdir), json=str(workdir / "cross.json")))
+            ns = argparse.Namespace(cmd="cross", fn=cmd_cross, src=str(src), images=None, limit=0,
+                                    source_framework=None, workdir=str(workdir), json=str(workdir / "cross.json"))
+            _dispatch(ns, ["cross", str(src)])
         else:
-            console.print(f"[yellow]no cross matrix[/]: {src} not found")
+            console.print(f"[yellow]no cross matrix[/]: {escape(str(src))} not found")
     out = report.write(workdir, reg)
     for k, p in out.items():
-        console.print(f"{k}: {p}")
-    if args.strict:
-        import json
-        doc = json.loads(out["json"].read_text())
-        bad = doc["summary"]["fail"] + doc["summary"]["error"] + sum(r["counts"]["mismatch"] for r in doc["rows"])
-        if bad:
-            print(f"mbv2-parity: {bad} failing checks/cells in this run (see {out['md']})", file=sys.stderr)
-            return 1
-    return 0
+        console.print(f"{k}: {escape(str(p))}")
+    if not args.strict:
+        return EXIT_OK
+    import json
+    doc = json.loads(out["json"].read_text())
+    run = runlog.load(workdir)
+    if run is None or not run.outputs("check"):
+        print(f"mbv2-parity: nothing to report: no `check` recorded in {workdir / runlog.MANIFEST} "
+              "(run `mbv2-parity check --workdir ...` first)", file=sys.stderr)
+        return EXIT_NOTHING
+    problems = run.problems() + doc.get("problems", [])
+    bad = doc["summary"]["fail"] + doc["summary"]["error"] + sum(r["counts"]["mismatch"] for r in doc["rows"])
+    if bad:
+        problems.append(f"{bad} failing checks/cells")
+    if problems:
+        print("mbv2-parity: the run is not green: " + "; ".join(problems) + f" (see {out['md']})", file=sys.stderr)
+        return EXIT_FAILED
+    if not doc["summary"]["pass"]:
+        print("mbv2-parity: nothing to report: the run's checks were all skipped", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
 
 
 def _common(p, golden: bool = False) -> None:
@@ -429,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opset", type=int, action="append", default=None, help="ONNX opset (repeatable; default 17)")
     p.add_argument("--workdir", default=str(default_workdir()), help="where ONNX files, logs and results go")
     p.add_argument("--json", help="results JSON path (default: WORKDIR/results.json)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run in WORKDIR (default: join the current run, merging results)")
     p.set_defaults(fn=cmd_check)
     p = sub.add_parser("count", help="FLOPs/params under every named convention, and the published cells checked")
     p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
@@ -503,16 +559,43 @@ def main(argv: list[str] | None = None) -> int:
         args.opset = [17]
     if args.cmd == "eval" and not args.backend:
         args.backend = ["native", "onnx"]
-    from .errors import ParityError
+    return _dispatch(args, list(argv if argv is not None else sys.argv[1:]))
+
+
+# commands that are steps of a run (recorded in WORKDIR/run.json, see parity/runlog.py) and the file each writes
+STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
+                "preprocess": "preprocess.json"}
+
+
+def _dispatch(args, argv: list[str]) -> int:
+    from . import runlog
+    from .errors import EXIT_INTERRUPTED, ParityError
+    step = None
+    if args.cmd in STEP_OUTPUTS:
+        workdir = Path(args.workdir)
+        out = Path(getattr(args, "json", None) or workdir / STEP_OUTPUTS[args.cmd])
+        run, step = runlog.start(workdir, args.cmd, argv, [out], fresh=getattr(args, "fresh", False))
+        args.run_id = run.id
+    rc = 4
     try:
-        return args.fn(args)
+        rc = args.fn(args)
+        return rc
     except ParityError as e:
         print(f"mbv2-parity: error: {e.one_line()}", file=sys.stderr)
-        return e.exit_code
+        rc = e.exit_code
+        return rc
+    except KeyboardInterrupt:
+        print("mbv2-parity: interrupted (partial results written and marked partial)", file=sys.stderr)
+        rc = EXIT_INTERRUPTED
+        return rc
     except (UnknownModel, RegistryError, SpecError, ValueError, WorkerError, OSError) as e:
         hint = getattr(e, "hint", "")
         print(f"mbv2-parity: error: {e}" + (f" (hint: {hint})" if hint else ""), file=sys.stderr)
-        return 2
+        rc = 2
+        return rc
+    finally:
+        if step is not None:
+            runlog.finish(Path(args.workdir), step, rc)
 
 
 if __name__ == "__main__":

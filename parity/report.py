@@ -23,10 +23,31 @@ def _load(workdir: Path, name: str):
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _step_outputs(workdir: Path, command: str, default: str, key: str, problems: list[str]) -> list[dict]:
+    """The results of every ``command`` step of the run recorded in ``run.json`` (wherever they were written), or
+    ``WORKDIR/default`` when no run is recorded. A step whose output is missing or partial is a problem."""
+    from . import runlog
+    run = runlog.load(workdir)
+    files = run.outputs(command) if run is not None else [workdir / default]
+    out: dict[tuple, dict] = {}
+    for f in dict.fromkeys(files):
+        if not f.is_file():
+            if run is not None:
+                problems.append(f"`{command}` wrote no results at {f}")
+            continue
+        doc = json.loads(f.read_text())
+        if doc.get("partial"):
+            problems.append(f"{f} holds partial results (the `{command}` step was interrupted)")
+        for r in doc.get(key, []):
+            out[(r.get("card"), r.get("check"), r.get("mode"), r.get("backend"))] = r
+    return list(out.values())
+
+
 def collect(workdir: Path, reg: Registry) -> dict:
-    results = (_load(workdir, "results.json") or {}).get("results", [])
-    counts = (_load(workdir, "counts.json") or {}).get("results", [])
-    evals = (_load(workdir, "eval.json") or {}).get("results", [])
+    problems: list[str] = []
+    results = _step_outputs(workdir, "check", "results.json", "results", problems)
+    counts = _step_outputs(workdir, "count", "counts.json", "results", problems)
+    evals = [e for e in _step_outputs(workdir, "eval", "eval.json", "results", problems) if "top1" in e]
     rows = []
     for card in reg:
         mine = [r for r in results if r["card"] == card.id]
@@ -52,7 +73,8 @@ def collect(workdir: Path, reg: Registry) -> dict:
     return {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
             "summary": {s: statuses.count(s) for s in ("pass", "fail", "skip", "error")},
             "cross": _load(workdir, "cross.json"), "watch": _load(workdir, "watch.json"),
-            "preprocess_matrix": (_load(workdir, "preprocess.json") or {}).get("matrix"), "results": results}
+            "preprocess_matrix": (_load(workdir, "preprocess.json") or {}).get("matrix"), "results": results,
+            "problems": problems}
 
 
 def _png(fig) -> str:

@@ -1,0 +1,81 @@
+"""The run's verdict: `report --strict` is green only when a check ran in this run, every step finished with exit 0,
+and the results are complete; a second `check` merges; a crashed or interrupted step fails the run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from parity import runlog
+
+CARD = "timm/mobilenetv2_050.lamb_in1k"
+
+
+def cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "parity.cli", *args], capture_output=True, text=True, timeout=900, **kw)
+
+
+def test_strict_report_on_an_empty_workdir_is_nothing(tmp_path):
+    p = cli("report", "--strict", "--workdir", str(tmp_path))
+    assert p.returncode == 3 and "nothing to report" in p.stderr, p.stderr
+
+
+def test_check_json_elsewhere_is_found_through_the_manifest_and_a_second_check_merges(tmp_path):
+    w, elsewhere = tmp_path / "w", tmp_path / "elsewhere.json"
+    p = cli("check", CARD, "--weights", "seeded", "--workdir", str(w), "--json", str(elsewhere), "--fresh")
+    assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
+    assert not (w / "results.json").exists()
+    p = cli("report", "--strict", "--workdir", str(w))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((w / "report.json").read_text())
+    assert doc["summary"]["pass"] >= 3 and doc["problems"] == []
+    # a second check of another card in the same run joins it; the first card's results stay
+    p = cli("check", "torchvision/mobilenet_v2.IMAGENET1K_V1", "--weights", "seeded", "--workdir", str(w),
+            "--json", str(elsewhere))
+    assert p.returncode == 0 and "merged with" in p.stdout, p.stdout[-1500:]
+    cards = {r["card"] for r in json.loads(elsewhere.read_text())["results"]}
+    assert cards == {CARD, "torchvision/mobilenet_v2.IMAGENET1K_V1"}
+
+
+def test_results_of_another_run_are_moved_aside_not_overwritten(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"run": "old", "results": []}))
+    p = cli("check", CARD, "--weights", "seeded", "--workdir", str(tmp_path), "--fresh")
+    assert p.returncode == 0 and (tmp_path / "results.prev.json").is_file() and "another run" in p.stdout
+
+
+def test_a_step_that_never_finished_fails_the_strict_report(tmp_path):
+    p = cli("check", CARD, "--weights", "seeded", "--workdir", str(tmp_path), "--fresh")
+    assert p.returncode == 0
+    runlog.start(tmp_path, "count", ["count"], [tmp_path / "counts.json"])   # as a killed `count` leaves it
+    p = cli("report", "--strict", "--workdir", str(tmp_path))
+    assert p.returncode == 1 and "never finished" in p.stderr, p.stderr
+
+
+def test_a_failing_step_fails_the_strict_report(tmp_path):
+    p = cli("check", CARD, "--weights", "seeded", "--workdir", str(tmp_path), "--fresh")
+    assert p.returncode == 0
+    p = cli("count", "ppcls/MobileNetV2.pretrained", "--convention", "flopz", "--workdir", str(tmp_path))
+    assert p.returncode == 2
+    p = cli("report", "--strict", "--workdir", str(tmp_path))
+    assert p.returncode == 1 and "`count` exited 2" in p.stderr, p.stderr
+
+
+def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "parity.cli", "check", CARD, "ppcls/MobileNetV2.pretrained",
+                             "--weights", "seeded", "--workdir", str(tmp_path), "--fresh"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:                      # wait until the first card's checks are printed
+        run = runlog.load(tmp_path)
+        if run and (tmp_path / "workers" / "ppcls").exists():
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["partial"] is True and {r["card"] for r in doc["results"]} == {CARD}
+    assert runlog.load(tmp_path).steps[-1].exit_code == 130
+    p = cli("report", "--strict", "--workdir", str(tmp_path))
+    assert p.returncode == 1 and "partial" in p.stderr, p.stderr
