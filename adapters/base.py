@@ -74,6 +74,22 @@ def quiet_fds():
             captured.append(buf.read().decode(errors="replace"))
 
 
+def check_state_dict_fits(name: str, framework: str, model: dict[str, tuple], file: dict[str, tuple]) -> None:
+    """A weight file against the model it is loaded into: the first tensor whose shape differs (both shapes), then
+    missing and unexpected names; one AdapterError naming the file and the framework."""
+    for k, shape in model.items():
+        if k in file and tuple(file[k]) != tuple(shape):
+            raise AdapterError(f"{name}: tensor {k} has shape {list(file[k])} in the file but {list(shape)} in this "
+                               f"{framework} model", hint="a weight file of another width/variant: pick the card "
+                                                          "whose architecture it was saved from")
+    missing = [k for k in model if k not in file and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in file if k not in model]
+    if missing or unexpected:
+        raise AdapterError(f"{name}: does not fit this {framework} model: {len(missing)} tensors missing "
+                           f"(first: {missing[:3]}), {len(unexpected)} unexpected (first: {unexpected[:3]})",
+                           hint=f"not a {framework} weight file of this architecture")
+
+
 class BaseAdapter:
     framework = "base"
 

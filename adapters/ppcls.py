@@ -27,6 +27,7 @@ import tempfile
 import time
 import types
 import warnings
+from pathlib import Path
 
 os.environ["PIP_NO_INDEX"] = "1"                 # any pip a converter spawns stays offline
 os.environ["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"
@@ -38,7 +39,7 @@ import paddle
 
 from parity.spec import PreprocessSpec
 
-from .base import AdapterError, BaseAdapter, quiet_fds
+from .base import AdapterError, BaseAdapter, check_state_dict_fits, quiet_fds
 
 LOGIT_STD_TARGET = 4.0
 paddle.set_device("cpu")
@@ -115,17 +116,13 @@ class Adapter(BaseAdapter):
         return model
 
     def load_file(self, model, path: str) -> None:
-        # the harness only hands over a downloaded .pdparams after its sha256 pin verified (parity.weights);
-        # paddle.load unpickles, so a file given by path is the user's own trusted file.
-        try:
-            sd = paddle.load(path)
-        except Exception as e:
-            raise AdapterError(f"cannot load {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                               hint="corrupt or not a PaddleClas .pdparams file") from None
-        missing, unexpected = model.set_state_dict(sd)
-        if missing or unexpected:
-            raise AdapterError(f"pdparams do not fit the model: missing {list(missing)[:5]}, "
-                               f"unexpected {list(unexpected)[:5]}", hint="wrong width variant for this file?")
+        """A .pdparams through the restricted unpickler (``paddle.load`` would unpickle anything, so a crafted
+        file could run code): only names -> arrays come out; then every tensor is matched by name and shape."""
+        from parity.safe_pickle import load_state_dict
+        sd = load_state_dict(path)
+        mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        check_state_dict_fits(Path(path).name, "ppcls", mine, {k: tuple(v.shape) for k, v in sd.items()})
+        model.set_state_dict({k: v for k, v in sd.items() if k in mine})
 
     def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
         """The torch adapters' recipe in paddle terms (He-normal convs, random BN affine, BN statistics from a

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import warnings
 from typing import Any, Callable
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .base import AdapterError
+from .base import AdapterError, check_state_dict_fits
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 LOGIT_STD_TARGET = 4.0  # seeded heads are scaled so logits over the calibration batch have this std
@@ -23,11 +24,19 @@ def versions() -> dict[str, str]:
 
 def load_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)``: a pickle that needs more than tensors is refused, never executed."""
+    import pickle
+    name = Path(path).name
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's own text suggests weights_only=False: never pass that on
+        what = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+        raise AdapterError(f"{name}: refused: the pickle needs more than tensors to load ({what[:160]})",
+                           hint="only plain state dicts are loaded; re-save the weights with "
+                                "torch.save(model.state_dict(), path)") from None
     except Exception as e:
-        raise AdapterError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                           hint="the file is corrupt or not a plain state_dict; re-download it") from None
+        raise AdapterError(f"{name}: cannot load as a torch checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:160] if str(e) else ''})",
+                           hint="the file is corrupt or not a torch weight file; re-download it") from None
     for k in ("state_dict", "model", "state_dict_ema"):
         if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict):
             sd = sd[k]
@@ -35,14 +44,13 @@ def load_checkpoint(path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_state(model: nn.Module, sd: dict[str, torch.Tensor], strip_prefix: str = "") -> None:
-    if strip_prefix:
-        sd = {k[len(strip_prefix):] if k.startswith(strip_prefix) else k: v for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise AdapterError(f"state_dict does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}",
-                           hint="wrong architecture/variant for this weight file?")
+def load_state(model: nn.Module, sd: dict[str, torch.Tensor], name: str = "weights", framework: str = "torch") -> None:
+    """Every tensor matched by name and shape first (the first mismatch named with both shapes), then loaded."""
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise AdapterError(f"{name}: not a state dict of tensors", hint="re-save with torch.save(model.state_dict())")
+    check_state_dict_fits(name, framework, {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                          {k: tuple(v.shape) for k, v in sd.items()})
+    model.load_state_dict(sd, strict=False)
 
 
 def seed_weights(model: nn.Module, seed: int, calib: np.ndarray) -> None:
@@ -191,7 +199,7 @@ class TorchAdapter:
         return import_canonical(model, canon, fault)
 
     def load_file(self, model, path):
-        load_state(self.weights_target(model), load_checkpoint(path))
+        load_state(self.weights_target(model), load_checkpoint(path), Path(path).name, self.framework)
 
     def weights_target(self, model: nn.Module) -> nn.Module:
         """The module a native checkpoint's state_dict belongs to."""

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParityError
+
 FORMAT = "mbv2-canonical"
 VERSION = "1"
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 PADDINGS = ("symmetric", "same")
 
 
-class CanonicalError(ValueError):
-    pass
+class CanonicalError(ParityError):
+    """Not a canonical MobileNetV2 (missing/misshaped/non-finite tensors, wrong metadata)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,12 @@ class Canonical:
         for k, v in self.tensors.items():
             if v.dtype != np.float32:
                 raise CanonicalError(f"{k}: dtype {v.dtype}, canonical tensors are float32")
+            bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+            if bad:
+                raise CanonicalError(f"{k}: {bad} non-finite values (NaN/inf) of {v.size}: weights must be finite",
+                                     hint="the source weights are corrupt or were saved from a diverged model")
+        if not np.isfinite(self.bn_eps):
+            raise CanonicalError(f"bn_eps {self.bn_eps} is not finite")
         return self
 
     def replace(self, **kw) -> "Canonical":

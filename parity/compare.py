@@ -90,6 +90,11 @@ def compare_logits(ref: np.ndarray, test: np.ndarray, tol: Tolerance, label: str
     if ref.shape != test.shape:
         return Comparison(label, tol.name, {k: float("nan") for k in ("max_abs", "max_rel", "cosine_min", "top1_agree", "top5_agree")},
                           [f"shape {test.shape} != reference {ref.shape}"])
+    if not np.all(np.isfinite(test)):
+        bad = int(test.size - np.count_nonzero(np.isfinite(test)))
+        return Comparison(label, tol.name, {k: float("nan") for k in ("max_abs", "max_rel", "cosine_min", "top1_agree",
+                                                                        "top5_agree")},
+                          [f"{bad} non-finite values (NaN/inf) in the compared logits"])
     diff = np.abs(ref - test)
     max_abs = float(diff.max())
     max_rel = max_abs / max(float(np.abs(ref).max()), 1e-30)

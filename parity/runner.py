@@ -114,16 +114,19 @@ class Harness:
         return {"mode": "file", "path": str(got.path), "sha256": got.sha256}
 
     def build(self, card: Card, mode: str = "seeded") -> dict:
+        """The card's model built in its worker. A model lives in one worker process: after that worker died
+        (segfault, OOM kill) and the pool started a new one, the model is built again in the new worker."""
         key = (card.id, mode)
-        if key not in self._built:
+        worker_existed = card.framework in self.pool.workers and self.pool.workers[card.framework].alive
+        w = self.pool.get(card.framework)
+        generation = self.pool.generation[card.framework]
+        if key not in self._built or self._built[key]["_generation"] != generation:
             req = self.weights_request(card, mode)
-            worker_existed = card.framework in self.pool.workers and self.pool.workers[card.framework].alive
-            w = self.pool.get(card.framework)
             if not worker_existed:
                 self._time(card, "worker_start", w.start_seconds)
             res = w.call("build", card=card.to_request(), weights=req)
             self._time(card, "build", res["seconds"])
-            self._built[key] = res
+            self._built[key] = {**res, "_generation": generation}
         return self._built[key]
 
     def native(self, card: Card, mode: str, x_path: str, fault: str | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import canonical, onnxrt
 from .canonical import UNITS, CanonicalError
+from .errors import ParityError
 from .registry import Card, Registry
 from .spec import PreprocessSpec
 
@@ -33,8 +34,8 @@ NATIVE_SUFFIX = {"torchvision": ".pth", "timm": ".pth", "mmcls": ".pth", "ppcls"
 EXACT_MAX_ABS = 1e-3      # same weights, same padding, different framework kernels: measured <= 1.1e-4 here
 
 
-class TransplantError(ValueError):
-    pass
+class TransplantError(ParityError):
+    """Weights that cannot move (unknown source, unbuildable padding, non-finite values)."""
 
 
 def variant(card: Card, padding: str | None = None, fault: str | None = None) -> Card:
@@ -191,7 +192,11 @@ def _rel_errors(acts_a: list[np.ndarray], acts_b: list[np.ndarray]) -> list[floa
     if len(acts_a) != len(acts_b):
         raise TransplantError(f"unit counts differ: {len(acts_a)} vs {len(acts_b)}")
     out = []
-    for x, y in zip(acts_a, acts_b):
+    for i, (x, y) in enumerate(zip(acts_a, acts_b)):
+        for side, arr in (("first", x), ("second", y)):
+            if not np.all(np.isfinite(arr)):
+                raise TransplantError(f"non-finite activations (NaN/inf) at {UNITS[i].label if i < len(UNITS) else i} "
+                                      f"of the {side} model: the comparison would be meaningless")
         if x.shape != y.shape:
             out.append(float("inf"))
             continue

@@ -189,6 +189,7 @@ class WorkerPool:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self.workers: dict[str, Worker] = {}
+        self.generation: dict[str, int] = {}   # bumped whenever a (re)started worker replaces the previous one
         self.start_seconds: dict[str, list[float]] = {}
         self._arrays = itertools.count()
 
@@ -199,6 +200,7 @@ class WorkerPool:
                 w.close()
             w = Worker(framework, self.workdir / framework, self.timeout)
             self.workers[framework] = w
+            self.generation[framework] = self.generation.get(framework, 0) + 1
             self.start_seconds.setdefault(framework, []).append(w.start_seconds)
         return w
 

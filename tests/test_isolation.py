@@ -33,10 +33,25 @@ def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path):
         r = h.check_onnx(card, fault="crash")
         assert r.status == "error"
         assert "WorkerCrashed" in r.reason and "SIGSEGV" in r.reason and card.id in r.reason
-        h._built.clear()  # the model lived in the dead worker
-        r2 = h.check_onnx(card)
+        r2 = h.check_onnx(card)                       # the harness rebuilds what the dead worker held
         assert r2.status == "pass", r2.reason
         assert h.pool.workers["torchvision"].proc.pid != pid
+
+
+def test_worker_killed_between_two_checks_of_the_same_card_is_rebuilt(tmp_path):
+    """An OOM kill (SIGKILL) between two checks: the second check still passes, in a new worker."""
+    import os
+    import signal
+    card = REGISTRY.get("timm/mobilenetv2_050.lamb_in1k")
+    from parity.runner import Harness
+    with Harness(REGISTRY, workdir=tmp_path) as h:
+        assert h.check_nontrivial(card).status == "pass"
+        pid = h.pool.workers["timm"].proc.pid
+        os.kill(pid, signal.SIGKILL)
+        h.pool.workers["timm"].proc.wait()
+        for r in (h.check_nontrivial(card), h.check_onnx(card)):
+            assert r.status == "pass", r.reason
+        assert h.pool.workers["timm"].proc.pid != pid
 
 
 def test_worker_errors_are_one_line_with_kind(tmp_path):

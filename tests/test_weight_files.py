@@ -1,0 +1,69 @@
+"""Weight files given by path: never unpickled unrestricted (a crafted file must not run code), and a file that does
+not fit says which tensor, with both shapes."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from parity.safe_pickle import UnsafePickle, load_state_dict
+
+from conftest import REGISTRY
+
+PPCLS = REGISTRY.get("ppcls/MobileNetV2.pretrained")
+TIMM = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def evil_file(path, marker):
+    path.write_bytes(pickle.dumps({"conv1_1_weights": Evil(marker)}, protocol=2))
+    return path
+
+
+def test_restricted_unpickler_refuses_code_and_loads_arrays(tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(UnsafePickle, match="posix.system|os.system"):
+        load_state_dict(evil_file(tmp_path / "evil.pdparams", marker))
+    assert not marker.exists()
+    good = tmp_path / "good.pdparams"
+    good.write_bytes(pickle.dumps({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "names": {"a": "b"}}, protocol=4))
+    sd = load_state_dict(good)
+    assert list(sd) == ["a"] and sd["a"].shape == (2, 3)
+
+
+@pytest.mark.parametrize("card,suffix", [(PPCLS, ".pdparams"), (TIMM, ".pth")], ids=["ppcls", "timm"])
+def test_malicious_weight_file_never_runs(harness, tmp_path, card, suffix):
+    marker = tmp_path / "pwned"
+    r = harness.check_onnx(card, f"file:{evil_file(tmp_path / ('evil' + suffix), marker)}")
+    assert r.status in ("error", "fail") and not marker.exists(), r.reason
+    assert "refuse" in r.reason and "weights_only=False" not in r.reason, r.reason
+
+
+def test_resized_tensor_in_a_pdparams_is_named_with_both_shapes(harness, tmp_path):
+    built = harness.build(PPCLS, "seeded")
+    good = tmp_path / "good.pdparams"
+    harness.pool.call("ppcls", "save_native", key=built["key"], path=str(good))
+    sd = load_state_dict(good)
+    name = sorted(k for k in sd if sd[k].ndim == 4)[3]
+    sd[name] = np.zeros((sd[name].shape[0] + 8, *sd[name].shape[1:]), np.float32)
+    bad = tmp_path / "bad.pdparams"
+    bad.write_bytes(pickle.dumps(sd, protocol=4))
+    r = harness.check_nontrivial(PPCLS, f"file:{bad}")
+    assert r.status == "error" and name in r.reason and "in the file but" in r.reason, r.reason
+    assert harness.check_nontrivial(PPCLS, f"file:{good}").status == "pass"
+
+
+def test_torch_file_of_another_width_names_the_first_mismatching_tensor(harness, tmp_path):
+    small = REGISTRY.get("timm/mobilenetv2_050.lamb_in1k")
+    built = harness.build(small, "seeded")
+    f = tmp_path / "w050.pth"
+    harness.pool.call("timm", "save_native", key=built["key"], path=str(f))
+    r = harness.check_nontrivial(TIMM, f"file:{f}")
+    assert r.status == "error" and "conv_stem.weight" in r.reason and "[16, 3, 3, 3]" in r.reason, r.reason
