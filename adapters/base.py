@@ -1,39 +1,41 @@
-"""Worker-side adapter base class: request dispatch, model cache and the op contract.
+"""Worker-side adapter base class: dispatch by the op contract (``parity/workers/protocol.py``), the model cache,
+the weights modes and the fault stages every adapter shares. Imports no framework.
 
-Every adapter module (``adapters/<framework>.py``) defines ``class Adapter(BaseAdapter)`` and implements:
+An adapter module ``adapters/<framework>.py`` defines ``class Adapter(BaseAdapter)`` and overrides the hooks the
+contract names (``protocol.OPS[op].hooks``); an optional op it cannot offer goes in ``UNSUPPORTED`` with the
+reason. The hooks:
 
-- ``versions()``                         -> {package: version}
-- ``derive_spec(card)``                  -> PreprocessSpec derived from the framework's own API
-- ``op_meta(card)`` (optional)            -> {url, source, published: {metric: {field, value}}, card_fields: {"section.field": value}, meta}
-- ``build(card, weights)``               -> native model in eval mode (weights: seeded | file)
-- ``forward(model, x, fault)``           -> logits as numpy (fault: None or a name in ``FAULTS``)
-- ``export_onnx(model, card, path, opset, exporter)``
-- ``count_params(model)``                -> {convention: count}
-
-Arrays come in and go out as .npy paths. This module imports no framework.
+- ``versions()`` -> {package: version}
+- ``derive_spec(card)`` -> PreprocessSpec derived from the framework's own API
+- ``meta(card)`` -> {url, source, published: {metric: {field, value}}, card_fields: {"section.field": value}, meta}
+- ``create(card)`` -> the architecture (construct-stage faults applied), random weights
+- ``seed_weights(model, seed, calib)`` / ``import_canonical(model, canon, transpose_dw)`` / ``load_file(model, path)``
+- ``set_padding(model, padding)`` -> the model built with that padding (``same`` or ``symmetric``)
+- ``forward(model, x)`` -> logits (numpy) of a batch in the card's layout
+- ``copy_model(model)`` and ``fault_model(model, fault)`` -> model-stage faults on a copy
+- ``export_onnx(model, path, opset, exporter)`` -> {exporter, opset, ...}
+- ``count_params(model)`` -> {convention: count}; ``count_native(model)`` -> {counter: FLOPs}
+- ``native_preprocess(card, images)`` -> the framework's own input batch
+- ``export_canonical(model)`` -> {tensors, bn_eps, padding}; ``activations(model, x)`` -> per-unit BN outputs
+- ``save_native(model, path)`` -> {path, bn_eps_written_for, max_var_shift}
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from parity import faults as F
+from parity.kit import build_digest, softmax
 from parity.spec import PreprocessSpec
-
-# Model faults the harness injects on the native side to prove a check can fail.
-FAULTS = {
-    "conv_channel_scale": "first conv: output channel 0 weights scaled by 1.01",
-    "bn_eps": "every BatchNorm epsilon changed to 1e-3 (keras's default instead of 1e-5)",
-    "softmax": "softmax appended to the native output",
-    "crash": "the worker process kills itself with SIGSEGV (tests crash isolation)",
-}
-
+from parity.workers.protocol import OPS, unknown_op
 
 CHUNK = 32  # images per native forward call
 
@@ -63,7 +65,7 @@ def quiet_fds():
                 buf.seek(0)
                 tail = buf.read().decode(errors="replace").strip().splitlines()[-5:]
                 if tail:
-                    e.args = (f"{e.args[0] if e.args else e} | converter output: {' / '.join(tail)}",) + e.args[1:]
+                    e.args = (f"{e.args[0] if e.args else e} | converter output: {' / '.join(tail)}", *e.args[1:])
                 raise
         finally:
             os.dup2(saved[0], 1)
@@ -90,17 +92,27 @@ def check_state_dict_fits(name: str, framework: str, model: dict[str, tuple], fi
                            hint=f"not a {framework} weight file of this architecture")
 
 
+def transpose_dw_unit(card: dict) -> int | None:
+    """The unit whose depthwise kernel a ``transpose_dw:<unit>`` fault transposes at canonical import."""
+    arg = F.arg_of("transpose_dw", card.get("build", {}).get("faults", []))
+    return int(arg) if arg is not None else None
+
+
 class BaseAdapter:
     framework = "base"
+    UNSUPPORTED: ClassVar[dict[str, str]] = {}     # optional op -> why this adapter cannot offer it
 
     def __init__(self) -> None:
         self.models: dict[str, Any] = {}
+        self.run_faults: dict[str, list[F.Fault]] = {}   # output- and process-stage faults per model key
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, op: str, params: dict[str, Any]) -> Any:
         fn = getattr(self, f"op_{op}", None)
-        if fn is None:
-            raise AdapterError(f"unknown op {op!r} for {self.framework} worker")
+        if op not in OPS or fn is None:
+            raise AdapterError(unknown_op(op, self.framework))
+        if op in self.UNSUPPORTED:
+            raise AdapterError(f"{self.framework} does not support {op!r}: {self.UNSUPPORTED[op]}")
         t0 = time.perf_counter()
         result = fn(**params)
         if isinstance(result, dict):
@@ -110,23 +122,55 @@ class BaseAdapter:
     def op_ping(self) -> dict:
         return {"pong": True}
 
+    def op_contract(self) -> dict:
+        implemented, missing = [], []
+        for op in OPS.values():
+            if all(getattr(type(self), h) is not getattr(BaseAdapter, h) for h in op.hooks) \
+                    and op.name not in self.UNSUPPORTED:
+                implemented.append(op.name)
+            elif op.name not in self.UNSUPPORTED:
+                missing.append(op.name)
+        return {"framework": self.framework, "implemented": implemented, "unsupported": dict(self.UNSUPPORTED),
+                "missing": missing}
+
     def op_derive_spec(self, card: dict) -> dict:
         return {"spec": self.derive_spec(card).to_dict()}
 
+    def op_meta(self, card: dict) -> dict:
+        return self.meta(card)
+
     @staticmethod
     def model_key(card: dict, weights: dict) -> str:
-        mode = weights["mode"]
-        if mode == "seeded":
-            return f"{card['id']}|seeded:{weights.get('seed')}"
-        return f"{card['id']}|{mode}:{weights.get('path')}"  # file: / canonical: a path
+        ident = f"{card['id']}#{card.get('build_digest') or build_digest(card.get('build', {}))}"
+        if weights["mode"] == "seeded":
+            return f"{ident}|seeded:{weights.get('seed')}"
+        return f"{ident}|{weights['mode']}:{weights.get('path')}"  # file: / canonical: a path
 
     def op_build(self, card: dict, weights: dict) -> dict:
         key = self.model_key(card, weights)
         if key not in self.models:
-            if weights["mode"] in ("file", "canonical") and not Path(weights["path"]).is_file():
-                raise AdapterError(f"weights file not found: {weights['path']}")
-            self.models[key] = self.build(card, weights)
+            fl = F.parse_all(card.get("build", {}).get("faults", []))
+            at_model = [f for f in fl if f.stage == "model"]
+            if at_model:  # the clean model (built once), copied, then each fault applied to the copy
+                rest = [str(f) for f in fl if f.stage != "model"]
+                build = {k: v for k, v in card["build"].items() if k != "faults"} | ({"faults": rest} if rest else {})
+                clean = {**card, "id": card.get("base_id") or card["id"], "build": build,
+                         "build_digest": build_digest(build)}
+                model = self.copy_model(self.models[self.op_build(clean, weights)["key"]])
+                for f in at_model:
+                    model = self.fault_model(model, f)
+            else:
+                if weights["mode"] in ("file", "canonical") and not Path(weights["path"]).is_file():
+                    raise AdapterError(f"weights file not found: {weights['path']}")
+                model = self.apply_weights(self.set_padding(self.create(card), self.padding_of(card)), card, weights)
+            self.models[key] = model
+            self.run_faults[key] = [f for f in fl if f.stage in ("output", "process")]
         return {"key": key, "params": self.count_params(self.models[key])}
+
+    def padding_of(self, card: dict) -> str:
+        return card.get("build", {}).get("padding") or self.NATIVE_PADDING
+
+    NATIVE_PADDING = "symmetric"
 
     def _model(self, key: str) -> Any:
         try:
@@ -134,22 +178,25 @@ class BaseAdapter:
         except KeyError:
             raise AdapterError(f"model {key!r} is not built in this worker (build it first)") from None
 
-    def op_run(self, key: str, input: str, fault: str | None = None) -> dict:
-        if fault is not None and fault not in FAULTS:
-            raise AdapterError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
-        if fault == "crash":
-            import os
-            import signal
+    def op_run(self, key: str, input: str) -> dict:
+        model = self._model(key)
+        faults = self.run_faults.get(key, [])
+        if any(f.name == "crash" for f in faults):
             os.kill(os.getpid(), signal.SIGSEGV)
         x = np.load(input)
         t0 = time.perf_counter()
-        model = self._model(key)
-        y = np.concatenate([np.asarray(self.forward(model, x[i:i + CHUNK], fault), dtype=np.float32)
+        y = np.concatenate([np.asarray(self.forward(model, x[i:i + CHUNK]), dtype=np.float32)
                             for i in range(0, len(x), CHUNK)])  # constant memory for any batch size
         seconds = time.perf_counter() - t0
-        out = str(Path(input).with_suffix("")) + f".{self.framework}.{fault or 'clean'}.out.npy"
+        if any(f.name == "softmax" for f in faults):
+            y = softmax(y)
+        out = f"{Path(input).with_suffix('')}.{self.framework}.{hashlib.sha1(key.encode()).hexdigest()[:8]}.out.npy"
         np.save(out, y)
         return {"output": out, "seconds": seconds}
+
+    def op_release(self, key: str) -> dict:
+        self.models.pop(key, None)
+        return {"released": key}
 
     def op_export_onnx(self, key: str, path: str, opset: int, exporter: str = "default") -> dict:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -159,29 +206,39 @@ class BaseAdapter:
         return info
 
     def op_count_native(self, key: str) -> dict:
-        """FLOPs from the framework's own counters, as published numbers were produced ({counter: count})."""
         return {"counts": self.count_native(self._model(key))}
 
-    def count_native(self, model: Any) -> dict[str, int]:
-        return {}
-
     def op_native_preprocess(self, card: dict, images: list[str], out: str) -> dict:
-        """The framework's own evaluation pipeline (its loader + transforms) on image files -> model input batch."""
         t0 = time.perf_counter()
         x = np.ascontiguousarray(self.native_preprocess(card, images), dtype=np.float32)
         np.save(out, x)
         return {"output": out, "shape": list(x.shape), "seconds": time.perf_counter() - t0}
 
-    def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
-        raise AdapterError(f"{self.framework}: native preprocessing not implemented")
+    def op_export_canonical(self, key: str, path: str, source: str = "") -> dict:
+        from parity.weights.canonical import Canonical, save
+        d = self.export_canonical(self._model(key))
+        save(Canonical(d["tensors"], d["bn_eps"], d["padding"], source or key), path)
+        return {"path": path, "bn_eps": d["bn_eps"], "padding": d["padding"]}
 
+    def op_activations(self, key: str, input: str) -> dict:
+        acts = self.activations(self._model(key), np.load(input))
+        out = str(Path(input).with_suffix("")) + f".{self.framework}.{hashlib.sha1(key.encode()).hexdigest()[:8]}.acts.npz"
+        np.savez(out, *acts)
+        return {"output": out, "units": len(acts)}
+
+    def op_save_native(self, key: str, path: str) -> dict:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self.save_native(self._model(key), path)
+
+    def op_tflite_run(self, path: str, input: str) -> dict:
+        return self.tflite_run(path, input)
+
+    # ------------------------------------------------------------------ weights modes, the same in every adapter
     def apply_weights(self, model: Any, card: dict, weights: dict) -> Any:
-        """The three weights modes, the same in every adapter: ``seeded`` (``seed_weights``), ``canonical``
-        (``import_canonical``, with an optional ``build.fault``) and ``file`` (``load_file``)."""
         mode = weights["mode"]
         if mode == "canonical":
-            from parity.canonical import load
-            self.import_canonical(model, load(weights["path"]), card.get("build", {}).get("fault"))
+            from parity.weights.canonical import load
+            self.import_canonical(model, load(weights["path"]), transpose_dw_unit(card))
         elif mode == "seeded":
             self.seed_weights(model, int(weights["seed"]), np.load(weights["calib"]))
         elif mode == "file":
@@ -190,61 +247,62 @@ class BaseAdapter:
             raise AdapterError(f"unknown weights mode {mode!r}")
         return model
 
-    def seed_weights(self, model: Any, seed: int, calib: np.ndarray) -> None:
-        raise AdapterError(f"{self.framework}: seeded weights not implemented")
-
-    def import_canonical(self, model: Any, canon: Any, fault: str | None = None) -> Any:
-        raise AdapterError(f"{self.framework}: canonical import not implemented")
-
-    def load_file(self, model: Any, path: str) -> None:
-        raise AdapterError(f"{self.framework}: loading a native weight file not implemented")
-
-    def op_export_canonical(self, key: str, path: str, source: str = "") -> dict:
-        from parity.canonical import Canonical, save
-        d = self.export_canonical(self._model(key))
-        save(Canonical(d["tensors"], d["bn_eps"], d["padding"], source or key), path)
-        return {"path": path, "bn_eps": d["bn_eps"], "padding": d["padding"]}
-
-    def op_activations(self, key: str, input: str) -> dict:
-        """Per-unit BatchNorm outputs (pre-activation), NCHW, saved as an .npz (unit index order)."""
-        x = np.load(input)
-        acts = self.activations(self._model(key), x)
-        out = str(Path(input).with_suffix("")) + f".{self.framework}.{abs(hash(key)) % 10**8}.acts.npz"
-        np.savez(out, *acts)
-        return {"output": out, "units": len(acts)}
-
-    def op_save_native(self, key: str, path: str) -> dict:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return self.save_native(self._model(key), path)
-
-    def export_canonical(self, model: Any) -> dict:
-        raise AdapterError(f"{self.framework}: canonical export not implemented")
-
-    def activations(self, model: Any, x: np.ndarray) -> list:
-        raise AdapterError(f"{self.framework}: activations not implemented")
-
-    def save_native(self, model: Any, path: str) -> dict:
-        raise AdapterError(f"{self.framework}: native weight file export not implemented")
-
-    def op_release(self, key: str) -> dict:
-        self.models.pop(key, None)
-        return {"released": key}
-
-    # ------------------------------------------------------------------ to implement
+    # ------------------------------------------------------------------ hooks (see the module docstring)
     def versions(self) -> dict[str, str]:
         raise NotImplementedError
 
     def derive_spec(self, card: dict) -> PreprocessSpec:
         raise NotImplementedError
 
-    def build(self, card: dict, weights: dict) -> Any:
+    def meta(self, card: dict) -> dict:
         raise NotImplementedError
 
-    def forward(self, model: Any, x: np.ndarray, fault: str | None) -> np.ndarray:
+    def create(self, card: dict) -> Any:
         raise NotImplementedError
+
+    def set_padding(self, model: Any, padding: str) -> Any:
+        if padding != self.NATIVE_PADDING:
+            raise AdapterError(f"{self.framework} cannot be built with {padding!r} padding")
+        return model
+
+    def seed_weights(self, model: Any, seed: int, calib: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def import_canonical(self, model: Any, canon: Any, transpose_dw: int | None = None) -> Any:
+        raise NotImplementedError
+
+    def load_file(self, model: Any, path: str) -> None:
+        raise NotImplementedError
+
+    def forward(self, model: Any, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def copy_model(self, model: Any) -> Any:
+        raise NotImplementedError
+
+    def fault_model(self, model: Any, fault: F.Fault) -> Any:
+        raise AdapterError(f"fault {fault} is not supported by the {self.framework} adapter")
 
     def export_onnx(self, model: Any, path: str, opset: int, exporter: str) -> dict | None:
         raise NotImplementedError
 
     def count_params(self, model: Any) -> dict[str, int]:
+        raise NotImplementedError
+
+    def count_native(self, model: Any) -> dict[str, int]:
+        raise NotImplementedError
+
+    def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def export_canonical(self, model: Any) -> dict:
+        raise NotImplementedError
+
+    def activations(self, model: Any, x: np.ndarray) -> list:
+        raise NotImplementedError
+
+    def save_native(self, model: Any, path: str) -> dict:
+        raise NotImplementedError
+
+    def tflite_run(self, path: str, input: str) -> dict:
         raise NotImplementedError

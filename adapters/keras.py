@@ -14,34 +14,35 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from pathlib import Path
 import io
 import logging
 import os
 import time
 import warnings
+from typing import ClassVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 from keras.src.applications import mobilenet_v2 as kmv2  # the implementation module (BASE_WEIGHT_PATH lives here)
 
+from parity.kit import SeededRecipe
 from parity.spec import PreprocessSpec
 
 from .base import AdapterError, BaseAdapter, quiet_fds
+from .tf_common import TfCanonical
+from .tf_common import bn_layers as _bn_layers
 
-LOGIT_STD_TARGET = 4.0
 WEIGHT_URL_TEMPLATE = "{base}mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}.h5"
 
 
-def _bn_layers(model):
-    return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-
-
-class Adapter(BaseAdapter):
+class Adapter(TfCanonical, BaseAdapter):
     framework = "keras"
+    NATIVE_PADDING = "same"
+    UNSUPPORTED: ClassVar[dict[str, str]] = {
+        "count_native": "keras ships no FLOPs counter for Keras 3 models (tf.profiler needs a TF1 graph)"}
 
     def versions(self) -> dict[str, str]:
         import onnx
@@ -64,38 +65,34 @@ class Adapter(BaseAdapter):
         except ValueError as e:
             raise AdapterError(f"keras MobileNetV2 refuses alpha={alpha} rows={rows}: {e}") from None
 
-    def build(self, card: dict, weights: dict):
-        padding = card.get("build", {}).get("padding", "same")
+    def set_padding(self, model, padding: str):
         if padding != "same":
             raise AdapterError(f"keras builds MobileNetV2 with TF 'SAME' padding only (padding={padding!r} requested)",
                                hint="symmetric padding would mean rewriting keras's functional graph; not offered")
-        model = self.create(card)
-        return self.apply_weights(model, card, weights)
+        return model
 
     def load_file(self, model, path: str) -> None:
         try:
             model.load_weights(path)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - keras raises many types for one verdict: the file does not load
             raise AdapterError(f"cannot load keras weights {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
                                hint="wrong alpha/input size for this .h5, or a corrupt file") from None
 
     def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
-        """Same recipe as the torch adapters (He-normal convs, random BN affine, BN moving statistics from
-        a calibration batch, classifier scaled to logit std 4), in keras terms."""
-        rng = np.random.default_rng(seed)
+        """``parity.kit.SeededRecipe`` in keras terms (BN moving statistics = the calibration batch's, from one
+        training-mode pass with momentum 0)."""
+        recipe = SeededRecipe(seed)
         for layer in model.layers:
             if isinstance(layer, keras.layers.DepthwiseConv2D):
                 k = layer.kernel  # (kh, kw, in, multiplier)
-                fan_in = k.shape[0] * k.shape[1]
-                k.assign(rng.standard_normal(k.shape).astype("float32") * np.sqrt(2.0 / fan_in))
+                k.assign(recipe.conv(tuple(k.shape), k.shape[0] * k.shape[1]))
             elif isinstance(layer, keras.layers.Conv2D):
                 k = layer.kernel
-                fan_in = k.shape[0] * k.shape[1] * k.shape[2]
-                k.assign(rng.standard_normal(k.shape).astype("float32") * np.sqrt(2.0 / fan_in))
+                k.assign(recipe.conv(tuple(k.shape), k.shape[0] * k.shape[1] * k.shape[2]))
             elif isinstance(layer, keras.layers.BatchNormalization):
-                layer.gamma.assign((0.5 + rng.random(layer.gamma.shape)).astype("float32"))
-                layer.beta.assign((rng.standard_normal(layer.beta.shape) * 0.25).astype("float32"))
-        # BN moving statistics = the calibration batch's statistics (momentum 0 for one training-mode pass)
+                g, b = recipe.bn_affine(layer.gamma.shape[0])
+                layer.gamma.assign(g)
+                layer.beta.assign(b)
         bns = _bn_layers(model)
         saved = [bn.momentum for bn in bns]
         for bn in bns:
@@ -105,137 +102,33 @@ class Adapter(BaseAdapter):
             bn.momentum = mom
         head = model.get_layer("predictions")
         feats = keras.Model(model.inputs, head.input)(tf.constant(calib, tf.float32), training=False).numpy()
-        w = rng.standard_normal((head.kernel.shape[1], head.kernel.shape[0])).astype("float32")  # (out, in)
-        mu = feats.mean(0)
-        scale = LOGIT_STD_TARGET / max(float(((feats - mu) @ w.T).std()), 1e-12)
-        head.kernel.assign((w * scale).T)
-        head.bias.assign((-(w * scale) @ mu + rng.standard_normal(head.bias.shape) * 0.5).astype("float32"))
+        w, b = recipe.head(feats, head.kernel.shape[1])
+        head.kernel.assign(w.T)
+        head.bias.assign(b)
 
-    def _faulty(self, model, fault: str | None):
-        """(model copy with the fault, post-processing of the output)."""
-        post = lambda y: y
-        if fault is None:
-            return model, post
-        if fault == "softmax":
-            return model, lambda y: tf.nn.softmax(y, axis=-1)
+    def copy_model(self, model):
         m = keras.models.clone_model(model)
         m.set_weights(model.get_weights())
-        if fault == "conv_channel_scale":
-            conv = next(l for l in m.layers if type(l) is keras.layers.Conv2D)
+        return m
+
+    def fault_model(self, model, fault):
+        if fault.name == "conv_channel_scale":
+            conv = next(l for l in model.layers if type(l) is keras.layers.Conv2D)
             k = conv.kernel.numpy()
             k[..., 0] *= 1.01
             conv.kernel.assign(k)
-        elif fault == "bn_eps":
-            for bn in _bn_layers(m):
+        elif fault.name == "bn_eps":
+            for bn in _bn_layers(model):
                 bn.epsilon = 1e-5  # torch/paddle's default instead of keras's 1e-3
         else:
-            raise AdapterError(f"fault {fault!r} is not supported by the keras adapter")
-        return m, post
+            raise AdapterError(f"fault {fault} is not supported by the keras adapter")
+        return model
 
-    def forward(self, model, x: np.ndarray, fault: str | None) -> np.ndarray:
+    def forward(self, model, x: np.ndarray) -> np.ndarray:
         if x.ndim != 4 or x.shape[-1] != 3:
             raise AdapterError(f"keras MobileNetV2 takes NHWC input, got shape {tuple(x.shape)}",
                                hint="the card's preprocess.layout must be NHWC")
-        m, post = self._faulty(model, fault)
-        return np.asarray(post(m(tf.constant(x, tf.float32), training=False)))
-
-    # ------------------------------------------------------------------ canonical weights
-    @staticmethod
-    def units(model):
-        convs = [l for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
-        bns = _bn_layers(model)
-        if len(convs) != len(bns):
-            raise AdapterError(f"{len(convs)} convs and {len(bns)} BatchNorms: not a conv+BN MobileNetV2")
-        return list(zip(convs, bns)), model.get_layer("predictions")
-
-    def export_canonical(self, model) -> dict:
-        from parity.canonical import CLASSIFIER, UNITS
-        units, fc = self.units(model)
-        eps = {float(bn.epsilon) for _, bn in units}
-        if len(eps) != 1:
-            raise AdapterError(f"BatchNorm epsilons differ inside the model: {sorted(eps)}")
-        t = {}
-        for u, (conv, bn) in zip(UNITS, units):
-            k = conv.kernel.numpy()
-            t[f"{u.conv}.weight"] = np.ascontiguousarray(
-                k.transpose(2, 3, 0, 1) if isinstance(conv, keras.layers.DepthwiseConv2D) else k.transpose(3, 2, 0, 1))
-            for f, v in (("weight", bn.gamma), ("bias", bn.beta), ("running_mean", bn.moving_mean),
-                         ("running_var", bn.moving_variance)):
-                t[f"{u.bn}.{f}"] = v.numpy().astype(np.float32)
-        t[f"{CLASSIFIER}.weight"] = np.ascontiguousarray(fc.kernel.numpy().T)
-        t[f"{CLASSIFIER}.bias"] = fc.bias.numpy()
-        return {"tensors": t, "bn_eps": eps.pop(), "padding": "same"}
-
-    def import_canonical(self, model, canon, fault: str | None = None):
-        from parity.canonical import UNITS
-        units, fc = self.units(model)
-        if len(units) != len(UNITS):
-            raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
-        bad_unit = int(fault.split(":")[1]) if fault and fault.startswith("transpose_dw:") else None
-        for u, (conv, bn) in zip(UNITS, units):
-            w = canon.conv(u)
-            if u.index == bad_unit:
-                w = w.transpose(0, 1, 3, 2)
-            k = w.transpose(2, 3, 0, 1) if isinstance(conv, keras.layers.DepthwiseConv2D) else w.transpose(2, 3, 1, 0)
-            if tuple(conv.kernel.shape) != k.shape:
-                raise AdapterError(f"width mismatch at {u.label}: keras kernel {tuple(conv.kernel.shape)} vs canonical "
-                                   f"{w.shape}", hint="build the alpha whose width matches the weights")
-            conv.kernel.assign(np.ascontiguousarray(k))
-            b = canon.bn(u)
-            bn.gamma.assign(b["weight"])
-            bn.beta.assign(b["bias"])
-            bn.moving_mean.assign(b["running_mean"])
-            bn.moving_variance.assign(b["running_var"])
-            bn.epsilon = float(canon.bn_eps)
-        fw, fb = canon.fc
-        if tuple(fc.kernel.shape) != fw.T.shape:
-            raise AdapterError(f"classifier {tuple(fc.kernel.shape)} vs canonical {fw.T.shape}")
-        fc.kernel.assign(np.ascontiguousarray(fw.T))
-        fc.bias.assign(fb)
-        return model
-
-    def activations(self, model, x):
-        units, _ = self.units(model)
-        sub = keras.Model(model.inputs, [bn.output for _, bn in units])
-        outs = sub(tf.constant(x, tf.float32), training=False)
-        return [np.ascontiguousarray(np.asarray(o).transpose(0, 3, 1, 2)) for o in outs]
-
-    def save_native(self, model, path: str) -> dict:
-        """A ``.weights.h5`` for a stock keras MobileNetV2 (BN epsilon 1e-3): moving_variance shifted so that
-        variance + epsilon is unchanged."""
-        units, _ = self.units(model)
-        m = keras.models.clone_model(model)
-        m.set_weights(model.get_weights())
-        shift = 0.0
-        for (_, bn_src), (_, bn) in zip(units, self.units(m)[0]):
-            v = bn_src.moving_variance.numpy().astype(np.float64)
-            new = (v + float(bn_src.epsilon) - 1e-3).astype(np.float32)
-            shift = max(shift, float(np.abs(new - v).max()))
-            bn.moving_variance.assign(new)
-            bn.epsilon = 1e-3
-        if not path.endswith(".weights.h5"):
-            raise AdapterError("keras weight files must end in .weights.h5")
-        m.save_weights(path)
-        return {"path": path, "bn_eps_written_for": 1e-3, "max_var_shift": shift}
-
-    def op_tflite_run(self, path: str, input: str) -> dict:
-        """The TFLite interpreter on a uint8 NHWC batch: dequantized scores, background class dropped."""
-        x = np.load(input)
-        itp = tf.lite.Interpreter(model_path=path, num_threads=2)
-        inp, out = itp.get_input_details()[0], itp.get_output_details()[0]
-        itp.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-        itp.allocate_tensors()
-        scale, zp = out["quantization"]
-        ys = []
-        for img in x:
-            itp.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
-            itp.invoke()
-            q = itp.get_tensor(out["index"]).astype(np.float32)
-            ys.append((q - zp) * scale if scale else q)
-        y = np.concatenate(ys)[:, 1:]
-        dst = str(Path(input).with_suffix("")) + ".tflite.out.npy"
-        np.save(dst, y)
-        return {"output": dst, "input_quantization": [float(v) for v in inp["quantization"]]}
+        return np.asarray(model(tf.constant(x, tf.float32), training=False))
 
     # ------------------------------------------------------------------ ONNX
     def export_onnx(self, model, path: str, opset: int, exporter: str) -> dict:
@@ -304,7 +197,7 @@ class Adapter(BaseAdapter):
         arrs = [keras.utils.img_to_array(keras.utils.load_img(p, target_size=(rows, rows))) for p in images]
         return np.asarray(kmv2.preprocess_input(np.stack(arrs)))
 
-    def op_meta(self, card: dict) -> dict:
+    def meta(self, card: dict) -> dict:
         """The weight URL exactly as keras's source builds it (keras pins no file hash for these weights)."""
         alpha, rows = self._alpha_rows(card)
         src = inspect.getsource(kmv2.MobileNetV2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import ClassVar
 
 warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
 warnings.filterwarnings("ignore", category=UserWarning, module="mmengine")
@@ -37,13 +38,14 @@ class Logits(nn.Module):
 
 class Adapter(tc.TorchAdapter, BaseAdapter):
     framework = "mmcls"
+    UNSUPPORTED: ClassVar[dict[str, str]] = {"tflite_run": "the TFLite interpreter runs in the TensorFlow stack"}
 
     def versions(self) -> dict[str, str]:
         return {**tc.versions(), "mmpretrain": mmpretrain.__version__, "mmengine": mmengine.__version__}
 
     @staticmethod
     def model_info(card: dict):
-        name = card.get("upstream_name") or card["arch"]
+        name = card["arch"]
         try:
             return ModelHub.get(name)
         except ValueError:
@@ -56,7 +58,7 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = mmpretrain.get_model(card["arch"], pretrained=False,
-                                         backbone=dict(widen_factor=float(b.get("widen_factor", 1.0))))
+                                         backbone={"widen_factor": float(b.get("widen_factor", 1.0))})
         return model
 
     def create(self, card: dict) -> nn.Module:
@@ -130,7 +132,7 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         with torch.no_grad():
             return clf.data_preprocessor(data, False)["inputs"].numpy()
 
-    def op_meta(self, card: dict) -> dict:
+    def meta(self, card: dict) -> dict:
         info = self.model_info(card)
         md = info.data.get("Metadata")
         metrics = {}

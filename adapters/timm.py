@@ -1,6 +1,8 @@
 """timm adapter: ``timm.create_model('mobilenetv2_*')`` with the tag's ``pretrained_cfg``."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import timm
 from timm.data import create_transform, resolve_data_config
 
@@ -12,6 +14,7 @@ from .base import AdapterError, BaseAdapter
 
 class Adapter(tc.TorchAdapter, BaseAdapter):
     framework = "timm"
+    UNSUPPORTED: ClassVar[dict[str, str]] = {"tflite_run": "the TFLite interpreter runs in the TensorFlow stack"}
 
     def versions(self) -> dict[str, str]:
         return {**tc.versions(), "timm": timm.__version__}
@@ -25,7 +28,7 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         return name
 
     def create(self, card: dict):
-        kw = {k: v for k, v in card.get("build", {}).items() if k not in ("padding", "fault")}
+        kw = {k: v for k, v in card.get("build", {}).items() if k not in ("padding", "faults")}
         if card.get("build", {}).get("padding") == "same":
             kw["pad_type"] = "same"  # timm's own TF-'SAME' convs (Conv2dSame)
         model = timm.create_model(self.model_name(card), pretrained=False, **kw)
@@ -70,7 +73,7 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
                 out.append(tf(Image.open(f).convert("RGB")))
         return torch.stack(out).numpy()
 
-    def op_meta(self, card: dict) -> dict:
+    def meta(self, card: dict) -> dict:
         cfg = timm.models.get_pretrained_cfg(self.model_name(card))
         d = cfg.to_dict()
         meta = {k: v for k, v in d.items() if isinstance(v, (str, int, float, bool, list, tuple))}

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 import warnings
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .base import AdapterError, check_state_dict_fits
+from parity.kit import SeededRecipe, shift_variance
+
+from .base import AdapterError, check_state_dict_fits, transpose_dw_unit  # noqa: F401
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
-LOGIT_STD_TARGET = 4.0  # seeded heads are scaled so logits over the calibration batch have this std
 
 
 def versions() -> dict[str, str]:
@@ -33,7 +34,7 @@ def load_checkpoint(path: str) -> dict[str, torch.Tensor]:
         raise AdapterError(f"{name}: refused: the pickle needs more than tensors to load ({what[:160]})",
                            hint="only plain state dicts are loaded; re-save the weights with "
                                 "torch.save(model.state_dict(), path)") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for one verdict: not a checkpoint
         raise AdapterError(f"{name}: cannot load as a torch checkpoint ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:160] if str(e) else ''})",
                            hint="the file is corrupt or not a torch weight file; re-download it") from None
@@ -54,33 +55,27 @@ def load_state(model: nn.Module, sd: dict[str, torch.Tensor], name: str = "weigh
 
 
 def seed_weights(model: nn.Module, seed: int, calib: np.ndarray) -> None:
-    """Deterministic weights with realistic statistics.
-
-    Default init gives |logits| ~ 1e-9 in eval mode (zero BN running mean, unit var, tiny classifier),
-    which makes any parity check vacuous. Here: He-normal convs, random BN affine, BN running statistics
-    calibrated on a seeded image batch (so every layer sees realistic, non-degenerate activations), and
-    a classifier whose logits over that batch are centred and have std ``LOGIT_STD_TARGET``.
-    """
-    g = torch.Generator().manual_seed(seed)
+    """``parity.kit.SeededRecipe`` in torch terms: He-normal convs, random BN affine, BN running statistics as the
+    calibration batch's (one training-mode pass, cumulative average), a classifier scaled to logit std 4."""
+    recipe = SeededRecipe(seed)
     bns: list[nn.modules.batchnorm._BatchNorm] = []
     linears: list[nn.Linear] = []
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                m.weight.copy_(torch.from_numpy(recipe.conv(tuple(m.weight.shape), m.weight[0].numel())))
                 if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                    m.bias.copy_(torch.from_numpy(recipe.conv_bias(m.bias.numel())))
             elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.25)
+                g, b = recipe.bn_affine(m.weight.numel())
+                m.weight.copy_(torch.from_numpy(g))
+                m.bias.copy_(torch.from_numpy(b))
                 bns.append(m)
             elif isinstance(m, nn.Linear):
                 linears.append(m)
         if not linears:
             raise AdapterError("seeded weights: no nn.Linear classifier found")
         head = linears[-1]
-        # BN running statistics from a real forward pass (cumulative average over the batch)
         saved = [(bn, bn.momentum) for bn in bns]
         for bn in bns:
             bn.reset_running_stats()
@@ -95,42 +90,30 @@ def seed_weights(model: nn.Module, seed: int, calib: np.ndarray) -> None:
         hook = head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0].detach()))
         model(x)  # eval mode: deterministic head features (torchvision's classifier has Dropout(0.2))
         hook.remove()
-        f = feats[-1].reshape(len(x), -1)
-        w = torch.randn(head.weight.shape, generator=g)
-        mu = f.mean(0)
-        logits = (f - mu) @ w.T
-        scale = LOGIT_STD_TARGET / float(logits.std().clamp_min(1e-12))
-        head.weight.copy_(w * scale)
-        head.bias.copy_(-(w * scale) @ mu + torch.randn(head.bias.shape, generator=g) * 0.5)
+        w, b = recipe.head(feats[-1].reshape(len(x), -1).numpy(), head.weight.shape[0])
+        head.weight.copy_(torch.from_numpy(w))
+        head.bias.copy_(torch.from_numpy(b))
     model.eval()
 
 
-def inject_fault(model: nn.Module, fault: str | None) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]:
-    """Return (model copy with the fault, output post-processing)."""
-    post: Callable[[torch.Tensor], torch.Tensor] = lambda y: y
-    if fault is None:
-        return model, post
-    model = copy.deepcopy(model)
+def fault_model(model: nn.Module, fault) -> nn.Module:
+    """A model-stage fault (``parity.faults``) applied to ``model`` (already a copy)."""
     with torch.no_grad():
-        if fault == "conv_channel_scale":
+        if fault.name == "conv_channel_scale":
             conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
             conv.weight[0].mul_(1.01)
-        elif fault == "bn_eps":
+        elif fault.name == "bn_eps":
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eps = 1e-3
-        elif fault == "softmax":
-            post = lambda y: torch.softmax(y, dim=-1)
         else:
-            raise AdapterError(f"fault {fault!r} is not supported by the torch adapters")
-    return model, post
+            raise AdapterError(f"fault {fault} is not supported by the torch adapters")
+    return model
 
 
-def forward(model: nn.Module, x: np.ndarray, fault: str | None) -> np.ndarray:
-    m, post = inject_fault(model, fault)
+def forward(model: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        y = post(m(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))))
-    return y.numpy()
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 EXPORTERS = ("torchscript", "dynamo", "keep-bn")
@@ -177,26 +160,23 @@ def interp_name(mode: Any) -> str:
 
 
 class TorchAdapter:
-    """Mixin for torch adapters: subclasses provide ``create(card) -> nn.Module`` (and derive_spec/versions)."""
+    """Mixin for torch adapters: subclasses provide ``create(card) -> nn.Module`` (and derive_spec/versions/meta)."""
 
-    def create(self, card: dict) -> nn.Module:
-        raise NotImplementedError
+    framework: str
 
-    def build(self, card: dict, weights: dict) -> nn.Module:
-        model = self.create(card)
-        padding = card.get("build", {}).get("padding", "symmetric")
+    def set_padding(self, model: nn.Module, padding: str) -> nn.Module:
         if padding == "same" and getattr(model, "_mbv2_padding", "symmetric") != "same":
             tf_same_padding(model)
         elif padding not in ("same", "symmetric"):
             raise AdapterError(f"unknown padding {padding!r}; use 'symmetric' or 'same'")
         model._mbv2_padding = padding
-        return self.apply_weights(model, card, weights).eval()
+        return model.eval()
 
     def seed_weights(self, model, seed, calib):
         seed_weights(model, seed, calib)
 
-    def import_canonical(self, model, canon, fault=None):
-        return import_canonical(model, canon, fault)
+    def import_canonical(self, model, canon, transpose_dw=None):
+        return import_canonical(model, canon, transpose_dw)
 
     def load_file(self, model, path):
         load_state(self.weights_target(model), load_checkpoint(path), Path(path).name, self.framework)
@@ -212,22 +192,31 @@ class TorchAdapter:
         return activations(model, x)
 
     def save_native(self, model, path):
-        target = self.weights_target(model)
-        target._mbv2_padding = getattr(model, "_mbv2_padding", "symmetric")
-        return save_native(target, path)
+        return save_native(self.weights_target(model), path)
 
-    def forward(self, model, x, fault):
-        return forward(model, x, fault)
+    def forward(self, model, x):
+        return forward(model, x)
+
+    def copy_model(self, model):
+        return copy.deepcopy(model)
+
+    def fault_model(self, model, fault):
+        return fault_model(model, fault)
 
     def export_onnx(self, model, path, opset, exporter):
         with torch.no_grad():
-            return export_onnx(model, path, opset, exporter)
+            return export_onnx(model, path, opset, exporter, input_hw(model))
 
     def count_params(self, model):
         return count_params(model)
 
     def count_native(self, model):
-        return count_native(model)
+        return count_native(model, input_hw(model))
+
+
+def input_hw(model: nn.Module) -> int:
+    """The input size the card builds the model for (224 unless ``build.input_size`` says otherwise)."""
+    return int(getattr(model, "_mbv2_input_size", 224))
 
 
 def count_native(model: nn.Module, input_hw: int = 224) -> dict[str, int]:
@@ -288,7 +277,7 @@ def export_canonical(model: nn.Module, padding: str) -> dict:
     eps = {float(bn.eps) for _, bn in units}
     if len(eps) != 1:
         raise AdapterError(f"BatchNorm epsilons differ inside the model: {sorted(eps)}")
-    from parity.canonical import BN_FIELDS, CLASSIFIER, UNITS
+    from parity.weights.canonical import BN_FIELDS, CLASSIFIER, UNITS
     if len(units) != len(UNITS):
         raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
     t: dict[str, np.ndarray] = {}
@@ -301,14 +290,14 @@ def export_canonical(model: nn.Module, padding: str) -> dict:
     return {"tensors": t, "bn_eps": eps.pop(), "padding": padding}
 
 
-def import_canonical(model: nn.Module, canon, fault: str | None = None) -> nn.Module:
+def import_canonical(model: nn.Module, canon, bad_unit: int | None = None) -> nn.Module:
     """Copy canonical tensors bit for bit; every BN epsilon becomes the canonical one (so the statistics mean what
-    they meant where they came from). ``fault='transpose_dw:<unit>'`` transposes one depthwise kernel (kh<->kw)."""
-    from parity.canonical import BN_FIELDS, UNITS
+    they meant where they came from). ``bad_unit`` (the ``transpose_dw`` fault) transposes that unit's depthwise
+    kernel (kh<->kw)."""
+    from parity.weights.canonical import UNITS
     units, fc = conv_bn_units(model)
     if len(units) != len(UNITS):
         raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
-    bad_unit = int(fault.split(":")[1]) if fault and fault.startswith("transpose_dw:") else None
     with torch.no_grad():
         for u, (conv, bn) in zip(UNITS, units):
             w = canon.conv(u)
@@ -354,9 +343,8 @@ def save_native(model: nn.Module, path: str, stock_eps: float = 1e-5) -> dict:
     names = {id(bn): n for n, bn in model.named_modules()}
     shift = 0.0
     for _, bn in units:
-        key = f"{names[id(bn)]}.running_var"
-        new = (bn.running_var.double() + float(bn.eps) - stock_eps).float()
-        shift = max(shift, float((new - bn.running_var).abs().max()))
-        sd[key] = new
+        new, moved = shift_variance(bn.running_var.numpy(), float(bn.eps), stock_eps)
+        shift = max(shift, moved)
+        sd[f"{names[id(bn)]}.running_var"] = torch.from_numpy(new)
     torch.save(sd, path)
     return {"path": path, "bn_eps_written_for": stock_eps, "max_var_shift": shift}

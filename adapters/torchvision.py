@@ -1,9 +1,12 @@
 """torchvision adapter: ``torchvision.models.mobilenet_v2`` with ``MobileNet_V2_Weights``."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torchvision
 from torchvision.models import get_model, get_model_weights
 
+from parity import faults as F
 from parity.spec import PreprocessSpec
 
 from . import torch_common as tc
@@ -12,6 +15,7 @@ from .base import AdapterError, BaseAdapter
 
 class Adapter(tc.TorchAdapter, BaseAdapter):
     framework = "torchvision"
+    UNSUPPORTED: ClassVar[dict[str, str]] = {"tflite_run": "the TFLite interpreter runs in the TensorFlow stack"}
 
     def versions(self) -> dict[str, str]:
         return {**tc.versions(), "torchvision": torchvision.__version__}
@@ -40,8 +44,9 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         b = card.get("build", {})
         model = get_model(card["arch"], weights=None, width_mult=b.get("width_mult", 1.0),
                           num_classes=b.get("num_classes", 1000))
-        if "drop_block" in b:  # a build fault for the count check: one residual block removed
-            idx = int(b["drop_block"])
+        drop = F.arg_of("drop_block", b.get("faults", []))
+        if drop is not None:  # a construct-stage fault for the count check: one residual block removed
+            idx = int(drop)
             block = model.features[idx]
             if not getattr(block, "use_res_connect", False):
                 raise AdapterError(f"features[{idx}] is not a residual block: dropping it would break the shapes")
@@ -56,7 +61,7 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         t = self.weights_enum(card).transforms()
         return torch.stack([t(default_loader(p)) for p in images]).numpy()
 
-    def op_meta(self, card: dict) -> dict:
+    def meta(self, card: dict) -> dict:
         """The published metadata torchvision ships with the weights (compared against the registry)."""
         w = self.weights_enum(card)
         m = dict(w.meta)

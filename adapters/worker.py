@@ -1,6 +1,6 @@
 """Worker process entry point: ``python -m adapters.worker <framework>``.
 
-Serves JSON-line requests from the parent (see ``parity/workers.py``) with one adapter. The protocol
+Serves JSON-line requests from the parent (see ``parity/workers/``) with one adapter. The protocol
 stream is a private duplicate of the original stdout; fd 1 itself is pointed at stderr so that prints
 from the framework (C or Python) cannot corrupt the protocol.
 """
@@ -18,8 +18,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m adapters.worker FRAMEWORK", file=sys.stderr)
         return 2
     framework = argv[0]
-    from parity.workers import STACK_OF  # framework-free
-    stack = STACK_OF.get(framework, framework)
+    from parity.frameworks import stack_of  # framework-free
+    stack = stack_of(framework)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -31,12 +31,12 @@ def main(argv: list[str]) -> int:
     try:
         module = importlib.import_module(f"adapters.{framework}")
         adapter = module.Adapter()
-    except Exception as e:  # the framework is missing or broken in this environment
+    except Exception as e:  # noqa: BLE001 - the framework is missing or broken in this environment
         traceback.print_exc()
         reply(False, kind="AdapterUnavailable",
               error=f"cannot load adapter {framework!r} with {sys.executable}: {type(e).__name__}: {e}",
-              hint=f"install its stack (tox env w-{stack}) or point MBV2_PARITY_PYTHON_{stack.upper()} at an "
-                   f"interpreter that has it")
+              hint=f"install its stack (tox -e {stack.tox_env}) or point {stack.env_var} at an interpreter that "
+                   f"has it")
         return 3
     reply(True, result={"framework": framework, "pid": os.getpid(), "python": sys.executable,
                         "versions": adapter.versions()})
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
             req = json.loads(line)
             result = adapter.handle(req["op"], req.get("params", {}))
             reply(True, result=result)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any adapter failure is one reply; the worker serves on
             traceback.print_exc()
             reply(False, kind=type(e).__name__, error=f"{type(e).__name__}: {e}", hint=getattr(e, "hint", ""))
     return 0

@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from parity.dataset import Dataset
-from parity.evaluate import evaluate
+from parity.evaluation.dataset import Dataset
+from parity.evaluation.evaluate import evaluate
+from parity.frameworks import STACKS
+from parity.harness import Harness
 from parity.paths import realdata_dir
 from parity.preprocess import preprocess
 from parity.registry import load_registry
-from parity.runner import Harness
+from parity.workers.interpreters import resolve
 
 BASELINE = r'''
 import json, sys, time, torch, timm
@@ -61,6 +63,7 @@ def images(n: int, tmp: Path) -> list[Path]:
         files = sorted((root / "images" / "imagenet_sample_1000").glob("*.JPEG"))
         return files[:n]
     from PIL import Image
+
     from parity.probes import synthetic_image
     out = []
     for i in range(n):
@@ -90,7 +93,7 @@ def main() -> int:
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(exp["path"], so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(exp.path, so, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         sess.run(None, {name: xs[:32]})
         t0 = time.perf_counter()
@@ -99,17 +102,19 @@ def main() -> int:
         t_inf = (time.perf_counter() - t0) / len(xs)
         bound = cores / (t_dec + t_inf)
         # 4. the suite's pipeline, cold cache
-        r = evaluate(h, card, "seeded", ds, backends=("onnx",), workers=cores, cache_root=tmp / "cache", progress=False)
-        pipe = r["onnx"].images_per_s
+        r = evaluate(h, card, "seeded", ds, backends=("ort-opt-on",), workers=cores, cache_root=tmp / "cache",
+                     progress=False)
+        pipe = r["ort-opt-on"].images_per_s
         # 5. a second model sharing the spec (e.g. another timm width with the same pretrained_cfg): the same card
         #    under another id, so nothing but the tensor cache is shared
         import dataclasses
         twin = dataclasses.replace(card, id=card.id + "+twin")
-        r2 = evaluate(h, twin, "seeded", ds, backends=("onnx",), workers=cores, cache_root=tmp / "cache", progress=False)
-        warm_per_img = 1.0 / r2["onnx"].images_per_s
+        r2 = evaluate(h, twin, "seeded", ds, backends=("ort-opt-on",), workers=cores, cache_root=tmp / "cache",
+                      progress=False)
+        warm_per_img = 1.0 / r2["ort-opt-on"].images_per_s
         # 6. baseline
         base = None
-        py = os.environ.get("MBV2_PARITY_PYTHON_TORCH")
+        py = resolve(STACKS["torch"]).python
         if py:
             lst = tmp / "files.json"
             lst.write_text(json.dumps([str(p) for p in files]))

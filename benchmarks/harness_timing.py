@@ -18,27 +18,28 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from parity import checks
+from parity.harness import Harness
 from parity.registry import load_registry
-from parity.runner import Harness
 
 STAGES = ("worker_start", "build", "export", "onnx_check", "ort_session", "native_inference", "ort_inference")
 
 
 def main(argv: list[str]) -> int:
     reg = load_registry()
-    cards = [c for c in reg.select(argv)] if argv else list(reg)
+    cards = list(reg.select(argv)) if argv else list(reg)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, Harness(reg, workdir=tmp) as h:
         for card in cards:
-            r = h.check_onnx(card)
+            r = checks.run("onnx", h, card)
             if r.status != "pass":
                 print(f"{card.id}: {r.status}: {r.reason}", file=sys.stderr)
         timings = dict(h.timings)
-        steps = {cid: e["step_seconds"] for (cid, *_), e in h._onnx.items() if e.get("step_seconds")}
+        steps = {c.id: h.export(c).extra["step_seconds"] for c in cards if "step_seconds" in h.export(c).extra}
     wall = time.perf_counter() - t0
     t = Table(title=f"harness time split (seconds), {len(cards)} cards, wall {wall:.1f}s")
     t.add_column("card")
-    for s in STAGES + ("total",):
+    for s in (*STAGES, "total"):
         t.add_column(s, justify="right")
     sums = dict.fromkeys(STAGES, 0.0)
     for cid, tm in timings.items():

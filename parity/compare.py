@@ -6,6 +6,7 @@ checks that the reference logits are non-trivial: parity between two near-zero o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ ONNX_FP32 = Tolerance("onnx-fp32", max_abs=5e-3, max_rel=1e-4, min_cosine=0.9999
 # classes but spread ~15-25 (measured on the real TFLite weights); softmax outputs spread < 1 and default-init
 # logits ~1e-9, so both fail. Seeded weights (std 4) spread ~25.
 MIN_LOGIT_SPREAD = 4.0
+METRICS = ("max_abs", "max_rel", "cosine_min", "top1_agree", "top5_agree")
 MIN_TOP5_GAP = 1e-6
 
 
@@ -55,7 +57,7 @@ class Comparison:
                 f"cos_min={m['cosine_min']:.7f} top1={m['top1_agree']:.3f} top5={m['top5_agree']:.3f}")
         return head if self.passed else head + " FAILED: " + "; ".join(self.failures)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"passed": self.passed}
 
 
@@ -78,7 +80,8 @@ def nontrivial_failures(logits: np.ndarray) -> list[str]:
     srt = -np.sort(-logits, axis=1)[:, :5]
     gaps = -np.diff(srt, axis=1)
     if gaps.min() <= gap_needed:
-        out.append(f"top-5 not distinct: smallest gap {gaps.min():.2e} <= {gap_needed:.1e} on probe {int(gaps.min(axis=1).argmin())}")
+        out.append(f"top-5 not distinct: smallest gap {gaps.min():.2e} <= {gap_needed:.1e} on probe "
+                   f"{int(gaps.min(axis=1).argmin())}")
     if len(logits) >= 3 and len(set(topk(logits, 1)[:, 0].tolist())) == 1:
         out.append("every probe has the same top-1 class (input-independent output)")
     return out
@@ -88,12 +91,10 @@ def compare_logits(ref: np.ndarray, test: np.ndarray, tol: Tolerance, label: str
     ref = np.asarray(ref, np.float64)
     test = np.asarray(test, np.float64)
     if ref.shape != test.shape:
-        return Comparison(label, tol.name, {k: float("nan") for k in ("max_abs", "max_rel", "cosine_min", "top1_agree", "top5_agree")},
-                          [f"shape {test.shape} != reference {ref.shape}"])
+        return Comparison(label, tol.name, dict.fromkeys(METRICS, float("nan")), [f"shape {test.shape} != reference {ref.shape}"])
     if not np.all(np.isfinite(test)):
         bad = int(test.size - np.count_nonzero(np.isfinite(test)))
-        return Comparison(label, tol.name, {k: float("nan") for k in ("max_abs", "max_rel", "cosine_min", "top1_agree",
-                                                                        "top5_agree")},
+        return Comparison(label, tol.name, dict.fromkeys(METRICS, float("nan")),
                           [f"{bad} non-finite values (NaN/inf) in the compared logits"])
     diff = np.abs(ref - test)
     max_abs = float(diff.max())
@@ -106,7 +107,7 @@ def compare_logits(ref: np.ndarray, test: np.ndarray, tol: Tolerance, label: str
     top5 = float(np.mean([set(a) == set(b) for a, b in zip(t5r.tolist(), t5t.tolist())]))
     metrics = {"max_abs": max_abs, "max_rel": max_rel, "cosine_min": float(cos.min()), "top1_agree": top1,
                "top5_agree": top5, "ref_logit_std_min": float(ref.std(1).min()),
-               "ref_logit_spread_min": float((ref.max(1) - ref.min(1)).min()), "n": int(len(ref))}
+               "ref_logit_spread_min": float((ref.max(1) - ref.min(1)).min()), "n": len(ref)}
     failures = [f"reference logits trivial: {r}" for r in nontrivial_failures(ref)]
     if max_abs > tol.max_abs:
         failures.append(f"max_abs {max_abs:.3e} > {tol.max_abs:.1e}")

@@ -1,30 +1,36 @@
-"""Well-known locations of the project and of shared, read-only test data."""
+"""Well-known locations: the installed code, the fixtures (registry, golden fingerprints), shared read-only test
+data, the default work directory. Framework-free."""
 from __future__ import annotations
 
-import os
+import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+from . import settings
+
+PACKAGE = Path(__file__).resolve().parent          # parity/
+ROOT = PACKAGE.parent                              # the checkout (or site-packages of a wheel install)
+ADAPTERS = ROOT / "adapters"
+
+
+def _fixtures() -> Path:
+    """``fixtures/`` of the checkout; in a wheel it is installed as the package ``parity.fixtures``."""
+    spec = importlib.util.find_spec("parity.fixtures")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return ROOT / "fixtures"
+
+
+FIXTURES = _fixtures()
 REGISTRY_FILE = FIXTURES / "registry.toml"
+GOLDEN_DIR = FIXTURES / "golden"
 
 
 def realdata_dir() -> Path | None:
-    """``../shared/realdata`` (or ``$MBV2_PARITY_REALDATA``), or None when absent."""
-    env = os.environ.get("MBV2_PARITY_REALDATA")
-    cand = Path(env) if env else ROOT.parent / "shared" / "realdata"
+    """``../shared/realdata`` beside the checkout (or ``$MBV2_PARITY_REALDATA``), or None when absent."""
+    cand = settings.realdata() or ROOT.parent / "shared" / "realdata"
     return cand if cand.is_dir() else None
 
 
-def cache_root() -> Path:
-    """Root of the weights cache when no ecosystem-specific location applies."""
-    env = os.environ.get("MBV2_PARITY_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "mbv2-parity"
-
-
 def default_workdir() -> Path:
-    env = os.environ.get("MBV2_PARITY_WORKDIR")
-    return Path(env) if env else ROOT / "build"
+    """``$MBV2_PARITY_WORKDIR``, else ``./build`` of the current directory (never inside an installed package)."""
+    return settings.workdir() or Path.cwd() / "build"

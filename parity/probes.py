@@ -6,8 +6,10 @@ models non-degenerate activations. The real images are read from ``../shared/rea
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,7 @@ def synthetic_image(seed: int, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def synthetic_images(seed: int = PROBE_SEED, sizes=PROBE_SIZES) -> list[np.ndarray]:
+def synthetic_images(seed: int = PROBE_SEED, sizes: Sequence[tuple[int, int]] = PROBE_SIZES) -> list[np.ndarray]:
     return [synthetic_image(seed * 1000 + i, h, w) for i, (h, w) in enumerate(sizes)]
 
 
@@ -61,9 +63,9 @@ def real_image_paths(limit: int = N_REAL_PROBES) -> list[Path]:
 
 
 @lru_cache(maxsize=1)
-def probe_images() -> tuple:
+def probe_images() -> tuple[tuple[str, Any], ...]:
     """(name, image) pairs of the probe batch: synthetic ones always, real ones when available."""
-    items = [(f"synthetic-{h}x{w}", im) for (h, w), im in zip(PROBE_SIZES, synthetic_images())]
+    items: list[tuple[str, Any]] = [(f"synthetic-{h}x{w}", im) for (h, w), im in zip(PROBE_SIZES, synthetic_images())]
     items += [(f"real:{p.name}", p) for p in real_image_paths()]
     return tuple(items)
 
@@ -83,7 +85,7 @@ def edge_case_files(directory: Path | str) -> list[Path]:
     base = synthetic_image(PROBE_SEED + 77, 300, 400)
     out = []
 
-    def save(name: str, img, **kw) -> None:
+    def save(name: str, img: Any, **kw: Any) -> None:
         p = d / name
         if not p.exists():
             img.save(p, **kw)

@@ -6,30 +6,30 @@ published for it (with citations). Nothing else in the project lists models.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from . import frameworks
+from .errors import ParityError
+from .kit import build_digest
 from .paths import REGISTRY_FILE
 from .spec import PreprocessSpec
 
-FRAMEWORKS = ("torchvision", "timm", "mmcls", "ppcls", "keras")
+
+class RegistryError(ParityError):
+    """The registry file is unreadable or a card is malformed."""
 
 
-class RegistryError(ValueError):
-    pass
-
-
-class UnknownModel(KeyError):
-    """An id that is not in the registry; the message lists close matches."""
-
-    def __str__(self) -> str:  # KeyError quotes its message otherwise
-        return str(self.args[0])
+class UnknownModel(ParityError):
+    """An id or pattern that is not in the registry; the message lists close matches."""
 
 
 @dataclass(frozen=True)
@@ -89,22 +89,57 @@ class Card:
     published: tuple[Published, ...] = ()
     unpublished: str = ""  # why no accuracy is published for this card
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    base_id: str = ""      # the registry card a variant was made from
 
     def published_for(self, metric: str, source: str | None = None) -> list[Published]:
         return [p for p in self.published if p.metric == metric and (source is None or p.source == source)]
 
+    @property
+    def padding(self) -> str:
+        """The padding this card builds with: ``build.padding``, else its framework's native one."""
+        return str(self.build.get("padding") or frameworks.get(self.framework).native_padding)
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        return tuple(self.build.get("faults", ()))
+
+    @property
+    def build_digest(self) -> str:
+        """Identity of what is built (id alone is not: a variant can pin the padding the card leaves open)."""
+        return build_digest(self.build)
+
+    def variant(self, padding: str | None = None, faults: Iterable[str] = (), **build: Any) -> Card:
+        """The card built another way, under its own id: another padding (always pinned explicitly, so weights
+        whose metadata names a padding do not override it), injected faults (``parity.faults``), other build
+        arguments."""
+        new = {**self.build, **build}
+        suffix = [f"{k}={v}" for k, v in sorted(build.items())]
+        if padding:
+            new["padding"] = padding
+            if padding != frameworks.get(self.framework).native_padding:
+                suffix.append(padding)
+        faults = tuple(faults)
+        if faults:
+            new["faults"] = [*self.faults, *faults]
+            suffix += [f.replace(":", "") for f in faults]
+        if new == self.build:
+            return self
+        return dataclasses.replace(self, id=self.id + "".join("+" + s for s in suffix), build=new,
+                                   base_id=self.base_id or self.id)
+
     def to_request(self) -> dict[str, Any]:
-        """The JSON-able card sent to a worker process (id and build as on this object, so a test variant made
-        with ``dataclasses.replace`` reaches the worker as such)."""
-        return {**self.raw, "id": self.id, "build": dict(self.build)}
+        """The JSON-able card sent to a worker process (id and build as on this object, so a variant reaches the
+        worker as such)."""
+        return {**self.raw, "id": self.id, "build": dict(self.build), "build_digest": self.build_digest,
+                "base_id": self.base_id or self.id}
 
 
 def _card_from_dict(d: dict[str, Any]) -> Card:
     try:
         card_id = d["id"]
         framework = d["framework"]
-        if framework not in FRAMEWORKS:
-            raise RegistryError(f"card {card_id}: framework {framework!r} not one of {FRAMEWORKS}")
+        if framework not in frameworks.FRAMEWORKS:
+            raise RegistryError(f"card {card_id}: framework {framework!r} not one of {frameworks.names()}")
         expected = f"{framework}/{d['arch']}.{d['tag']}"
         if card_id != expected:
             raise RegistryError(f"card id {card_id!r} must be {expected!r} (framework/arch.tag)")
@@ -128,11 +163,12 @@ def _card_from_dict(d: dict[str, Any]) -> Card:
 
 
 class Registry:
-    def __init__(self, cards: Iterable[Card], sources: dict[str, dict[str, str]] | None = None,
-                 path: Path | None = None):
+    def __init__(self, cards: Iterable[Card], sources: dict[str, dict[str, Any]] | None = None,
+                 path: Path | None = None, sections: dict[str, Any] | None = None):
         self.cards: list[Card] = list(cards)
         self.sources = sources or {}
         self.path = path
+        self.sections = sections or {}   # other top-level tables (e.g. [preprocess_matrix])
         ids = [c.id for c in self.cards]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -144,17 +180,19 @@ class Registry:
         self._by_id = {c.id: c for c in self.cards}
 
     @classmethod
-    def load(cls, path: Path | str = REGISTRY_FILE) -> "Registry":
+    def load(cls, path: Path | str = REGISTRY_FILE) -> Registry:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            raise RegistryError(f"registry file not found: {path}") from None
+            raise RegistryError(f"registry file not found: {path}",
+                                hint="a broken install: reinstall mbv2-parity (the registry ships in parity.fixtures)") from None
         except tomllib.TOMLDecodeError as e:
             raise RegistryError(f"registry {path} is not valid TOML: {e}") from None
-        return cls((_card_from_dict(c) for c in data.get("cards", [])), data.get("sources", {}), path)
+        sections = {k: v for k, v in data.items() if k not in ("cards", "sources", "schema")}
+        return cls((_card_from_dict(c) for c in data.get("cards", [])), data.get("sources", {}), path, sections)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Card]:
         return iter(self.cards)
 
     def __len__(self) -> int:
@@ -169,7 +207,11 @@ class Registry:
                 tails = {c.id.split("/", 1)[1]: c.id for c in self.cards}
                 close = [tails[t] for t in difflib.get_close_matches(card_id, list(tails), n=3, cutoff=0.4)]
             hint = f"; did you mean: {', '.join(close)}" if close else ""
-            raise UnknownModel(f"unknown model {card_id!r}{hint} (run `mbv2-parity list`)") from None
+            raise UnknownModel(f"unknown model {card_id!r}{hint}", hint="run `mbv2-parity list`") from None
+
+    def reference(self, framework: str) -> Card:
+        """The card that represents ``framework`` in the cross matrix and transplants (framework table)."""
+        return self.get(frameworks.get(framework).reference_card)
 
     def select(self, patterns: Iterable[str] | None = None) -> list[Card]:
         """Cards matching ids, framework names or shell globs (``timm/*``); all cards when empty."""
@@ -178,14 +220,14 @@ class Registry:
             return list(self.cards)
         out: list[Card] = []
         for pat in patterns:
-            if pat in FRAMEWORKS:
+            if pat in frameworks.FRAMEWORKS:
                 hits = [c for c in self.cards if c.framework == pat]
             elif any(ch in pat for ch in "*?["):
                 hits = [c for c in self.cards if fnmatch.fnmatch(c.id, pat)]
             else:
                 hits = [self.get(pat)]
             if not hits:
-                raise UnknownModel(f"pattern {pat!r} matches no model (run `mbv2-parity list`)")
+                raise UnknownModel(f"pattern {pat!r} matches no model", hint="run `mbv2-parity list`")
             out.extend(h for h in hits if h not in out)
         return out
 

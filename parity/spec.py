@@ -50,8 +50,8 @@ class PreprocessSpec:
     backend: str
     channel_order: str
     scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     layout: str
     dtype: str = "float32"
     crop_pct: float | None = None
@@ -61,7 +61,7 @@ class PreprocessSpec:
     source: str = field(default="", compare=False)  # where the adapter read it from (provenance only)
 
     def __post_init__(self) -> None:
-        def check(name: str, value: Any, allowed: tuple) -> None:
+        def check(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
             if value not in allowed:
                 raise SpecError(f"spec field {name}={value!r} not one of {allowed}")
 
@@ -84,18 +84,18 @@ class PreprocessSpec:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise SpecError(f"unknown spec fields {sorted(unknown)}; known: {sorted(names)}")
         d = {"resize_size": None, **d}  # TOML has no null: a squash/none spec simply omits resize_size
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})  # type: ignore[arg-type]
 
     @staticmethod
     def resize_from_crop_pct(crop_size: int, crop_pct: float) -> int:
         """timm's rule (``transforms_factory``): ``scale_size = floor(img_size / crop_pct)``."""
-        return int(math.floor(crop_size / crop_pct))
+        return math.floor(crop_size / crop_pct)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -103,7 +103,7 @@ class PreprocessSpec:
         d["std"] = list(self.std)
         return d
 
-    def replace(self, **changes: Any) -> "PreprocessSpec":
+    def replace(self, **changes: Any) -> PreprocessSpec:
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ comparison
@@ -119,14 +119,14 @@ class PreprocessSpec:
             a, b = a[::-1], b[::-1]
         return a, b
 
-    def differences(self, other: "PreprocessSpec", rel_tol: float = 1e-6) -> list[str]:
+    def differences(self, other: PreprocessSpec, rel_tol: float = 1e-6) -> list[str]:
         """Human-readable field differences (floats compared with ``rel_tol``); [] when equivalent."""
         out = []
         for f in dataclasses.fields(self):
             if not f.compare:
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, tuple) or isinstance(a, float) or isinstance(b, float):
+            if isinstance(a, (tuple, float)) or isinstance(b, float):
                 av = a if isinstance(a, tuple) else (a,)
                 bv = b if isinstance(b, tuple) else (b,)
                 if None in av or None in bv:

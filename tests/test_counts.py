@@ -1,14 +1,14 @@
 """FLOPs/params: the graph counter's categories, the named conventions against the real counters, every
 published cell reproduced with its convention, and faults that must fail the count check."""
-import dataclasses
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from parity import flops
-from conftest import CARDS, REGISTRY
+from parity.checks.counts import counts
+from parity.counting import flops
+from support import CARDS, REGISTRY, counts_check
 
 COUNTED = [c for c in CARDS if any(p.metric in ("flops", "params") for p in c.published)]
 
@@ -66,7 +66,7 @@ def test_bn_conventions_refuse_a_folded_graph(tmp_path):
 
 @pytest.mark.parametrize("card", COUNTED, ids=lambda c: f"{c.id}-counts")
 def test_every_published_flops_params_cell_is_reproduced(harness, card):
-    r = harness.check_counts(card)
+    r = counts_check(harness, card)
     assert r.status == "pass", r.reason
     for cell in r.metrics["cells"]:
         assert cell["convention"], cell
@@ -77,7 +77,7 @@ def test_every_published_flops_params_cell_is_reproduced(harness, card):
 
 def test_ppcls_and_torchvision_meta_cells_are_exact(harness):
     for card in [c for c in CARDS if c.framework == "ppcls"] + [REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")]:
-        cells = harness.check_counts(card).metrics["cells"]
+        cells = counts_check(harness, card).metrics["cells"]
         exact = [c for c in cells if c["source"] in ("seed000", "seed003", "torchvision-meta") and
                  (card.framework == "ppcls" or c["source"] == "torchvision-meta")]
         assert exact and all(c["status"] == "exact" for c in exact), (card.id, exact)
@@ -85,36 +85,32 @@ def test_ppcls_and_torchvision_meta_cells_are_exact(harness):
 
 @pytest.mark.parametrize("cid", [c.id for c in CARDS if c.framework == "ppcls"])
 def test_paddle_flops_itself_equals_the_graph_rule(harness, cid):
-    t = harness.counts(REGISTRY.get(cid))
+    t = counts(harness, REGISTRY.get(cid))
     assert t["native_counters"]["paddle.flops"] == t["flops"]["paddle.flops"]
 
 
 def test_torch_counters_equal_the_graph_rules_or_differ_by_what_they_skip(harness):
-    tv = harness.counts(REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1"))
+    tv = counts(harness, REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1"))
     g = tv["graph"]
     assert tv["native_counters"]["ptflops"] == tv["flops"]["ptflops"]
     # torchvision pools with F.adaptive_avg_pool2d: thop (which counts nn.Module types) misses exactly that term
     assert tv["native_counters"]["thop"] == tv["flops"]["thop"] - g["pool_in_elems"] - g["pool_out_elems"]
-    mm = harness.counts(REGISTRY.get("mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af"))
+    mm = counts(harness, REGISTRY.get("mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af"))
     assert mm["native_counters"]["thop"] == mm["flops"]["thop"]          # mmcls pools with an nn.Module
     assert mm["native_counters"]["mmengine"] == mm["flops"]["mmengine"]
-    timm = harness.counts(REGISTRY.get("timm/mobilenetv2_100.ra_in1k"))
+    timm = counts(harness, REGISTRY.get("timm/mobilenetv2_100.ra_in1k"))
     # timm's BatchNormAct2d is not a type thop registers: thop counts no BatchNorm at all on timm models
     assert timm["native_counters"]["thop"] == timm["flops"]["thop"] - 4 * timm["graph"]["bn_elems"]
-
-
-def variant(card, suffix, **build):
-    return dataclasses.replace(card, id=f"{card.id}+{suffix}", build={**card.build, **build})
 
 
 @pytest.mark.parametrize("fault", ["width_0.75", "dropped_block", "paddle.vision"])
 def test_count_check_fails_on_structural_fault(harness, fault):
     if fault == "width_0.75":
-        card = variant(REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1"), fault, width_mult=0.75)
+        card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1").variant(width_mult=0.75)
     elif fault == "dropped_block":
-        card = variant(REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1"), fault, drop_block=3)
+        card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1").variant(faults=["drop_block:3"])
     else:
-        card = variant(REGISTRY.get("ppcls/MobileNetV2.pretrained"), fault, impl="paddle.vision")
-    r = harness.check_counts(card)
+        card = REGISTRY.get("ppcls/MobileNetV2.pretrained").variant(faults=["impl:paddle.vision"])
+    r = counts_check(harness, card)
     assert r.status == "fail", r.reason
     assert "mismatch" in r.reason

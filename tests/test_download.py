@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from parity import weights
 from parity.registry import WeightsRef
+from parity.weights import download as weights
 
 PAYLOAD = os.urandom(200_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -23,7 +23,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        name = self.path.rsplit("/", 1)[-1]
+        self.path.rsplit("/", 1)[-1]
         Handler.hits[self.path] = Handler.hits.get(self.path, 0) + 1
         body = PAYLOAD
         if self.path.startswith("/corrupt/"):

@@ -10,13 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity.dataset import DatasetError, check_wnids, open_dataset
-from parity.evaluate import (MAX_SKIPPED_SHARE, NATIVE_ONNX_MAX_DIFF_PTS, EvalResult, count_correct, evaluate,
-                             label_shift_failure, native_onnx_failure, wilson)
+from parity.evaluation.dataset import DatasetError, check_wnids, open_dataset
+from parity.evaluation.evaluate import (
+    MAX_SKIPPED_SHARE,
+    NATIVE_ONNX_MAX_DIFF_PTS,
+    EvalResult,
+    count_correct,
+    evaluate,
+    label_shift_failure,
+    native_onnx_failure,
+    wilson,
+)
 from parity.paths import realdata_dir
 from parity.probes import synthetic_image
-
-from conftest import REGISTRY
+from support import REGISTRY
 
 REAL = realdata_dir()
 CARD = REGISTRY.get("timm/mobilenetv2_050.lamb_in1k")
@@ -41,21 +48,21 @@ def test_cache_never_serves_tensors_decoded_from_other_bytes(harness, tmp_path):
     the same work directory must decode again and give the fresh-cache answer, not the cached one."""
     names = write_val(tmp_path / "data", 6, seed=1)
     cache = tmp_path / "cache"
-    first = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("onnx",), batch=2, progress=False,
-                     cache_root=cache)["onnx"]
+    first = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("ort-opt-on",), batch=2, progress=False,
+                     cache_root=cache)["ort-opt-on"]
     assert not first.cache_hit
-    again = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("onnx",), batch=2, progress=False,
-                     cache_root=cache)["onnx"]
+    again = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("ort-opt-on",), batch=2, progress=False,
+                     cache_root=cache)["ort-opt-on"]
     assert again.cache_hit and again.predictions == first.predictions
     stats = {n: os.stat(tmp_path / "data" / "val" / n) for n in names}
     write_val(tmp_path / "data", 6, seed=2)                       # other pixels, same byte sizes
     for n, st in stats.items():                                   # mtime restored as `cp -p`/`touch -r` would
         os.utime(tmp_path / "data" / "val" / n, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert os.stat(tmp_path / "data" / "val" / n).st_size == st.st_size
-    after = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("onnx",), batch=2, progress=False,
-                     cache_root=cache)["onnx"]
-    fresh = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("onnx",), batch=2, progress=False,
-                     cache_root=tmp_path / "fresh-cache")["onnx"]
+    after = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("ort-opt-on",), batch=2, progress=False,
+                     cache_root=cache)["ort-opt-on"]
+    fresh = evaluate(harness, CARD, "seeded", open_dataset(tmp_path / "data"), ("ort-opt-on",), batch=2, progress=False,
+                     cache_root=tmp_path / "fresh-cache")["ort-opt-on"]
     assert not after.cache_hit
     assert after.predictions == fresh.predictions != first.predictions
 
@@ -71,7 +78,7 @@ def test_too_many_unreadable_images_is_a_failure():
     assert ok.failures(False) == []                                  # 0.1 %: within MAX_SKIPPED_SHARE
     bad = EvalResult("c", "onnx", "seeded", "x", 95, 5, 0.5, 0.7, wilson(1, 2), wilson(1, 2), 1.0, 1.0, False,
                      ["a"] * 5)
-    assert 5 / 100 > MAX_SKIPPED_SHARE and "unreadable" in bad.failures(False)[0]
+    assert MAX_SKIPPED_SHARE < 5 / 100 and "unreadable" in bad.failures(False)[0]
 
 
 def test_counting_top1_and_top5_exactly():
@@ -87,8 +94,8 @@ def test_native_onnx_tolerance_is_a_tenth_of_a_point():
     def res(top1):
         return EvalResult("c", "b", "m", "x", 1000, 0, top1, 0.9, wilson(1, 2), wilson(1, 2), 1, 1, False)
     assert NATIVE_ONNX_MAX_DIFF_PTS == 0.1
-    assert native_onnx_failure({"native": res(0.700), "onnx": res(0.701)}) == ""
-    assert "differ by 0.20 pts" in native_onnx_failure({"native": res(0.700), "onnx": res(0.702)})
+    assert native_onnx_failure({"native": res(0.700), "ort-opt-on": res(0.701)}) == ""
+    assert "differ by 0.20 pts" in native_onnx_failure({"native": res(0.700), "ort-opt-on": res(0.702)})
 
 
 def test_label_shift_evidence_from_predictions():
@@ -183,7 +190,7 @@ def test_eval_with_unreadable_images_fails_and_cache_is_announced(tmp_path):
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
 def test_real_weights_expose_labels_the_user_wrongly_called_zero_based(harness, tmp_path):
     """No synset list beside the file, the user says 0-based, the labels are 1-based: the model itself says so."""
-    from parity import transplant as T
+    from parity.weights import transplant as T
     sample = REAL / "images" / "imagenet_sample_1000"
     lines = (sample / "labels.txt").read_text().split()
     pairs = list(zip(lines[0::2], lines[1::2]))[1:1000:10]
@@ -191,5 +198,6 @@ def test_real_weights_expose_labels_the_user_wrongly_called_zero_based(harness, 
     ds = open_dataset(tmp_path / "list.txt", label_base=0)
     canon = T.to_canonical(harness, REAL / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
     card = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
-    r = evaluate(harness, card, f"canonical:{canon}", ds, ("onnx",), progress=False, cache_root=tmp_path / "c")["onnx"]
+    r = evaluate(harness, card, f"canonical:{canon}", ds, ("onnx",), progress=False,
+                 cache_root=tmp_path / "c")["ort-opt-on"]
     assert r.top1 < 0.05 and any("off by +1" in f for f in r.failures(real_weights=True)), (r.top1, r.failures(True))

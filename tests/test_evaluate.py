@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from parity import transplant as T
-from parity.dataset import DatasetError, open_dataset
-from parity.evaluate import check_against_published, evaluate, wilson
+from parity.evaluation.dataset import DatasetError, open_dataset
+from parity.evaluation.evaluate import check_against_published, evaluate, wilson
 from parity.paths import realdata_dir
 from parity.probes import synthetic_image
-
-from conftest import REGISTRY
+from parity.weights import transplant as T
+from support import REFERENCE, REGISTRY
 
 REAL = realdata_dir()
 
@@ -72,7 +71,7 @@ def test_missing_dataset_is_one_line_with_hint(tmp_path):
 
 
 def test_subset_is_stratified_and_deterministic(tmp_path):
-    from parity.dataset import Dataset
+    from parity.evaluation.dataset import Dataset
     labels = np.repeat(np.arange(100), 50)
     ds = Dataset(tmp_path, "synthetic", tuple(tmp_path / f"{i}.JPEG" for i in range(len(labels))), labels)
     a, b = ds.subset(500, seed=3), ds.subset(500, seed=3)
@@ -83,14 +82,14 @@ def test_subset_is_stratified_and_deterministic(tmp_path):
 
 def test_wilson_interval():
     lo, hi = wilson(72, 100)
-    assert lo == pytest.approx(0.6251, abs=1e-3) and hi == pytest.approx(0.7986, abs=1e-3)  # statsmodels proportion_confint(72, 100, method="wilson")
+    assert lo == pytest.approx(0.6251, abs=1e-3) and hi == pytest.approx(0.7986, abs=1e-3)  # as statsmodels computes it
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
     lo, hi = wilson(36_000, 50_000)
     assert hi - lo < 0.008  # the full val set is precise to ~0.4 pts
 
 
 def test_published_rule_subset_and_full():
-    from parity.evaluate import EvalResult
+    from parity.evaluation.evaluate import EvalResult
     card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")   # top-1 71.878 %
     r = EvalResult(card.id, "onnx", "x", "x", 500, 0, 0.70, 0.90, wilson(350, 500), wilson(450, 500), 1, 1, False)
     assert all(c.status == "pass" for c in check_against_published(card, r) if c.metric == "top1")
@@ -113,19 +112,19 @@ def test_corrupt_image_is_skipped_counted_and_the_rest_evaluated(harness, tmp_pa
     for r in res.values():
         assert r.n == 4 and r.skipped == 1 and "2.JPEG" in r.skipped_files[0]
     again = evaluate(harness, card, "seeded", ds, batch=2, progress=False, cache_root=tmp_path / "cache")
-    assert again["onnx"].cache_hit and again["onnx"].predictions == res["onnx"].predictions
+    assert again["ort-opt-on"].cache_hit and again["ort-opt-on"].predictions == res["ort-opt-on"].predictions
 
 
 @pytest.mark.dataset
 @pytest.mark.skipif(not os.environ.get("MBV2_PARITY_IMAGENET"), reason="no ImageNet val (set MBV2_PARITY_IMAGENET)")
-@pytest.mark.parametrize("card", [REGISTRY.get(c) for c in T.CROSS_CARDS], ids=lambda c: c.id)
+@pytest.mark.parametrize("card", REFERENCE, ids=lambda c: c.id)
 def test_top1_against_published(harness, card):
     ds = open_dataset(os.environ["MBV2_PARITY_IMAGENET"])
     limit = int(os.environ.get("MBV2_PARITY_EVAL_LIMIT", "500"))
     res = evaluate(harness, card, "pretrained", ds.subset(limit), progress=False)
-    checks = check_against_published(card, res["onnx"])
+    checks = check_against_published(card, res["ort-opt-on"])
     assert checks and all(c.status == "pass" for c in checks), checks
-    assert abs(res["native"].top1 - res["onnx"].top1) * 100 <= 0.1
+    assert abs(res["native"].top1 - res["ort-opt-on"].top1) * 100 <= 0.1
 
 
 @pytest.mark.realdata
@@ -138,8 +137,8 @@ def test_real_weights_on_real_images_every_framework_and_onnx_agree(harness):
     keras_spec = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224").preprocess
     import dataclasses
     preds, accs = {}, {}
-    for cid in T.CROSS_CARDS:
-        base = T.variant(REGISTRY.get(cid), "same")
+    for ref in REFERENCE:
+        base = ref.variant(padding="same")
         card = dataclasses.replace(base, preprocess=keras_spec.replace(layout=base.preprocess.layout))
         for b, r in evaluate(harness, card, f"canonical:{canon}", ds, progress=False).items():
             preds[f"{card.framework}/{b}"] = r.predictions

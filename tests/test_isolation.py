@@ -4,36 +4,38 @@ import sys
 
 import pytest
 
+from parity.frameworks import STACKS
 from parity.workers import WorkerCrashed, WorkerError, WorkerPool
+from support import REGISTRY, nontrivial_check, onnx_check
 
-from conftest import REGISTRY
-
-FRAMEWORK_MODULES = ("torch", "torchvision", "timm", "tensorflow", "keras", "paddle", "mmpretrain", "mmengine")
+FRAMEWORK_MODULES = tuple(m for s in STACKS.values() for m in s.modules)
 
 
 def test_parent_process_imports_no_framework(harness):
     card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
-    assert harness.check_onnx(card).status == "pass"
+    assert onnx_check(harness, card).status == "pass"
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in FRAMEWORK_MODULES)
     assert loaded == [], f"framework modules imported in the parent: {loaded}"
 
 
 def test_cli_and_core_import_no_framework():
-    code = ("import sys, parity.cli, parity.runner, parity.weights, parity.onnxrt, parity.preprocess;"
+    code = ("import sys, parity.cli, parity.harness, parity.checks, parity.runtimes, parity.weights.download, "
+            "parity.preprocess, parity.evaluation.evaluate, parity.drift.watch, parity.report; parity.checks.kinds(); "
+            "parity.runtimes.names();"
             f"bad=[m for m in sys.modules if m.split('.')[0] in {FRAMEWORK_MODULES!r}]; print(bad); sys.exit(bool(bad))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path):
     card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
-    from parity.runner import Harness
+    from parity.harness import Harness
     with Harness(REGISTRY, workdir=tmp_path) as h:
         h.build(card)
         pid = h.pool.workers["torchvision"].proc.pid
-        r = h.check_onnx(card, fault="crash")
+        r = onnx_check(h, card, fault="crash")
         assert r.status == "error"
         assert "WorkerCrashed" in r.reason and "SIGSEGV" in r.reason and card.id in r.reason
-        r2 = h.check_onnx(card)                       # the harness rebuilds what the dead worker held
+        r2 = onnx_check(h, card)                       # the harness rebuilds what the dead worker held
         assert r2.status == "pass", r2.reason
         assert h.pool.workers["torchvision"].proc.pid != pid
 
@@ -43,13 +45,13 @@ def test_worker_killed_between_two_checks_of_the_same_card_is_rebuilt(tmp_path):
     import os
     import signal
     card = REGISTRY.get("timm/mobilenetv2_050.lamb_in1k")
-    from parity.runner import Harness
+    from parity.harness import Harness
     with Harness(REGISTRY, workdir=tmp_path) as h:
-        assert h.check_nontrivial(card).status == "pass"
+        assert nontrivial_check(h, card).status == "pass"
         pid = h.pool.workers["timm"].proc.pid
         os.kill(pid, signal.SIGKILL)
         h.pool.workers["timm"].proc.wait()
-        for r in (h.check_nontrivial(card), h.check_onnx(card)):
+        for r in (nontrivial_check(h, card), onnx_check(h, card)):
             assert r.status == "pass", r.reason
         assert h.pool.workers["timm"].proc.pid != pid
 

@@ -1,9 +1,9 @@
 """The parity matrix: registry cards x checks, plus injected faults that every parity check must catch."""
 import pytest
 
-from parity.runner import INPUT_FAULTS, TESTED_OPSETS
-
-from conftest import CARDS
+from parity.checks.onnx_parity import INPUT_FAULTS
+from parity.harness import TESTED_OPSETS
+from support import CARDS, meta_check, nontrivial_check, onnx_check, spec_check
 
 MODEL_FAULTS = ("conv_channel_scale", "bn_eps", "softmax")
 
@@ -16,17 +16,17 @@ def assert_result(r, allow_skip=False):
 
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-spec")
 def test_spec_derived_from_framework_matches_registry(harness, card):
-    assert_result(harness.check_spec(card))
+    assert_result(spec_check(harness, card))
 
 
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-meta")
 def test_registry_matches_framework_metadata(harness, card):
-    assert_result(harness.check_meta(card))
+    assert_result(meta_check(harness, card))
 
 
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-nontrivial")
 def test_seeded_weights_are_realistic(harness, card):
-    r = harness.check_nontrivial(card)
+    r = nontrivial_check(harness, card)
     assert_result(r)
     assert r.metrics["logit_spread_min"] >= 4.0 and r.metrics["logit_std_min"] >= 1.0 and r.metrics["distinct_top1"] >= 3
 
@@ -34,7 +34,7 @@ def test_seeded_weights_are_realistic(harness, card):
 @pytest.mark.parametrize("opset", TESTED_OPSETS, ids=lambda o: f"opset{o}")
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-onnx")
 def test_onnx_parity_seeded(harness, card, opset):
-    r = harness.check_onnx(card, "seeded", opset)
+    r = onnx_check(harness, card, "seeded", opset)
     assert_result(r)
     for opt in ("ort-opt-off", "ort-opt-on"):
         assert r.metrics[opt]["ref_logit_spread_min"] >= 4.0  # the comparison was on non-trivial logits
@@ -43,23 +43,20 @@ def test_onnx_parity_seeded(harness, card, opset):
 @pytest.mark.network
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-onnx-pretrained")
 def test_onnx_parity_pretrained(harness, card):
-    assert_result(harness.check_onnx(card, "pretrained"), allow_skip=True)
+    assert_result(onnx_check(harness, card, "pretrained"), allow_skip=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("card", [c for c in CARDS if c.framework in ("torchvision", "timm", "mmcls")][:3],
                          ids=lambda c: f"{c.id}-onnx-dynamo")
 def test_onnx_parity_dynamo_exporter(harness, card):
-    assert_result(harness.check_onnx(card, "seeded", 18, exporter="dynamo"))
+    assert_result(onnx_check(harness, card, "seeded", 18, exporter="dynamo"))
 
 
 @pytest.mark.parametrize("fault", MODEL_FAULTS + tuple(INPUT_FAULTS))
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-fault")
 def test_parity_check_fails_on_injected_fault(harness, card, fault):
-    if fault in INPUT_FAULTS:
-        r = harness.check_onnx(card, "seeded", input_fault=fault)
-    else:
-        r = harness.check_onnx(card, "seeded", fault=fault)
+    r = onnx_check(harness, card, "seeded", fault=fault)   # input faults to the runtime side, others to native
     assert r.status == "fail", f"{fault} was not caught: {r.reason}"
     assert "max_abs" in r.reason  # caught by the metric, not by accident
 
@@ -68,23 +65,23 @@ def test_spec_check_fails_on_registry_drift(harness):
     """A registry that still says resize 256 for V2 (torchvision uses 232), or BGR, must fail the spec check."""
     import dataclasses
 
-    from conftest import REGISTRY
+    from support import REGISTRY
     v2 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")
     for bad in (v2.preprocess.replace(resize_size=256), v2.preprocess.replace(channel_order="BGR"),
                 v2.preprocess.replace(interpolation="bicubic")):
-        r = harness.check_spec(dataclasses.replace(v2, preprocess=bad))
+        r = spec_check(harness, dataclasses.replace(v2, preprocess=bad))
         assert r.status == "fail", r.reason
 
 
 def test_meta_check_fails_on_wrong_published_number(harness):
     import dataclasses
 
-    from conftest import REGISTRY
     from parity.registry import WeightsRef
+    from support import REGISTRY
     v1 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
     wrong = tuple(dataclasses.replace(p, digits="3504873") if p.metric == "params" and p.source == "torchvision-meta"
                   else p for p in v1.published)
-    r = harness.check_meta(dataclasses.replace(v1, published=wrong))
+    r = meta_check(harness, dataclasses.replace(v1, published=wrong))
     assert r.status == "fail" and "num_params" in r.reason
     moved = dataclasses.replace(v1, weights=WeightsRef(**{**v1.weights.__dict__, "url": v1.weights.url + "x"}))
-    assert harness.check_meta(moved).status == "fail"
+    assert meta_check(harness, moved).status == "fail"

@@ -7,12 +7,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from parity import canonical, transplant as T
 from parity.compare import ONNX_FP32, compare_logits
 from parity.preprocess import preprocess_batch
 from parity.probes import probe_images
-
-from conftest import REGISTRY
+from parity.weights import canonical
+from parity.weights import transplant as T
+from parity.weights.bisect import bisect_onnx
+from support import REGISTRY
 
 TV = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
 
@@ -31,7 +32,7 @@ def nan_canon(harness, tmp_path_factory):
     built = harness.build(TV, "seeded")
     d = tmp_path_factory.mktemp("nan")
     good = d / "good.safetensors"
-    harness.pool.call("torchvision", "export_canonical", key=built["key"], path=str(good))
+    harness.client("torchvision").export_canonical(built.key, good)
     c = canonical.load(good)
     c.tensors["features.5.conv.1.0.weight"][0, 0, 1, 1] = np.nan
     bad = d / "nan.safetensors"
@@ -41,7 +42,7 @@ def nan_canon(harness, tmp_path_factory):
 
 
 def test_canonical_with_nan_is_refused(nan_canon):
-    with pytest.raises(canonical.CanonicalError, match="features.5.conv.1.0.weight: 1 non-finite"):
+    with pytest.raises(canonical.CanonicalError, match=r"features\.5\.conv\.1\.0\.weight: 1 non-finite"):
         canonical.load(nan_canon)
 
 
@@ -54,7 +55,7 @@ def test_transplant_of_nan_weights_exits_non_zero_and_writes_nothing(nan_canon, 
 
 def test_bisection_refuses_nan_activations(harness, tmp_path):
     x = preprocess_batch([im for _, im in probe_images()][:3], T.tflite_spec(1 / 127.5, 127))
-    path = harness.export(TV, "seeded", exporter="keep-bn")["path"]
+    path = harness.export(TV, "seeded", exporter="keep-bn").path
     m = onnx.load(path)
     init = next(i for i in m.graph.initializer if numpy_helper.to_array(i).ndim == 4)
     w = numpy_helper.to_array(init).copy()
@@ -63,4 +64,4 @@ def test_bisection_refuses_nan_activations(harness, tmp_path):
     bad = tmp_path / "nan.onnx"
     onnx.save(m, bad)
     with pytest.raises(T.TransplantError, match="non-finite activations"):
-        T.bisect_onnx(harness, TV, "seeded", x, onnx_path=bad)
+        bisect_onnx(harness, TV, "seeded", x, onnx_path=bad)

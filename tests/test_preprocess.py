@@ -1,18 +1,18 @@
 """Preprocessing proven on images: the reference pipeline vs every framework's own pipeline, end-to-end
 image -> logits parity, injected preprocessing faults, the spec shipped with the ONNX file, the difference matrix."""
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from parity import transplant as T
 from parity.paths import realdata_dir
 from parity.probes import preprocessing_images
+from parity.weights import transplant as T
+from support import CARDS, REFERENCE, REGISTRY, e2e_check, preprocess_check
 
-from conftest import CARDS, REGISTRY
-
-ONE_PER_FRAMEWORK = [REGISTRY.get(c) for c in T.CROSS_CARDS] + [REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")]
+ONE_PER_FRAMEWORK = [*REFERENCE, REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")]
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,14 @@ def images(tmp_path_factory):
 
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-preprocess")
 def test_reference_pipeline_reproduces_the_native_pipeline(harness, card, images):
-    r = harness.check_preprocess(card, images)
+    r = preprocess_check(harness, card, images)
     assert r.status == "pass", r.reason
     assert r.metrics["max_pixel_levels"] < 0.01  # far below one 0-255 level on every pixel of every image
 
 
 @pytest.mark.parametrize("card", ONE_PER_FRAMEWORK, ids=lambda c: c.id)
 def test_model_top1_identical_on_reference_and_native_tensors(harness, card, images):
-    r = harness.check_preprocess(card, images, mode="seeded")
+    r = preprocess_check(harness, card, images, mode="seeded")
     assert r.status == "pass" and r.metrics["top1_agree"] == 1.0, r.reason
 
 
@@ -50,7 +50,7 @@ PREPROCESSING_FAULTS = {
 def test_preprocessing_fault_fails_the_preprocess_check(harness, images, fault):
     cid, change = PREPROCESSING_FAULTS[fault]
     card = REGISTRY.get(cid)
-    r = harness.check_preprocess(card, images, spec=card.preprocess.replace(**change))
+    r = preprocess_check(harness, card, images, spec=card.preprocess.replace(**change))
     assert r.status == "fail" and r.check == "preprocess", r.reason
     assert "max_abs" in r.reason or "shape" in r.reason
 
@@ -58,7 +58,7 @@ def test_preprocessing_fault_fails_the_preprocess_check(harness, images, fault):
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-e2e")
 def test_end_to_end_image_to_logits(harness, card, images):
     """native preprocessing -> native model vs reference preprocessing -> ONNX Runtime."""
-    r = harness.check_end_to_end(card, "seeded", images)
+    r = e2e_check(harness, card, "seeded", images)
     assert r.status == "pass", r.reason
     m = r.metrics["end-to-end"]
     assert m["top1_agree"] == 1.0 and m["top5_agree"] == 1.0 and m["ref_logit_spread_min"] >= 4.0
@@ -66,10 +66,10 @@ def test_end_to_end_image_to_logits(harness, card, images):
 
 @pytest.mark.realdata
 @pytest.mark.skipif(realdata_dir() is None, reason="../shared/realdata is absent")
-@pytest.mark.parametrize("card", [REGISTRY.get(c) for c in T.CROSS_CARDS], ids=lambda c: c.framework)
+@pytest.mark.parametrize("card", REFERENCE, ids=lambda c: c.framework)
 def test_end_to_end_with_real_weights(harness, card, images):
     canon = T.to_canonical(harness, realdata_dir() / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
-    r = harness.check_end_to_end(T.variant(card, "same"), f"canonical:{canon}", images)
+    r = e2e_check(harness, card.variant(padding="same"), f"canonical:{canon}", images)
     assert r.status == "pass", r.reason
     assert r.metrics["end-to-end"]["top1_agree"] == 1.0
 
@@ -77,18 +77,18 @@ def test_end_to_end_with_real_weights(harness, card, images):
 def test_onnx_file_carries_its_preprocessing(harness):
     card = REGISTRY.get("ppcls/MobileNetV2.pretrained")
     exp = harness.export(card)
-    m = onnx.load(exp["path"])
+    m = onnx.load(exp.path)
     props = {p.key: p.value for p in m.metadata_props}
     doc = json.loads(props["mbv2_parity.preprocess"])
     assert doc["preprocess"] == card.preprocess.to_dict() and props["mbv2_parity.card"] == card.id
-    assert json.loads(open(exp["spec_json"]).read()) == doc
+    assert json.loads(Path(exp.spec_json).read_text()) == doc
     assert doc["preprocess"]["backend"] == "cv2" and doc["preprocess"]["decoder"] == "cv2"
 
 
 @pytest.mark.realdata
 @pytest.mark.skipif(realdata_dir() is None, reason="../shared/realdata is absent")
 def test_difference_matrix_with_real_weights(harness):
-    from parity.preprocess_matrix import difference_matrix, labeled_sample
+    from parity.preprocess.matrix import difference_matrix, labeled_sample
     imgs, labels = labeled_sample(realdata_dir(), 60)
     canon = T.to_canonical(harness, realdata_dir() / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
     k = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
@@ -96,7 +96,7 @@ def test_difference_matrix_with_real_weights(harness):
 
     def run(x, layout):
         x = x if layout == "NHWC" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        return np.load(harness.pool.call("keras", "run", key=built["key"], input=harness.pool.put_array(x, "m"))["output"])
+        return np.load(harness.client("keras").run(built.key, harness.pool.put_array(x, "m"))[0])
 
     specs = {"torchvision": REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1").preprocess,
              "mmcls": REGISTRY.get("mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af").preprocess,
@@ -116,5 +116,5 @@ def test_end_to_end_fails_when_the_deployed_preprocessing_is_wrong(harness, imag
     import dataclasses
     cid, change = PREPROCESSING_FAULTS[fault]
     card = REGISTRY.get(cid)
-    r = harness.check_end_to_end(dataclasses.replace(card, preprocess=card.preprocess.replace(**change)), "seeded", images)
+    r = e2e_check(harness, dataclasses.replace(card, preprocess=card.preprocess.replace(**change)), "seeded", images)
     assert r.status == "fail" and "max_abs" in r.reason, r.reason

@@ -37,7 +37,7 @@ def test_seed000_rows_are_on_the_right_cards():
 
 
 def test_unknown_model_gives_close_matches():
-    with pytest.raises(UnknownModel, match="did you mean: timm/mobilenetv2_100.ra_in1k"):
+    with pytest.raises(UnknownModel, match=r"did you mean: timm/mobilenetv2_100\.ra_in1k"):
         load_registry().get("timm/mobilenetv2_100")
     with pytest.raises(UnknownModel, match="matches no model"):
         load_registry().select(["caffe/*"])
@@ -60,9 +60,9 @@ def test_bad_registry_is_a_clear_error(tmp_path):
 
 
 def spec(**kw):
-    base = dict(resize_mode="shorter_side", resize_size=256, crop_size=224, interpolation="bilinear", antialias=True,
-                backend="pil", channel_order="RGB", scale=1 / 255, mean=(0.485, 0.456, 0.406),
-                std=(0.229, 0.224, 0.225), layout="NCHW")
+    base = {"resize_mode": "shorter_side", "resize_size": 256, "crop_size": 224, "interpolation": "bilinear", "antialias": True,
+                "backend": "pil", "channel_order": "RGB", "scale": 1 / 255, "mean": (0.485, 0.456, 0.406),
+                "std": (0.229, 0.224, 0.225), "layout": "NCHW"}
     base.update(kw)
     return PreprocessSpec(**base)
 

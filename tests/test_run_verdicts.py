@@ -1,7 +1,6 @@
 """The run's verdict: `report --strict` is green only when a check ran in this run, every step finished with exit 0,
 and the results are complete; a second `check` merges; a crashed or interrupted step fails the run."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -72,7 +71,7 @@ def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path):
             break
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["partial"] is True and {r["card"] for r in doc["results"]} == {CARD}

@@ -10,14 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from parity import golden
-
-from conftest import REGISTRY
+from parity.drift import golden
+from support import REGISTRY
 
 TV1 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
 TV2 = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")
@@ -77,7 +74,7 @@ class FakeGitHub(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if not self._gate():
-            return
+            return None
         if "/comments" in self.path:
             n = int(self.path.split("/issues/")[1].split("/")[0])
             return self._send(200, FakeGitHub.comments.get(n, []))
@@ -85,7 +82,7 @@ class FakeGitHub(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         if not self._gate():
-            return
+            return None
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if "/comments" in self.path:
             n = int(self.path.split("/issues/")[1].split("/")[0])
@@ -112,7 +109,7 @@ def world(harness, tmp_path_factory):
         card = dataclasses.replace(TV1, id=TV1.id + f"+{v}")
         built = harness.build(card, "seeded")
         p = tmp / f"{v}.pth"
-        harness.pool.call("torchvision", "save_native", key=built["key"], path=str(p))
+        harness.client("torchvision").save_native(built.key, p)
         files[v] = p.read_bytes()
     up, up_url = serve(Upstream)
     gh, gh_url = serve(FakeGitHub)
@@ -175,7 +172,7 @@ def test_3_preprocessing_change_files_one_new_issue(world):
     doc = golden.load(TV2.id, world["gdir"])
     doc["spec"]["resize_size"] = 256            # recorded 256; torchvision now derives 232 for V2
     golden.save(doc, world["gdir"])
-    p, out = watch(world, TV2.id)
+    _p, out = watch(world, TV2.id)
     kinds = [d["kind"] for d in out["results"][0]["diffs"]]
     assert kinds == ["preprocessing"], out["results"][0]
     assert "resize_size 256 -> 232" in out["results"][0]["diffs"][0]["summary"]
@@ -186,7 +183,7 @@ def test_4_converter_change_on_a_tracked_card_becomes_a_comment(world):
     doc = golden.load(TV1.id, world["gdir"])
     doc["_logits"]["onnx"] = doc["_logits"]["onnx"] * 1.01
     golden.save(doc, world["gdir"])
-    p, out = watch(world, TV1.id)
+    _p, out = watch(world, TV1.id)
     kinds = sorted(d["kind"] for d in out["results"][0]["diffs"])
     assert "converter" in kinds, out["results"][0]
     assert len(FakeGitHub.issues) == 2 and FakeGitHub.comments.get(1)   # commented on the card's open issue
@@ -252,7 +249,7 @@ def test_hf_revision_check_reads_the_hub_api(monkeypatch):
     srv, url = serve(Hub)
     try:
         monkeypatch.setenv("MBV2_PARITY_HF_ENDPOINT", url)
-        from parity.watch import hf_revision
+        from parity.drift.watch import hf_revision
         card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
         assert hf_revision(card.weights.hf_hub_id, card.weights.hf_revision) == "0123abcd"
     finally:

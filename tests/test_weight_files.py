@@ -6,9 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from parity.safe_pickle import UnsafePickle, load_state_dict
-
-from conftest import REGISTRY
+from parity.weights.safe_pickle import UnsafePickle, load_state_dict
+from support import REGISTRY, nontrivial_check, onnx_check
 
 PPCLS = REGISTRY.get("ppcls/MobileNetV2.pretrained")
 TIMM = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
@@ -29,7 +28,7 @@ def evil_file(path, marker):
 
 def test_restricted_unpickler_refuses_code_and_loads_arrays(tmp_path):
     marker = tmp_path / "pwned"
-    with pytest.raises(UnsafePickle, match="posix.system|os.system"):
+    with pytest.raises(UnsafePickle, match=r"posix\.system|os\.system"):
         load_state_dict(evil_file(tmp_path / "evil.pdparams", marker))
     assert not marker.exists()
     good = tmp_path / "good.pdparams"
@@ -41,7 +40,7 @@ def test_restricted_unpickler_refuses_code_and_loads_arrays(tmp_path):
 @pytest.mark.parametrize("card,suffix", [(PPCLS, ".pdparams"), (TIMM, ".pth")], ids=["ppcls", "timm"])
 def test_malicious_weight_file_never_runs(harness, tmp_path, card, suffix):
     marker = tmp_path / "pwned"
-    r = harness.check_onnx(card, f"file:{evil_file(tmp_path / ('evil' + suffix), marker)}")
+    r = onnx_check(harness, card, f"file:{evil_file(tmp_path / ('evil' + suffix), marker)}")
     assert r.status in ("error", "fail") and not marker.exists(), r.reason
     assert "refuse" in r.reason and "weights_only=False" not in r.reason, r.reason
 
@@ -49,21 +48,21 @@ def test_malicious_weight_file_never_runs(harness, tmp_path, card, suffix):
 def test_resized_tensor_in_a_pdparams_is_named_with_both_shapes(harness, tmp_path):
     built = harness.build(PPCLS, "seeded")
     good = tmp_path / "good.pdparams"
-    harness.pool.call("ppcls", "save_native", key=built["key"], path=str(good))
+    harness.client("ppcls").save_native(built.key, good)
     sd = load_state_dict(good)
     name = sorted(k for k in sd if sd[k].ndim == 4)[3]
     sd[name] = np.zeros((sd[name].shape[0] + 8, *sd[name].shape[1:]), np.float32)
     bad = tmp_path / "bad.pdparams"
     bad.write_bytes(pickle.dumps(sd, protocol=4))
-    r = harness.check_nontrivial(PPCLS, f"file:{bad}")
+    r = nontrivial_check(harness, PPCLS, f"file:{bad}")
     assert r.status == "error" and name in r.reason and "in the file but" in r.reason, r.reason
-    assert harness.check_nontrivial(PPCLS, f"file:{good}").status == "pass"
+    assert nontrivial_check(harness, PPCLS, f"file:{good}").status == "pass"
 
 
 def test_torch_file_of_another_width_names_the_first_mismatching_tensor(harness, tmp_path):
     small = REGISTRY.get("timm/mobilenetv2_050.lamb_in1k")
     built = harness.build(small, "seeded")
     f = tmp_path / "w050.pth"
-    harness.pool.call("timm", "save_native", key=built["key"], path=str(f))
-    r = harness.check_nontrivial(TIMM, f"file:{f}")
+    harness.client("timm").save_native(built.key, f)
+    r = nontrivial_check(harness, TIMM, f"file:{f}")
     assert r.status == "error" and "conv_stem.weight" in r.reason and "[16, 3, 3, 3]" in r.reason, r.reason

@@ -1,0 +1,99 @@
+"""``mbv2-parity``: one module per command (``parity/cli/<command>.py``), each adding its parser and its ``run``
+(and a ``prepare`` that refuses bad input before any worker starts). Framework-free (workers do the frameworks).
+
+Every error a user can cause is one line with a hint and its exit code (``parity.errors``); anything else is a bug:
+one line on screen, the traceback in ``WORKDIR/mbv2-parity.log``, exit 4. Steps of a run (check, count, eval, cross,
+preprocess) are recorded in ``WORKDIR/run.json`` (``parity.runlog``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from .. import runlog
+from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ParityError
+from ..paths import default_workdir
+from . import check, count, doctor, drift, eval, listing, preprocess, report, weights
+from .common import console
+
+COMMANDS = (listing, check, count, preprocess, weights, eval, drift, report, doctor)
+LOG = "mbv2-parity.log"
+# commands that are steps of a run, and the results file each writes unless --json says otherwise
+STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
+                "preprocess": "preprocess.json"}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for mod in COMMANDS:
+        mod.add(sub)
+    return ap
+
+
+def namespace_for(argv: list[str]) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse: usage errors exit 2 with its own one line
+        return int(e.code or 0)
+    return dispatch(args, argv)
+
+
+def _log_to(wd: Path) -> None:
+    try:
+        wd.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(wd / LOG)
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log = logging.getLogger("mbv2_parity")
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+
+
+def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    """prepare (refuse bad input) -> record the step -> run; every outcome an exit code, nothing as a traceback."""
+    wd = Path(getattr(args, "workdir", None) or default_workdir())
+    step = None
+    rc = EXIT_INTERNAL
+    try:
+        if getattr(args, "step", None):  # recorded before its input is checked: a refused step fails the run too
+            from .common import workdir
+            wd = workdir(args)
+            _log_to(wd)
+            out = [Path(getattr(args, "json", None) or wd / STEP_OUTPUTS[args.step])]
+            run, step = runlog.start(wd, args.step, argv, out, fresh=getattr(args, "fresh", False))
+            args.run_id = run.id
+        prepare = getattr(args, "prepare", None)
+        if prepare is not None:
+            prepare(args)
+        rc = int(args.fn(args))
+    except ParityError as e:
+        print(f"mbv2-parity: error: {e.one_line()}", file=sys.stderr)
+        rc = e.exit_code
+    except KeyboardInterrupt:
+        print("mbv2-parity: interrupted (partial results written and marked partial)", file=sys.stderr)
+        rc = EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a bug: one line here, the traceback in the log
+        _log_to(wd)
+        logging.getLogger("mbv2_parity").error("internal error in `%s`:\n%s", " ".join(argv), traceback.format_exc())
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"mbv2-parity: internal error (a bug, please report it): {type(e).__name__}: {first} (traceback in "
+              f"{wd / LOG})", file=sys.stderr)
+        rc = EXIT_INTERNAL
+    finally:
+        if step is not None:
+            runlog.finish(wd, step, rc)
+    console.file.flush()
+    return rc
+
+
+__all__ = ["EXIT_USAGE", "dispatch", "main", "namespace_for", "parser"]

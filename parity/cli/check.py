@@ -1,0 +1,131 @@
+"""`mbv2-parity check`: the standard checks of every selected card (spec, meta, FLOPs/params cells, ONNX parity per
+weights mode and opset), a results table, results JSON; exit 1 on any failure, 3 when nothing was checked."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import checks
+from ..checks import CheckResult
+from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
+from ..harness import DEFAULT_OPSET, Harness, write_json
+from ..registry import load_registry
+from ..weights import modes as weight_modes
+from .common import add_models, add_workdir, check_opsets, console, json_out, preflight, say, select, status, table
+from .common import workdir as get_workdir
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser("check", help="run spec/meta/counts/ONNX-parity checks and print a results table")
+    add_models(p)
+    p.add_argument("--weights", action="append", default=None,
+                   help="seeded | pretrained | file:PATH | canonical:PATH (repeatable; default: seeded and pretrained)")
+    p.add_argument("--opset", type=int, action="append", default=None, help="ONNX opset (repeatable; default 17)")
+    add_workdir(p, "results.json")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run in WORKDIR (default: join the current run, merging results)")
+    p.set_defaults(fn=run, prepare=prepare, step="check")
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Everything that can be refused is refused here, before a worker starts."""
+    args.weights = args.weights or ["seeded", "pretrained"]
+    args.opset = args.opset or [DEFAULT_OPSET]
+    args.cards = select(args)
+    for mode in args.weights:
+        weight_modes.validate(mode, args.cards)
+    check_opsets(args.cards, args.opset)
+    preflight(args.cards)
+
+
+def merge_previous(out: Path, run_id: str, results: list[CheckResult]) -> list[CheckResult]:
+    """A second `check` in the same run merges with the first one's results (newer results replace older ones of the
+    same card, check and weights); results of another run are moved aside to ``<name>.prev.json``, never silently
+    overwritten."""
+    if not out.is_file():
+        return results
+    try:
+        old = json.loads(out.read_text())
+    except ValueError:
+        old = {}
+    if old.get("run") != run_id:
+        prev = out.with_suffix(".prev.json")
+        out.replace(prev)
+        say(f"note: {out} held results of another run: moved to {prev}")
+        return results
+    mine = {(r.card, r.check, r.mode) for r in results}
+    kept = [CheckResult(**{k: v for k, v in d.items() if k in CheckResult.__dataclass_fields__})
+            for d in old.get("results", []) if (d["card"], d["check"], d["mode"]) not in mine]
+    if kept:
+        say(f"note: merged with {len(kept)} earlier results of this run in {out} (`check --fresh` starts a new run)")
+    return kept + results
+
+
+def run(args: argparse.Namespace) -> int:
+    wd = get_workdir(args)
+    out = json_out(args, wd, "results.json")
+    results: list[CheckResult] = []
+    t0 = time.perf_counter()
+    partial, timings, versions = True, {}, {}
+    try:
+        with Harness(load_registry(), workdir=wd) as h:
+            for card in args.cards:
+                console.print(f"[bold]{_e(card.id)}[/]")
+                items = checks.plan(card, tuple(args.weights), tuple(args.opset))
+                results += checks.run_plan(h, card, items, lambda r: console.print(
+                    f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(r.reason[:160])}"))
+            timings = h.timings
+            versions = run_versions(h)
+        partial = False
+    finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
+        wall = time.perf_counter() - t0
+        write_json({"results": [r.to_dict() for r in merge_previous(out, args.run_id, results)], "wall_seconds": wall,
+                    "run": args.run_id, "partial": partial, "timings": timings, "versions": versions}, out)
+    show(results, wall, len(args.cards))
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip", "error")}
+    say(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, {counts['error']} errors; "
+        f"results: {out}")
+    if counts["fail"] or counts["error"]:
+        return EXIT_FAILED
+    if not counts["pass"]:
+        print("mbv2-parity: nothing checked: every check was skipped (reasons above)", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
+
+
+def run_versions(h: Harness) -> dict[str, dict[str, str]]:
+    """The versions this run used: the core's packages and every worker's framework stack."""
+    import importlib.metadata
+    core = {}
+    for d in ("mbv2-parity", "numpy", "onnx", "onnxruntime", "pillow", "opencv-python-headless"):
+        try:
+            core[d] = importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    core["python"] = sys.version.split()[0]
+    return {"core": core, **{fw: dict(w.info.get("versions", {})) for fw, w in sorted(h.pool.workers.items())}}
+
+
+def show(results: list[CheckResult], wall: float, n_cards: int) -> None:
+    """The table (ids whole, metrics short), then the reason of every failure, error and skip below it."""
+    t = table(f"mbv2-parity check: {n_cards} cards, {wall:.1f}s",
+              ["card", "check", "weights", "status", "max_abs per runtime", "top-1 / top-5"],
+              [r.card for r in results])
+    for r in results:
+        rts = [k for k, v in r.metrics.items() if isinstance(v, dict) and "max_abs" in v]
+        mx = " / ".join(f"{r.metrics[k]['max_abs']:.1e}" for k in rts)
+        tk = f"{r.metrics[rts[0]]['top1_agree']:.2f} / {r.metrics[rts[0]]['top5_agree']:.2f}" if rts else ""
+        t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
+    console.print(t)
+    for r in results:
+        if r.status != "pass":
+            console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
+
+
+def _e(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)

@@ -1,0 +1,132 @@
+"""What every command shares: the console, status styles, option helpers and the checks that refuse bad input
+before any worker starts. Framework-free."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .. import frameworks, settings
+from ..errors import UsageError
+from ..paths import default_workdir
+from ..registry import Card, Registry, load_registry
+
+STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "error": "bold magenta"}
+DEFAULT_WIDTH = 120
+
+
+def terminal_width() -> int | None:
+    """None on a terminal (rich measures it); when piped: ``$COLUMNS``, else the width of the terminal the user
+    runs in (stderr or stdin), else 120."""
+    if sys.stdout.isatty():
+        return None
+    cols = settings.columns()
+    if cols:
+        return cols
+    for fd in (2, 0):
+        try:
+            return os.get_terminal_size(fd).columns
+        except OSError:
+            continue
+    return DEFAULT_WIDTH
+
+
+console = Console(width=terminal_width(), highlight=False)
+
+
+def say(text: str) -> None:
+    """Print text that comes from cards, paths, sources or errors literally (rich markup escaped)."""
+    console.print(escape(text))
+
+
+def status(s: str) -> str:
+    return f"[{STYLE.get(s, 'white')}]{s}[/]"
+
+
+WHOLE = ("id", "card")   # columns never wrapped or cut: two ids must never look the same
+
+
+def table(title: str, columns: list[str], ids: list[str] | None = None) -> Table:
+    """A table whose cells wrap instead of being cut; the id column (``WHOLE``) is as wide as the longest of
+    ``ids`` so every id stays on one line."""
+    t = Table(title=escape(title), title_justify="left")
+    widest = max((len(i) for i in ids or []), default=0)
+    for c in columns:
+        if c in WHOLE:
+            t.add_column(c, no_wrap=True, min_width=widest or None)
+        else:
+            t.add_column(c, overflow="fold")
+    return t
+
+
+def add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="*", help="ids, framework names or globs (default: all)")
+
+
+def add_workdir(p: argparse.ArgumentParser, json_default: str | None = None) -> None:
+    p.add_argument("--workdir", default=None, help="where ONNX files, logs and results go (default ./build, or "
+                                                   "$MBV2_PARITY_WORKDIR)")
+    if json_default:
+        p.add_argument("--json", help=f"results JSON path (default: WORKDIR/{json_default})")
+
+
+def workdir(args: argparse.Namespace) -> Path:
+    """The work directory, created and checked writable (refused before any work: not a directory, not writable)."""
+    d = Path(args.workdir) if getattr(args, "workdir", None) else default_workdir()
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"--workdir {d}: exists and is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"--workdir {d}: not writable ({e.strerror})", hint="pick a directory you can write") from None
+    return d
+
+
+def json_out(args: argparse.Namespace, wd: Path, default: str) -> Path:
+    """Where the command's results go; a directory or an unwritable place is refused before any work."""
+    raw = getattr(args, "json", None)
+    out = Path(raw) if raw else wd / default
+    if out.is_dir():
+        raise UsageError(f"--json {out}: is a directory", hint="give a file path, e.g. results.json")
+    parent = out.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise UsageError(f"--json {out}: its directory is not writable")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True)
+        except OSError as e:
+            raise UsageError(f"--json {out}: cannot create {parent} ({e.strerror})") from None
+    return out
+
+
+def select(args: argparse.Namespace, registry: Registry | None = None) -> list[Card]:
+    return (registry or load_registry()).select(getattr(args, "models", None))
+
+
+def check_opsets(cards: list[Card], opsets: list[int]) -> None:
+    """Each requested opset within what each selected card's exporter supports (the range and its source)."""
+    for fw in sorted({c.framework for c in cards}):
+        lo, hi = frameworks.get(fw).opsets
+        bad = [o for o in opsets if not lo <= o <= hi]
+        if bad:
+            raise UsageError(f"--opset {bad[0]}: the {fw} exporter supports opsets {lo}-{hi} "
+                             f"({frameworks.get(fw).opset_source})")
+
+
+def preflight(cards: list[Card]) -> None:
+    """Every stack the cards need has an interpreter with its framework: refused once, up front, otherwise."""
+    from ..workers.interpreters import preflight as check
+    check({frameworks.get(c.framework).stack for c in cards})
+
+
+def namespace(**kw: Any) -> argparse.Namespace:
+    return argparse.Namespace(**kw)

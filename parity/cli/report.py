@@ -1,0 +1,60 @@
+"""`mbv2-parity report`: report.json/.md/.html (+ JUnit XML) of the run recorded in WORKDIR; with --strict, exit
+non-zero unless a check ran in this run, every step finished with exit 0 and nothing failed."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import report, runlog
+from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
+from ..registry import load_registry
+from .common import add_workdir, say
+from .common import workdir as get_workdir
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser("report", help="report.json/.md/.html (+ JUnit XML) from the run's results in WORKDIR")
+    p.add_argument("--cross", help="also compute the cross-framework matrix of these weights (skipped if absent)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 unless a check ran in this run, every step finished with exit 0, nothing failed")
+    add_workdir(p)
+    p.set_defaults(fn=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import dispatch, namespace_for
+    wd = get_workdir(args)
+    if args.cross:
+        src = Path(args.cross)
+        if src.is_file():
+            dispatch(namespace_for(["cross", str(src), "--workdir", str(wd), "--json", str(wd / "cross.json")]),
+                     ["cross", str(src)])
+        else:
+            say(f"no cross matrix: {src} not found")
+    out = report.write(wd, load_registry())
+    for k, p in out.items():
+        say(f"{k}: {p}")
+    return verdict(wd, out) if args.strict else EXIT_OK
+
+
+def verdict(wd: Path, out: dict[str, Path]) -> int:
+    doc = json.loads(out["json"].read_text())
+    run = runlog.load(wd)
+    if run is None or not run.outputs("check"):
+        print(f"mbv2-parity: nothing to report: no `check` recorded in {wd / runlog.MANIFEST} "
+              "(run `mbv2-parity check --workdir ...` first)", file=sys.stderr)
+        return EXIT_NOTHING
+    problems = list(doc.get("problems", []))   # unfinished/failed steps, missing or partial results
+    bad = doc["summary"]["fail"] + doc["summary"]["error"] + sum(r["counts"]["mismatch"] for r in doc["rows"])
+    if bad:
+        problems.append(f"{bad} failing checks/cells")
+    if problems:
+        print("mbv2-parity: the run is not green: " + "; ".join(problems) + f" (see {out['md']})", file=sys.stderr)
+        return EXIT_FAILED
+    if not doc["summary"]["pass"]:
+        print("mbv2-parity: nothing to report: the run's checks were all skipped", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK

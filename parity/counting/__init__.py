@@ -1,0 +1,1 @@
+"""FLOPs/params counting conventions on the exported graph (``flops``)."""

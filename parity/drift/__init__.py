@@ -1,0 +1,1 @@
+"""Upstream drift: golden fingerprints (``golden``), the watch (``watch``) and issue filing (``github``)."""

@@ -1,0 +1,188 @@
+"""The harness: caches and build/export, nothing else. Framework-free.
+
+A ``Harness`` owns a ``WorkerPool`` and one typed ``AdapterClient`` per framework, and caches per card and
+weights mode the built model (inside its worker; rebuilt when that worker died), the exported ONNX files (with the
+card's preprocessing attached) and the probe tensors per preprocessing spec. Checks (``parity.checks``) and
+runtimes (``parity.runtimes``) do the judging and the running.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import frameworks
+from .errors import UsageError
+from .onnxfile import attach_spec, check_model
+from .preprocess import preprocess_batch
+from .probes import calibration_images, probe_images
+from .registry import Card, Registry, load_registry
+from .spec import PreprocessSpec
+from .weights.canonical import load as load_canonical
+from .weights.download import WeightsUnavailable, fetch
+from .weights.modes import parse_mode, seed_for
+from .workers import AdapterClient, Built, Exported, WorkerPool
+
+Array = npt.NDArray[Any]
+DEFAULT_OPSET = 17
+TESTED_OPSETS = (13, 17)
+
+
+class Skip(Exception):
+    """A check cannot run here (weights unavailable offline, nothing published to compare): skipped, with why."""
+
+
+class Harness:
+    def __init__(self, registry: Registry | None = None, workdir: Path | str | None = None,
+                 pool: WorkerPool | None = None) -> None:
+        self.registry = registry or load_registry()
+        self.pool = pool or WorkerPool(Path(workdir) / "workers" if workdir else None)
+        self.workdir = Path(workdir) if workdir else self.pool.workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._clients: dict[str, AdapterClient] = {}
+        self._tensors: dict[tuple[Any, ...], str] = {}
+        self._built: dict[tuple[str, str, str], Built] = {}
+        self._onnx: dict[tuple[str, str, str, int, str], Exported] = {}
+        self.timings: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def time(self, card: Card, what: str, seconds: float) -> None:
+        with self._lock:
+            row = self.timings.setdefault(card.id, {})
+            row[what] = row.get(what, 0.0) + seconds
+
+    def client(self, framework: str) -> AdapterClient:
+        if framework not in self._clients:
+            self._clients[framework] = AdapterClient(self.pool, frameworks.get(framework).name)
+        return self._clients[framework]
+
+    # ---------------------------------------------------------------- inputs
+    def probe_tensor(self, spec: PreprocessSpec) -> tuple[Array, str]:
+        key = ("probe", spec)
+        if key not in self._tensors:
+            self._tensors[key] = self.pool.put_array(preprocess_batch([im for _, im in probe_images()], spec), "probe")
+        path = self._tensors[key]
+        return np.load(path), path
+
+    def calib_tensor(self, spec: PreprocessSpec) -> str:
+        key = ("calib", spec)
+        if key not in self._tensors:
+            self._tensors[key] = self.pool.put_array(preprocess_batch(calibration_images(), spec), "calib")
+        return self._tensors[key]
+
+    def native_tensor(self, card: Card, images: list[Any]) -> Array:
+        """The framework's own preprocessing of image files (its loader + transforms), cached per card and files."""
+        key = ("native-pre", card.id, tuple(str(p) for p in images))
+        if key not in self._tensors:
+            out, seconds = self.client(card.framework).native_preprocess(
+                card, [str(p) for p in images], self.pool.new_path(f"native-pre-{card.framework}"))
+            self.time(card, "native_preprocess", seconds)
+            self._tensors[key] = out
+        x: Array = np.load(self._tensors[key])
+        return x
+
+    # ---------------------------------------------------------------- models
+    def resolve(self, card: Card, mode: str) -> Card:
+        """The card as it will really be built: canonical weights carry the padding they were trained with; a card
+        that leaves its padding open is built with it (or refused when its framework cannot be)."""
+        kind, path = parse_mode(mode)
+        if kind != "canonical" or "padding" in card.build or path is None:
+            return card
+        pad = load_canonical(path).padding
+        fw = frameworks.get(card.framework)
+        if pad not in fw.paddings:
+            raise UsageError(f"{Path(path).name} holds weights trained with {pad!r} padding; {card.framework} "
+                             f"builds {', '.join(fw.paddings)} only", hint="the model would not be the one the "
+                                                                             "weights were trained as")
+        return card.variant(padding=pad)
+
+    def weights_request(self, card: Card, mode: str) -> dict[str, Any]:
+        kind, path = parse_mode(mode)
+        if kind == "seeded":
+            return {"mode": "seeded", "seed": seed_for(card), "calib": self.calib_tensor(card.preprocess)}
+        if kind in ("file", "canonical"):
+            return {"mode": kind, "path": str(Path(str(path)).resolve())}
+        t0 = time.perf_counter()
+        try:
+            got = fetch(card.weights)
+        except WeightsUnavailable as e:
+            raise Skip(f"pretrained weights unavailable: {e}") from None
+        self.time(card, "download", time.perf_counter() - t0)
+        return {"mode": "file", "path": str(got.path), "sha256": got.sha256}
+
+    def build(self, card: Card, mode: str = "seeded") -> Built:
+        """The card's model built in its worker. A model lives in one worker process: after that worker died
+        (segfault, OOM kill) and the pool started a new one, the model is built again in the new worker."""
+        card = self.resolve(card, mode)
+        key = (card.id, card.build_digest, mode)
+        existed = card.framework in self.pool.workers and self.pool.workers[card.framework].alive
+        worker = self.pool.get(card.framework)
+        if not existed:
+            self.time(card, "worker_start", worker.start_seconds)
+        generation = self.pool.generation[card.framework]
+        if key not in self._built or self._built[key].generation != generation:
+            built = self.client(card.framework).build(card, self.weights_request(card, mode))
+            self.time(card, "build", built.seconds)
+            self._built[key] = built
+        return self._built[key]
+
+    def native(self, card: Card, mode: str, x: Array | str) -> Array:
+        """The native model's logits on a batch (an array in the card's layout, or the path of one)."""
+        built = self.build(card, mode)
+        path = x if isinstance(x, str) else self.pool.put_array(np.ascontiguousarray(x, np.float32), "x")
+        try:
+            out, seconds = self.client(card.framework).run(built.key, path)
+            self.time(card, "native_inference", seconds)
+            y: Array = np.load(out)
+            Path(out).unlink(missing_ok=True)
+        finally:
+            if not isinstance(x, str):  # a batch written here is deleted here: constant disk over 50,000 images
+                Path(path).unlink(missing_ok=True)
+        return y
+
+    def export(self, card: Card, mode: str = "seeded", opset: int = DEFAULT_OPSET, exporter: str = "default") -> Exported:
+        """The framework's own ONNX export, checked (``onnx.checker`` + strict shape inference) and carrying the
+        card's preprocessing spec."""
+        fw = frameworks.get(card.framework)
+        if not fw.opsets[0] <= opset <= fw.opsets[1]:
+            raise UsageError(f"opset {opset} is outside what the {card.framework} exporter supports "
+                             f"({fw.opsets[0]}-{fw.opsets[1]}: {fw.opset_source})")
+        card = self.resolve(card, mode)
+        key = (card.id, card.build_digest, mode, opset, exporter)
+        if key not in self._onnx:
+            built = self.build(card, mode)
+            tag = mode.split(":")[0] + ("" if ":" not in mode else "-" + hashlib.sha1(mode.encode()).hexdigest()[:8])
+            name = f"{card.id.replace('/', '__')}.{card.build_digest}.{tag}.opset{opset}.{exporter}.onnx"
+            exp = self.client(card.framework).export_onnx(built.key, self.workdir / "onnx" / name, opset, exporter)
+            self.time(card, "export", exp.seconds)
+            t0 = time.perf_counter()
+            summary = check_model(exp.path)
+            attached = attach_spec(exp.path, card)
+            self.time(card, "onnx_check", time.perf_counter() - t0)
+            self._onnx[key] = dataclasses.replace(exp, check=summary, spec_json=attached["spec_json"],
+                                                  sha256=attached["sha256"], bytes=attached["bytes"])
+        return self._onnx[key]
+
+
+def write_json(doc: dict[str, Any], path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    return path

@@ -1,0 +1,55 @@
+"""The weights modes of a card: ``seeded``, ``pretrained``, ``file:PATH``, ``canonical:PATH``. Framework-free.
+
+* ``seeded``: deterministic weights with realistic statistics (``parity.kit.SeededRecipe``), the seed derived from
+  the card id; the BN statistics are calibrated on a seeded synthetic batch preprocessed with the card's spec.
+* ``pretrained``: the upstream file, downloaded and verified (``parity.weights.download``).
+* ``file:PATH``: a native weight file of the card's framework (pickles through restricted loaders).
+* ``canonical:PATH``: canonical weights (``parity.weights.canonical``); the file's padding is used (or refused).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .. import frameworks
+from ..errors import UsageError
+from ..registry import Card
+
+MODES = ("seeded", "pretrained", "file:PATH", "canonical:PATH")
+
+
+def seed_for(card: Card) -> int:
+    """A stable seed per card (sha256 of its id), so seeded weights are reproducible everywhere."""
+    return int.from_bytes(hashlib.sha256(card.id.encode()).digest()[:4], "big") % (2 ** 31)
+
+
+def parse_mode(mode: str) -> tuple[str, str | None]:
+    if mode in ("seeded", "pretrained"):
+        return mode, None
+    for kind in ("file", "canonical"):
+        if mode.startswith(kind + ":") and len(mode) > len(kind) + 1:
+            return kind, mode[len(kind) + 1:]
+    raise UsageError(f"unknown weights mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
+
+
+def validate(mode: str, cards: list[Card]) -> None:
+    """Refuse, before any work, a weights mode that cannot work for these cards: a missing file, a native file of
+    another framework (by its suffix), a canonical file that does not load."""
+    kind, path = parse_mode(mode)
+    if path is None:
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--weights {mode}: no such file", hint="give the path of a weight file")
+    if kind == "canonical":
+        from .canonical import load
+        load(p)
+        return
+    owners = frameworks.by_suffix(p.name)
+    for card in cards:
+        fw = frameworks.get(card.framework)
+        if owners and fw not in owners:
+            raise UsageError(f"--weights {mode}: a {owners[0].weight_format} file ({p.suffix}) for "
+                             f"{card.id}, a {card.framework} card that loads {'/'.join(fw.weight_suffixes)}",
+                             hint=f"{p.suffix} files fit the {', '.join(f.name for f in owners)} cards; or convert "
+                                  f"it with `mbv2-parity transplant {p.name} --to {card.framework}`")

@@ -1,0 +1,117 @@
+"""Typed client of one framework's worker: one method per op of ``parity.workers.protocol``, typed parameters and
+typed results, over the pool's JSON lines. The only way the core talks to an adapter. Framework-free."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..registry import Card
+from ..spec import PreprocessSpec
+from .process import WorkerPool
+from .protocol import OPS
+
+
+@dataclass(frozen=True)
+class Built:
+    key: str
+    params: dict[str, int]
+    seconds: float
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: str
+    sha256: str
+    bytes: int
+    exporter: str
+    opset: int
+    check: dict[str, Any] = field(default_factory=dict)     # onnx.checker summary (filled by the harness)
+    spec_json: str = ""                                       # the preprocessing sidecar (filled by the harness)
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)     # converter details (versions, step timings, ...)
+
+
+@dataclass(frozen=True)
+class Meta:
+    url: str | None
+    source: str | None
+    published: dict[str, dict[str, Any]]
+    card_fields: dict[str, Any]
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Contract:
+    framework: str
+    implemented: list[str]
+    unsupported: dict[str, str]
+    missing: list[str]
+
+
+class AdapterClient:
+    def __init__(self, pool: WorkerPool, framework: str) -> None:
+        self.pool = pool
+        self.framework = framework
+        self._contract: Contract | None = None
+
+    def _call(self, op: str, **params: Any) -> dict[str, Any]:
+        assert op in OPS, op
+        result = self.pool.call(self.framework, op, **params)
+        assert isinstance(result, dict), (op, result)
+        return result
+
+    def contract(self) -> Contract:
+        if self._contract is None:
+            r = self._call("contract")
+            self._contract = Contract(r["framework"], r["implemented"], r["unsupported"], r["missing"])
+        return self._contract
+
+    def supports(self, op: str) -> bool:
+        return op in self.contract().implemented
+
+    def derive_spec(self, card: Card) -> PreprocessSpec:
+        return PreprocessSpec.from_dict(self._call("derive_spec", card=card.to_request())["spec"])
+
+    def meta(self, card: Card) -> Meta:
+        r = self._call("meta", card=card.to_request())
+        return Meta(r.get("url"), r.get("source"), r.get("published", {}), r.get("card_fields", {}), r.get("meta", {}))
+
+    def build(self, card: Card, weights: dict[str, Any]) -> Built:
+        r = self._call("build", card=card.to_request(), weights=weights)
+        return Built(r["key"], r["params"], float(r["seconds"]), self.pool.generation.get(self.framework, 0))
+
+    def run(self, key: str, input: str) -> tuple[str, float]:
+        r = self._call("run", key=key, input=input)
+        return str(r["output"]), float(r["seconds"])
+
+    def release(self, key: str) -> None:
+        self._call("release", key=key)
+
+    def export_onnx(self, key: str, path: Path, opset: int, exporter: str = "default") -> Exported:
+        r = self._call("export_onnx", key=key, path=str(path), opset=opset, exporter=exporter)
+        known = {"path", "sha256", "bytes", "exporter", "opset", "seconds"}
+        return Exported(r["path"], r["sha256"], int(r["bytes"]), str(r.get("exporter", exporter)), int(r["opset"]),
+                        seconds=float(r.get("seconds", 0.0)), extra={k: v for k, v in r.items() if k not in known})
+
+    def count_native(self, key: str) -> dict[str, int]:
+        if not self.supports("count_native"):
+            return {}
+        return {k: int(v) for k, v in self._call("count_native", key=key)["counts"].items()}
+
+    def native_preprocess(self, card: Card, images: list[str], out: str) -> tuple[str, float]:
+        r = self._call("native_preprocess", card=card.to_request(), images=images, out=out)
+        return str(r["output"]), float(r["seconds"])
+
+    def export_canonical(self, key: str, path: Path, source: str = "") -> dict[str, Any]:
+        return self._call("export_canonical", key=key, path=str(path), source=source)
+
+    def activations(self, key: str, input: str) -> str:
+        return str(self._call("activations", key=key, input=input)["output"])
+
+    def save_native(self, key: str, path: Path) -> dict[str, Any]:
+        return self._call("save_native", key=key, path=str(path))
+
+    def tflite_run(self, path: Path, input: str) -> str:
+        return str(self._call("tflite_run", path=str(path), input=input)["output"])

@@ -1,0 +1,63 @@
+"""The worker op contract: every operation the core asks an adapter for, in one place. Framework-free; the adapter
+base class (``adapters/base.py``) dispatches by it and the typed client (``parity.workers.client``) calls by it.
+
+Transport: one JSON line per request ``{"op": NAME, "params": {...}}`` on the worker's stdin, one JSON line per
+reply ``{"ok": true, "result": {...}}`` or ``{"ok": false, "kind": EXC, "error": TEXT, "hint": TEXT}`` on a
+private copy of its stdout. Arrays travel as ``.npy``/``.npz`` files, models as files (paths in the JSON).
+
+An op is *required* (every adapter implements it) or *optional* (an adapter may declare it unsupported, with the
+reason, in ``BaseAdapter.UNSUPPORTED``). ``hooks`` are the adapter methods the op needs; an adapter implements the
+op when it overrides them. A test asks every worker for its ``contract`` and checks it against this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    params: tuple[str, ...]
+    returns: tuple[str, ...]
+    doc: str
+    hooks: tuple[str, ...] = ()
+    optional: bool = False
+
+
+OPS: dict[str, Op] = {o.name: o for o in (
+    Op("ping", (), ("pong",), "liveness"),
+    Op("contract", (), ("framework", "implemented", "unsupported", "missing"), "which ops this adapter implements"),
+    Op("derive_spec", ("card",), ("spec",), "the preprocessing spec derived from the framework's own API",
+       ("derive_spec",)),
+    Op("meta", ("card",), ("url", "source", "published", "card_fields", "meta"),
+       "the framework's own metadata mapped onto registry terms: url, published {metric: {field, value}} as cited "
+       "under registry source `source`, card_fields {'section.field': value}", ("meta",)),
+    Op("build", ("card", "weights"), ("key", "params", "seconds"),
+       "build the card's model with weights {mode: seeded|file|canonical, seed, calib | path}; construct- and "
+       "weights-stage faults of card.build.faults apply here; model-stage ones on a copy", ("create", "seed_weights",
+                                                                                             "forward", "count_params")),
+    Op("run", ("key", "input"), ("output", "seconds"), "native forward of an .npy batch (the card's layout) -> "
+       "logits .npy; output- and process-stage faults apply here", ("forward",)),
+    Op("release", ("key",), ("released",), "forget a built model"),
+    Op("export_onnx", ("key", "path", "opset", "exporter"), ("path", "sha256", "bytes", "exporter", "opset"),
+       "the framework's own converter; exporter 'default', 'keep-bn' (the counting graph) or a named one",
+       ("export_onnx",)),
+    Op("count_native", ("key",), ("counts",), "FLOPs from the framework's own counters {counter: count}",
+       ("count_native",), optional=True),
+    Op("native_preprocess", ("card", "images", "out"), ("output", "shape"),
+       "the framework's own loader + transforms on image files -> the model's input batch (.npy)",
+       ("native_preprocess",)),
+    Op("export_canonical", ("key", "path", "source"), ("path", "bn_eps", "padding"),
+       "the model's weights as a canonical safetensors file", ("export_canonical",)),
+    Op("activations", ("key", "input"), ("output", "units"),
+       "each conv unit's BatchNorm output (pre-activation), NCHW, in unit order (.npz)", ("activations",)),
+    Op("save_native", ("key", "path"), ("path", "bn_eps_written_for", "max_var_shift"),
+       "the framework's native weight file for a stock model (variance shifted to its epsilon)", ("save_native",)),
+    Op("tflite_run", ("path", "input"), ("output", "input_quantization"),
+       "the TFLite interpreter on a uint8 NHWC batch: dequantized scores, background class dropped",
+       ("tflite_run",), optional=True),
+)}
+
+
+def unknown_op(op: str, framework: str) -> str:
+    return f"unknown op {op!r} for {framework} worker; the contract has {sorted(OPS)}"
