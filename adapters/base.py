@@ -230,6 +230,12 @@ class BaseAdapter:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return self.save_native(self._model(key), path)
 
+    def op_weight_shapes(self, card: dict) -> dict:
+        return {"shapes": {k: list(v) for k, v in self.state_shapes(self.create(card)).items()}}
+
+    def op_file_shapes(self, card: dict, path: str) -> dict:
+        return {"shapes": {k: list(v) for k, v in self.file_shapes(self.create(card), path).items()}}
+
     def op_tflite_run(self, path: str, input: str) -> dict:
         return self.tflite_run(path, input)
 
@@ -305,4 +311,10 @@ class BaseAdapter:
         raise NotImplementedError
 
     def tflite_run(self, path: str, input: str) -> dict:
+        raise NotImplementedError
+
+    def state_shapes(self, model: Any) -> dict[str, tuple]:
+        raise NotImplementedError
+
+    def file_shapes(self, model: Any, path: str) -> dict[str, tuple]:
         raise NotImplementedError

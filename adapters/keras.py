@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import ClassVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -31,8 +32,8 @@ from keras.src.applications import mobilenet_v2 as kmv2  # the implementation mo
 from parity.kit import SeededRecipe
 from parity.spec import PreprocessSpec
 
-from .base import AdapterError, BaseAdapter, quiet_fds
-from .tf_common import TfCanonical
+from .base import AdapterError, BaseAdapter, check_state_dict_fits, quiet_fds
+from .tf_common import TfCanonical, keras_file_shapes
 from .tf_common import bn_layers as _bn_layers
 
 WEIGHT_URL_TEMPLATE = "{base}mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}.h5"
@@ -72,11 +73,26 @@ class Adapter(TfCanonical, BaseAdapter):
         return model
 
     def load_file(self, model, path: str) -> None:
+        """``model.load_weights``; when it fails, the file's tensors are compared with the model's to name the first
+        one that differs (keras's own message is one generic line per failed layer)."""
         try:
             model.load_weights(path)
         except Exception as e:  # noqa: BLE001 - keras raises many types for one verdict: the file does not load
-            raise AdapterError(f"cannot load keras weights {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}",
-                               hint="wrong alpha/input size for this .h5, or a corrupt file") from None
+            try:
+                file = self.file_shapes(model, path)
+            except Exception:  # noqa: BLE001 - not even an HDF5 file of keras's layout
+                file = None
+            if file is not None:
+                check_state_dict_fits(Path(path).name, "keras", self.state_shapes(model), file)
+            raise AdapterError(f"{Path(path).name}: keras cannot load it ({type(e).__name__}: "
+                               f"{' '.join(str(e).split())[:300]})", hint="a corrupt file, or not a keras weight file "
+                                                                          "of MobileNetV2") from None
+
+    def state_shapes(self, model):
+        return {f"{layer.name}/{i}": tuple(w.shape) for layer in model.layers for i, w in enumerate(layer.weights)}
+
+    def file_shapes(self, model, path):
+        return keras_file_shapes(model, path)
 
     def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
         """``parity.kit.SeededRecipe`` in keras terms (BN moving statistics = the calibration batch's, from one

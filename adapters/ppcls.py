@@ -116,6 +116,13 @@ class Adapter(PaddleCanonical, BaseAdapter):
         check_state_dict_fits(Path(path).name, "ppcls", mine, {k: tuple(v.shape) for k, v in sd.items()})
         model.set_state_dict({k: v for k, v in sd.items() if k in mine})
 
+    def state_shapes(self, model):
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    def file_shapes(self, model, path):
+        from parity.weights.safe_pickle import load_state_dict
+        return {k: tuple(v.shape) for k, v in load_state_dict(path).items()}
+
     def seed_weights(self, model, seed: int, calib: np.ndarray) -> None:
         """``parity.kit.SeededRecipe`` in paddle terms (BN statistics = the calibration batch's, one training-mode
         pass with momentum 0)."""

@@ -17,6 +17,45 @@ def bn_layers(model):
     return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
 
 
+def keras_file_shapes(model, path: str) -> dict[str, tuple]:
+    """The tensors of a keras weight file keyed as ``<layer name of model>/<index>``: keras 3 ``.weights.h5`` files
+    name layers by class and creation order (``layers/conv2d_3/vars/0``), so the i-th group of a class maps to the
+    model's i-th layer of that class; legacy keras 2 ``.h5`` files (the upstream downloads) name them by layer name."""
+    import re
+
+    import h5py
+    from keras.src.utils.naming import to_snake_case
+    out: dict[str, tuple] = {}
+    with h5py.File(path, "r") as f:
+        if "layers" in f:
+            by_class: dict[str, list] = {}
+            for layer in model.layers:
+                if layer.weights:
+                    by_class.setdefault(to_snake_case(type(layer).__name__), []).append(layer)
+            for group in f["layers"]:
+                m = re.fullmatch(r"(.+?)(?:_(\d+))?", group)
+                if m is None:
+                    continue
+                cls, n = m.group(1), int(m.group(2) or 0)
+                v = f["layers"][group].get("vars")
+                if v is None or not len(v):
+                    continue  # layers without variables (input, activations, padding)
+                if cls in by_class and n < len(by_class[cls]):
+                    for i in sorted(v, key=int):
+                        out[f"{by_class[cls][n].name}/{i}"] = tuple(v[i].shape)
+                else:
+                    out[f"layers/{group}"] = ()
+        else:
+            root = f.get("model_weights", f)
+            for layer in model.layers:
+                if layer.name in root:
+                    g = root[layer.name]
+                    names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
+                    for i, wname in enumerate(names):  # the layer's own order (kernel, bias; gamma, beta, mean, var)
+                        out[f"{layer.name}/{i}"] = tuple(g[wname].shape)
+    return out
+
+
 class TfCanonical:
     @staticmethod
     def units(model):

@@ -185,6 +185,13 @@ class TorchAdapter:
         """The module a native checkpoint's state_dict belongs to."""
         return model
 
+    def state_shapes(self, model):
+        return {k: tuple(v.shape) for k, v in self.weights_target(model).state_dict().items()
+                if not k.endswith("num_batches_tracked")}
+
+    def file_shapes(self, model, path):
+        return {k: tuple(v.shape) for k, v in load_checkpoint(path).items() if not k.endswith("num_batches_tracked")}
+
     def export_canonical(self, model) -> dict:
         return export_canonical(model, getattr(model, "_mbv2_padding", "symmetric"))
 

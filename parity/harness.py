@@ -29,7 +29,7 @@ from .spec import PreprocessSpec
 from .weights.canonical import load as load_canonical
 from .weights.download import WeightsUnavailable, fetch
 from .weights.modes import parse_mode, seed_for
-from .workers import AdapterClient, Built, Exported, WorkerPool
+from .workers import AdapterClient, Built, Exported, WorkerError, WorkerPool
 
 Array = npt.NDArray[Any]
 DEFAULT_OPSET = 17
@@ -51,6 +51,7 @@ class Harness:
         self._tensors: dict[tuple[Any, ...], str] = {}
         self._built: dict[tuple[str, str, str], Built] = {}
         self._onnx: dict[tuple[str, str, str, int, str], Exported] = {}
+        self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
         self.timings: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -138,10 +139,34 @@ class Harness:
             self.time(card, "worker_start", worker.start_seconds)
         generation = self.pool.generation[card.framework]
         if key not in self._built or self._built[key].generation != generation:
-            built = self.client(card.framework).build(card, self.weights_request(card, mode))
+            try:
+                built = self.client(card.framework).build(card, self.weights_request(card, mode))
+            except WorkerError as e:
+                kind, path = parse_mode(mode)
+                if kind == "file" and path and e.kind == "AdapterError" and "in the file but" in str(e):
+                    raise WorkerError(str(e), e.kind, self.fitting_cards(card, Path(path))) from None
+                raise
             self.time(card, "build", built.seconds)
             self._built[key] = built
         return self._built[key]
+
+    def fitting_cards(self, card: Card, path: Path) -> str:
+        """Which cards of the card's framework a weight file would fit (its tensors' names and shapes), as a hint."""
+        client = self.client(card.framework)
+        try:
+            held = client.file_shapes(card, path)
+        except WorkerError:
+            return ""
+        fits = []
+        for other in self.registry.select([card.framework]):
+            ident = f"{other.id}#{other.build_digest}"
+            if ident not in self._shapes:
+                self._shapes[ident] = client.weight_shapes(other)
+            if self._shapes[ident] == held:
+                fits.append(other.id)
+        if fits:
+            return f"{path.name} fits {', '.join(fits)}"
+        return f"no {card.framework} card of the registry fits {path.name}"
 
     def native(self, card: Card, mode: str, x: Array | str) -> Array:
         """The native model's logits on a batch (an array in the card's layout, or the path of one)."""

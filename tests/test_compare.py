@@ -1,7 +1,10 @@
 """Comparator unit tests: each metric can fail, and degenerate logits are refused."""
 import numpy as np
+import pytest
 
 from parity.compare import ONNX_FP32, compare_logits, nontrivial_failures
+
+pytestmark = pytest.mark.judging  # pure: no workers
 
 
 def logits(seed=0, n=6):

@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from parity.evaluation.dataset import DatasetError, check_wnids, open_dataset
-from parity.evaluation.evaluate import (
+from parity.evaluation.evaluate import evaluate
+from parity.evaluation.verdicts import (
     MAX_SKIPPED_SHARE,
     NATIVE_ONNX_MAX_DIFF_PTS,
     EvalResult,
     count_correct,
-    evaluate,
     label_shift_failure,
     native_onnx_failure,
     wilson,
@@ -67,12 +67,14 @@ def test_cache_never_serves_tensors_decoded_from_other_bytes(harness, tmp_path):
     assert after.predictions == fresh.predictions != first.predictions
 
 
+@pytest.mark.judging
 def test_nothing_evaluated_is_a_failure():
     r = EvalResult("c", "onnx", "seeded", "x", 0, 5, 0.0, 0.0, wilson(0, 0), wilson(0, 0), 1.0, 0.0, False,
                    [f"{i}.JPEG: missing" for i in range(5)])
     assert r.failures(real_weights=False) and "0 of 5 images evaluated" in r.failures(False)[0]
 
 
+@pytest.mark.judging
 def test_too_many_unreadable_images_is_a_failure():
     ok = EvalResult("c", "onnx", "seeded", "x", 999, 1, 0.5, 0.7, wilson(1, 2), wilson(1, 2), 1.0, 1.0, False, ["a"])
     assert ok.failures(False) == []                                  # 0.1 %: within MAX_SKIPPED_SHARE
@@ -81,6 +83,7 @@ def test_too_many_unreadable_images_is_a_failure():
     assert MAX_SKIPPED_SHARE < 5 / 100 and "unreadable" in bad.failures(False)[0]
 
 
+@pytest.mark.judging
 def test_counting_top1_and_top5_exactly():
     logits = np.zeros((4, 10), np.float32)
     for i, order in enumerate(([3, 1, 2, 4, 5], [1, 3, 0, 4, 5], [9, 8, 7, 6, 5], [0, 1, 2, 4, 3])):
@@ -90,6 +93,7 @@ def test_counting_top1_and_top5_exactly():
     assert (c1, c5) == (1, 3) and pred.tolist() == [3, 1, 9, 0]     # top-5 hits are not top-1 hits
 
 
+@pytest.mark.judging
 def test_native_onnx_tolerance_is_a_tenth_of_a_point():
     def res(top1):
         return EvalResult("c", "b", "m", "x", 1000, 0, top1, 0.9, wilson(1, 2), wilson(1, 2), 1, 1, False)
@@ -98,6 +102,7 @@ def test_native_onnx_tolerance_is_a_tenth_of_a_point():
     assert "differ by 0.20 pts" in native_onnx_failure({"native": res(0.700), "ort-opt-on": res(0.702)})
 
 
+@pytest.mark.judging
 def test_label_shift_evidence_from_predictions():
     rng = np.random.default_rng(0)
     true = rng.integers(0, 1000, 200)
@@ -108,6 +113,7 @@ def test_label_shift_evidence_from_predictions():
     assert label_shift_failure(pred[:10], true[:10] + 1) == ""                 # too few images to judge
 
 
+@pytest.mark.judging
 def test_label_file_without_zero_needs_to_be_told(tmp_path):
     write_val(tmp_path, 4, fmt="JPEG")
     (tmp_path / "val_label.txt").write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i + 5}\n" for i in range(4)))
@@ -118,6 +124,7 @@ def test_label_file_without_zero_needs_to_be_told(tmp_path):
     assert open_dataset(tmp_path, label_base=1).labels.tolist() == [4, 5, 6, 7]
 
 
+@pytest.mark.judging
 def test_wnids_in_file_names_catch_an_off_by_one_file(tmp_path):
     order = [f"n{i:08d}" for i in range(1000)]
     names = [f"{order[c]}_{c}.JPEG" for c in (3, 10, 500, 999)]
@@ -129,6 +136,7 @@ def test_wnids_in_file_names_catch_an_off_by_one_file(tmp_path):
         check_wnids(names, labels[::-1].copy(), order, "x")
 
 
+@pytest.mark.judging
 @pytest.mark.realdata
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
 def test_one_based_subset_of_the_real_sample_is_refused(tmp_path):

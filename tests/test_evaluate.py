@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from parity.evaluation.dataset import DatasetError, open_dataset
-from parity.evaluation.evaluate import check_against_published, evaluate, wilson
+from parity.evaluation.evaluate import evaluate
+from parity.evaluation.verdicts import check_against_published, wilson
 from parity.paths import realdata_dir
 from parity.probes import synthetic_image
 from parity.weights import transplant as T
@@ -23,6 +24,7 @@ def write_images(d, names):
         Image.fromarray(synthetic_image(100 + i, 240, 300)).save(d / n, format="JPEG")
 
 
+@pytest.mark.judging
 def test_val_dir_with_label_file(tmp_path):
     names = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 7)]
     write_images(tmp_path / "val", names)
@@ -31,6 +33,7 @@ def test_val_dir_with_label_file(tmp_path):
     assert len(ds) == 6 and ds.labels.tolist() == [0, 7, 14, 21, 28, 35] and ds.paths[0].parent.name == "val"
 
 
+@pytest.mark.judging
 def test_list_file_and_imagefolder(tmp_path):
     write_images(tmp_path / "imgs", ["a.jpg", "b.jpg"])
     (tmp_path / "list.txt").write_text("imgs/a.jpg,3\nimgs/b.jpg 999\n")
@@ -48,6 +51,7 @@ def test_list_file_and_imagefolder(tmp_path):
 
 @pytest.mark.parametrize("labels,match", [("1000", "1-based, or a 1001-class"), ("1005", "outside 0..999"),
                                           ("-1", "outside 0..999"), ("x", "not an integer")])
+@pytest.mark.judging
 def test_wrong_label_file_is_refused(tmp_path, labels, match):
     write_images(tmp_path / "val", ["a.JPEG", "b.JPEG"])
     (tmp_path / "val_label.txt").write_text(f"a.JPEG 1\nb.JPEG {labels}\n")
@@ -55,6 +59,7 @@ def test_wrong_label_file_is_refused(tmp_path, labels, match):
         open_dataset(tmp_path)
 
 
+@pytest.mark.judging
 def test_1001_class_name_file_is_refused(tmp_path):
     write_images(tmp_path / "val", ["a.JPEG"])
     (tmp_path / "val_label.txt").write_text("a.JPEG 1\n")
@@ -70,6 +75,7 @@ def test_missing_dataset_is_one_line_with_hint(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.judging
 def test_subset_is_stratified_and_deterministic(tmp_path):
     from parity.evaluation.dataset import Dataset
     labels = np.repeat(np.arange(100), 50)
@@ -80,6 +86,7 @@ def test_subset_is_stratified_and_deterministic(tmp_path):
     assert ds.subset(500, seed=4).paths != a.paths
 
 
+@pytest.mark.judging
 def test_wilson_interval():
     lo, hi = wilson(72, 100)
     assert lo == pytest.approx(0.6251, abs=1e-3) and hi == pytest.approx(0.7986, abs=1e-3)  # as statsmodels computes it
@@ -88,8 +95,9 @@ def test_wilson_interval():
     assert hi - lo < 0.008  # the full val set is precise to ~0.4 pts
 
 
+@pytest.mark.judging
 def test_published_rule_subset_and_full():
-    from parity.evaluation.evaluate import EvalResult
+    from parity.evaluation.verdicts import EvalResult
     card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")   # top-1 71.878 %
     r = EvalResult(card.id, "onnx", "x", "x", 500, 0, 0.70, 0.90, wilson(350, 500), wilson(450, 500), 1, 1, False)
     assert all(c.status == "pass" for c in check_against_published(card, r) if c.metric == "top1")

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
+from parity import frameworks
 from parity.weights.safe_pickle import UnsafePickle, load_state_dict
 from support import REGISTRY, nontrivial_check, onnx_check
 
@@ -66,3 +67,19 @@ def test_torch_file_of_another_width_names_the_first_mismatching_tensor(harness,
     harness.client("timm").save_native(built.key, f)
     r = nontrivial_check(harness, TIMM, f"file:{f}")
     assert r.status == "error" and "conv_stem.weight" in r.reason and "[16, 3, 3, 3]" in r.reason, r.reason
+
+
+@pytest.mark.parametrize("fw,small,big", [("keras", "keras/mobilenet_v2.alpha_0.5_224", "keras/mobilenet_v2.alpha_1.0_224"),
+                                          ("timm", "timm/mobilenetv2_050.lamb_in1k", "timm/mobilenetv2_100.ra_in1k"),
+                                          ("ppcls", "ppcls/MobileNetV2_x0_5.pretrained", "ppcls/MobileNetV2.pretrained")])
+def test_weight_file_of_another_width_names_the_tensor_and_the_card_that_fits(harness, tmp_path, fw, small, big):
+    """A native weight file saved from one width, given to a card of another: the error names the file, the first
+    tensor whose shape differs with both shapes, and the card the file would fit."""
+    from support import REGISTRY
+    built = harness.build(REGISTRY.get(small), "seeded")
+    f = tmp_path / ("w" + frameworks.get(fw).weight_suffixes[0])
+    harness.client(fw).save_native(built.key, f)
+    r = nontrivial_check(harness, REGISTRY.get(big), f"file:{f}")
+    assert r.status == "error" and f.name in r.reason and "in the file but" in r.reason, r.reason
+    assert f"fits {small}" in r.reason, r.reason
+    assert harness.fitting_cards(REGISTRY.get(big), f) == f"{f.name} fits {small}"

@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from .. import runlog
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ParityError
@@ -26,8 +27,16 @@ STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.j
                 "preprocess": "preprocess.json"}
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the suite's one-line errors (no usage block): what was wrong and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"mbv2-parity: error: {message} (hint: `{self.prog} -h` lists the options)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mbv2-parity", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="mbv2-parity", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for mod in COMMANDS:
         mod.add(sub)

@@ -38,6 +38,9 @@ def prepare(args: argparse.Namespace) -> None:
     args.cards = select(args)
     for mode in args.weights:
         weight_modes.validate(mode, args.cards)
+        note = weight_modes.padding_note(mode)
+        if note:
+            say(note)
     check_opsets(args.cards, args.opset)
     preflight(args.cards)
 

@@ -11,7 +11,8 @@ from rich.markup import escape
 from .. import runtimes, settings
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..evaluation.dataset import DatasetError, open_dataset
-from ..evaluation.evaluate import check_against_published, evaluate, native_onnx_failure, runtime_names
+from ..evaluation.evaluate import evaluate, runtime_names
+from ..evaluation.verdicts import check_against_published, native_onnx_failure
 from ..harness import Harness, Skip, write_json
 from ..registry import load_registry
 from ..weights import modes as weight_modes
@@ -55,6 +56,9 @@ def prepare(args: argparse.Namespace) -> None:
     args.dataset = open_dataset(data, synsets=args.synsets, label_base=args.label_base)
     args.cards = select(args)
     weight_modes.validate(args.weights, args.cards)
+    note = weight_modes.padding_note(args.weights)
+    if note:
+        say(note)
     preflight(args.cards)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import report, runlog
-from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
+from ..errors import EXIT_OK
 from ..registry import load_registry
+from ..report.verdict import verdict as judge
 from .common import add_workdir, say
 from .common import workdir as get_workdir
 
@@ -41,20 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def verdict(wd: Path, out: dict[str, Path]) -> int:
-    doc = json.loads(out["json"].read_text())
-    run = runlog.load(wd)
-    if run is None or not run.outputs("check"):
-        print(f"mbv2-parity: nothing to report: no `check` recorded in {wd / runlog.MANIFEST} "
-              "(run `mbv2-parity check --workdir ...` first)", file=sys.stderr)
-        return EXIT_NOTHING
-    problems = list(doc.get("problems", []))   # unfinished/failed steps, missing or partial results
-    bad = doc["summary"]["fail"] + doc["summary"]["error"] + sum(r["counts"]["mismatch"] for r in doc["rows"])
-    if bad:
-        problems.append(f"{bad} failing checks/cells")
-    if problems:
-        print("mbv2-parity: the run is not green: " + "; ".join(problems) + f" (see {out['md']})", file=sys.stderr)
-        return EXIT_FAILED
-    if not doc["summary"]["pass"]:
-        print("mbv2-parity: nothing to report: the run's checks were all skipped", file=sys.stderr)
-        return EXIT_NOTHING
-    return EXIT_OK
+    code, why = judge(json.loads(out["json"].read_text()), runlog.load(wd))
+    if code != EXIT_OK:
+        print(f"mbv2-parity: {why} (see {out['md']})", file=sys.stderr)
+    return code

@@ -17,12 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,57 +30,10 @@ from ..preprocess import ImageDecodeError, geometric, normalize_batch
 from ..registry import Card
 from ..spec import PreprocessSpec
 from .dataset import Dataset
+from .verdicts import EvalResult, count_correct, wilson
 
 if TYPE_CHECKING:
     from ..harness import Harness
-
-Z95 = 1.959963984540054
-FULL_VAL = 50_000
-FULL_TOLERANCE_PTS = 0.3   # full val vs published: published numbers come from other decoders/libraries/versions
-NATIVE_ONNX_MAX_DIFF_PTS = 0.1   # same weights, same tensors: only fp32 ties may flip
-# ILSVRC2012 val decodes completely with PIL and OpenCV (0 of 50,000 unreadable); more than 1 % unreadable images
-# means a broken copy or wrong paths, and the top-1 of the rest would be a different population's.
-MAX_SKIPPED_SHARE = 0.01
-# Off-by-one labels (1-based file, TF's 1001-class mapping): with real weights, top-1 against the labels shifted by
-# one is far above top-1 against the labels as given. Judged on >= LABEL_SHIFT_MIN_IMAGES images with real weights.
-LABEL_SHIFT_MIN_IMAGES = 20
-LABEL_SHIFT_MIN_TOP1 = 0.2
-LABEL_SHIFT_RATIO = 3.0
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def count_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[int, int, np.ndarray]:
-    """(top-1 hits, top-5 hits, top-1 predictions) of a batch of logits against 0-based labels."""
-    top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
-    return int((top5[:, 0] == labels).sum()), int((top5 == labels[:, None]).any(1).sum()), top5[:, 0]
-
-
-def label_shift(predictions: np.ndarray, labels: np.ndarray) -> dict[int, float]:
-    """Top-1 of the predictions against the labels shifted by -1, 0 and +1 (evidence of an off-by-one mapping)."""
-    return {d: float((predictions == labels + d).mean()) if len(labels) else 0.0 for d in (-1, 0, 1)}
-
-
-def label_shift_failure(predictions: np.ndarray, labels: np.ndarray) -> str:
-    """A reason when the labels look shifted by one (real weights only), else ""."""
-    if len(labels) < LABEL_SHIFT_MIN_IMAGES:
-        return ""
-    acc = label_shift(predictions, labels)
-    for d in (-1, 1):
-        if acc[d] >= LABEL_SHIFT_MIN_TOP1 and acc[d] >= LABEL_SHIFT_RATIO * max(acc[0], 1e-9):
-            return (f"labels look off by {-d:+d}: top-1 is {100 * acc[0]:.1f} % against the labels as given but "
-                    f"{100 * acc[d]:.1f} % against labels {d:+d} (a 1-based file or a 1001-class mapping?)")
-    return ""
-
 
 def _prep_batch(args: tuple[list[str], dict[str, Any], str]) -> tuple[str, list[str]]:
     """Decode + geometry of one batch in a worker process, written straight to the cache file (the array never
@@ -158,51 +109,6 @@ class TensorCache:
         return normalize_batch(u8, self.spec), ok, errors
 
 
-@dataclass
-class EvalResult:
-    card: str
-    backend: str
-    mode: str
-    dataset: str
-    n: int
-    skipped: int
-    top1: float
-    top5: float
-    top1_ci: tuple[float, float]
-    top5_ci: tuple[float, float]
-    seconds: float
-    images_per_s: float
-    cache_hit: bool
-    skipped_files: list[str] = field(default_factory=list)
-    predictions: list[int] = field(default_factory=list, repr=False)
-    labels: list[int] = field(default_factory=list, repr=False)
-    cache_dir: str = ""
-    runtime: dict[str, Any] = field(default_factory=dict)     # what the runtime reports it ran (RuntimeInfo)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("predictions")
-        d.pop("labels")
-        return d
-
-    def failures(self, real_weights: bool) -> list[str]:
-        """Why this result cannot stand as a measurement ([] when it can): nothing evaluated, too many images
-        skipped, or (real weights) labels that look off by one."""
-        total = self.n + self.skipped
-        if self.n == 0:
-            return [f"0 of {total} images evaluated" + (f" (first unreadable: {self.skipped_files[0]})"
-                                                        if self.skipped_files else "")]
-        out = []
-        if total and self.skipped / total > MAX_SKIPPED_SHARE:
-            out.append(f"{self.skipped} of {total} images unreadable ({100 * self.skipped / total:.1f} % > "
-                       f"{100 * MAX_SKIPPED_SHARE:.0f} %; first: {self.skipped_files[0]})")
-        if real_weights:
-            why = label_shift_failure(np.asarray(self.predictions), np.asarray(self.labels))
-            if why:
-                out.append(why)
-        return out
-
-
 BACKEND_ALIASES = {"onnx": "ort-opt-on"}   # `--backend onnx` of earlier releases
 
 
@@ -271,44 +177,3 @@ def _progress(label: str, mode: str, total: int, show: bool) -> Iterator[Callabl
         yield lambda done, rate: prog.update(task, completed=done, rate=rate)
 
 
-def native_onnx_failure(results: dict[str, EvalResult]) -> str:
-    """Same weights and tensors through the native framework and an fp32 runtime: top-1 may differ only by fp32 ties
-    (``NATIVE_ONNX_MAX_DIFF_PTS``). Lower-precision runtimes are judged by the deployment check, not here."""
-    if "native" not in results:
-        return ""
-    for name, r in results.items():
-        if name == "native" or r.runtime.get("precision", "fp32") != "fp32":
-            continue
-        diff = round(abs(results["native"].top1 - r.top1) * 100, 9)   # no float noise at the bound
-        if diff > NATIVE_ONNX_MAX_DIFF_PTS:
-            return (f"native vs {name} top-1 differ by {diff:.2f} pts > {NATIVE_ONNX_MAX_DIFF_PTS} (same weights, "
-                    "same tensors)")
-    return ""
-
-
-@dataclass
-class PublishedCheck:
-    metric: str
-    source: str
-    published: float       # fraction
-    measured: float
-    interval: tuple[float, float]
-    status: str            # pass | fail
-    rule: str
-
-
-def check_against_published(card: Card, res: EvalResult, full: bool | None = None) -> list[PublishedCheck]:
-    """Full val: |measured - published| <= FULL_TOLERANCE_PTS. Subset: published inside the Wilson 95 % interval."""
-    full = res.n >= FULL_VAL if full is None else full
-    out = []
-    for metric, measured, ci in (("top1", res.top1, res.top1_ci), ("top5", res.top5, res.top5_ci)):
-        for p in card.published_for(metric):
-            pub = p.value / 100.0 if p.unit == "%" else p.value
-            if full:
-                ok = abs(measured - pub) * 100 <= FULL_TOLERANCE_PTS
-                rule = f"|measured - published| <= {FULL_TOLERANCE_PTS} pts (full val)"
-            else:
-                ok = ci[0] <= pub <= ci[1]
-                rule = f"published inside the Wilson 95 % interval of {res.n} images"
-            out.append(PublishedCheck(metric, p.source, pub, measured, ci, "pass" if ok else "fail", rule))
-    return out

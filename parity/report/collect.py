@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import runlog
 from ..registry import Card, Registry
+from .verdict import card_status, skip_groups
 
 Doc = dict[str, Any]
 
@@ -42,15 +43,6 @@ def _results(docs: list[Doc]) -> list[Doc]:
     return list(out.values())
 
 
-def card_status(mine: list[Doc]) -> str:
-    """pass | fail | skip (every check skipped) | not run (no check of this card in the run)."""
-    if not mine:
-        return "not run"
-    if any(r["status"] in ("fail", "error") for r in mine):
-        return "fail"
-    return "pass" if any(r["status"] == "pass" for r in mine) else "skip"
-
-
 def _row(card: Card, results: list[Doc], counts: list[Doc], evals: list[Doc]) -> Doc:
     mine = [r for r in results if r["card"] == card.id]
     onnx = next((r for r in mine if r["check"].startswith("onnx-opset") and r["mode"] == "seeded"), None)
@@ -75,16 +67,6 @@ def _row(card: Card, results: list[Doc], counts: list[Doc], evals: list[Doc]) ->
         "spec": card.preprocess.to_dict(),
         "citations": {f"{p.metric}[{p.source}]": p.citation for p in card.published},
     }
-
-
-def skip_groups(results: list[Doc]) -> dict[str, list[str]]:
-    """Skipped checks grouped by reason (the card-specific URL left out, so one reason lists all its cards)."""
-    groups: dict[str, list[str]] = {}
-    for r in results:
-        if r["status"] == "skip":
-            reason = r["reason"].split(" (url:")[0]
-            groups.setdefault(reason, []).append(f"{r['card']} {r['check']} [{r['mode']}]")
-    return groups
 
 
 def collect(workdir: Path, reg: Registry) -> Doc:

@@ -43,7 +43,14 @@ def validate(mode: str, cards: list[Card]) -> None:
         raise UsageError(f"--weights {mode}: no such file", hint="give the path of a weight file")
     if kind == "canonical":
         from .canonical import load
-        load(p)
+        pad = load(p).padding
+        for card in cards:
+            fw = frameworks.get(card.framework)
+            if "padding" not in card.build and pad not in fw.paddings:
+                raise UsageError(f"--weights {mode}: the weights were trained with {pad!r} padding; {card.id} "
+                                 f"({card.framework}) builds {', '.join(fw.paddings)} only",
+                                 hint="the model would not be the one the weights were trained as; pick cards of "
+                                      f"frameworks that build {pad!r}")
         return
     owners = frameworks.by_suffix(p.name)
     for card in cards:
@@ -53,3 +60,13 @@ def validate(mode: str, cards: list[Card]) -> None:
                              f"{card.id}, a {card.framework} card that loads {'/'.join(fw.weight_suffixes)}",
                              hint=f"{p.suffix} files fit the {', '.join(f.name for f in owners)} cards; or convert "
                                   f"it with `mbv2-parity transplant {p.name} --to {card.framework}`")
+
+
+def padding_note(mode: str) -> str:
+    """For canonical weights: the padding every card will be built with (the file's), said once."""
+    kind, path = parse_mode(mode)
+    if kind != "canonical" or path is None:
+        return ""
+    from .canonical import load
+    return (f"{Path(path).name}: weights trained with {load(path).padding!r} padding; every card is built with it "
+            "(a framework's own padding would be another model)")

@@ -113,5 +113,11 @@ class AdapterClient:
     def save_native(self, key: str, path: Path) -> dict[str, Any]:
         return self._call("save_native", key=key, path=str(path))
 
+    def weight_shapes(self, card: Card) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v) for k, v in self._call("weight_shapes", card=card.to_request())["shapes"].items()}
+
+    def file_shapes(self, card: Card, path: Path) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v) for k, v in self._call("file_shapes", card=card.to_request(), path=str(path))["shapes"].items()}
+
     def tflite_run(self, path: Path, input: str) -> str:
         return str(self._call("tflite_run", path=str(path), input=input)["output"])

@@ -53,6 +53,11 @@ OPS: dict[str, Op] = {o.name: o for o in (
        "each conv unit's BatchNorm output (pre-activation), NCHW, in unit order (.npz)", ("activations",)),
     Op("save_native", ("key", "path"), ("path", "bn_eps_written_for", "max_var_shift"),
        "the framework's native weight file for a stock model (variance shifted to its epsilon)", ("save_native",)),
+    Op("weight_shapes", ("card",), ("shapes",), "{tensor: shape} of the card's architecture (what a weight file must "
+       "hold), named as file_shapes names them", ("state_shapes",), optional=True),
+    Op("file_shapes", ("card", "path"), ("shapes",), "{tensor: shape} a native weight file holds (read without loading "
+       "it into a model; pickles through the restricted loaders), named as the card's model names them",
+       ("file_shapes",), optional=True),
     Op("tflite_run", ("path", "input"), ("output", "input_quantization"),
        "the TFLite interpreter on a uint8 NHWC batch: dequantized scores, background class dropped",
        ("tflite_run",), optional=True),

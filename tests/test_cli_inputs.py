@@ -1,0 +1,170 @@
+"""What a user sees for bad input: one line, what was wrong, a hint, the documented exit code, before any worker
+starts; and output that prints text literally and stays readable at 120 columns."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parity.paths import realdata_dir
+from support import REGISTRY
+
+TIMM = "timm/mobilenetv2_050.lamb_in1k"
+
+
+def cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "parity.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def one_line_error(p, code, *words):
+    assert p.returncode == code, (p.returncode, p.stdout[-800:], p.stderr[-800:])
+    err = p.stderr.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.fixture
+def canon_symmetric(harness, tmp_path):
+    built = harness.build(REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1"), "seeded")
+    out = tmp_path / "tv.safetensors"
+    harness.client("torchvision").export_canonical(built.key, out)
+    return out
+
+
+CASES = {
+    "weights file missing": (["check", TIMM, "--weights", "file:/nope.pth"], 2, ["no such file"]),
+    "weights mode unknown": (["check", TIMM, "--weights", "sedded"], 2, ["unknown weights mode", "hint"]),
+    "pdparams to a torch card": (["check", TIMM, "--weights", "file:{pdparams}"], 2, ["paddle-pickle", "ppcls"]),
+    "opset too high for torch": (["check", TIMM, "--opset", "99"], 2, ["opset", "7-20"]),
+    "opset too high for keras": (["check", "keras/mobilenet_v2.alpha_1.0_224", "--opset", "19"], 2, ["9-18"]),
+    "workdir is a file": (["check", TIMM, "--workdir", "{file}"], 2, ["not a directory"]),
+    "json is a directory": (["check", TIMM, "--json", "{dir}"], 2, ["is a directory"]),
+    "transplant from unknown": (["transplant", "{pdparams}", "--to", "timm", "--from", "caffe"], 2, ["invalid choice"]),
+    "transplant missing source": (["transplant", "/nope.tflite", "--to", "keras"], 2, ["not found"]),
+    "unknown model": (["check", "timm/mobilenetv2_10"], 2, ["did you mean"]),
+    "unknown convention": (["count", TIMM, "--convention", "flopz"], 2, ["unknown convention"]),
+    "cross limit": (["cross", "{pdparams}", "--limit", "0"], 2, ["--limit 0"]),
+    "eval no data": (["eval", TIMM, "--data", "/nope"], 2, ["dataset not found", "hint"]),
+    "unknown runtime": (["eval", TIMM, "--data", "{dir}", "--runtime", "tensorrt"], 2, ["unknown runtime"]),
+    "watch file-issues without repo": (["watch", TIMM, "--file-issues"], 2, ["OWNER/NAME"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_before_any_worker(tmp_path, case):
+    args, code, words = CASES[case]
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "w.pdparams").write_bytes(b"x")
+    args = [a.format(pdparams=tmp_path / "w.pdparams", file=tmp_path / "f", dir=tmp_path / "d") for a in args]
+    if "--workdir" not in args:
+        args += ["--workdir", str(tmp_path / "work")]
+    p = cli(*args, env={"MBV2_PARITY_GITHUB_REPO": ""})
+    one_line_error(p, code, *words)
+    assert not list((tmp_path / "work").glob("workers/*/worker-*.log"))   # no worker was started
+
+
+def test_missing_interpreter_is_named_once_with_its_tox_env(tmp_path):
+    p = cli("check", TIMM, "ppcls/MobileNetV2.pretrained", "--workdir", str(tmp_path),
+            env={"MBV2_PARITY_PYTHON_TORCH": str(tmp_path / "no-python")})
+    one_line_error(p, 2, "MBV2_PARITY_PYTHON_TORCH", "no such interpreter", "tox -e w-torch")
+
+
+def test_unset_interpreter_without_framework_is_refused_once(tmp_path):
+    env = {"MBV2_PARITY_PYTHON_TF": sys.executable}   # the core env: no tensorflow
+    p = cli("check", "keras/mobilenet_v2.alpha_1.0_224", "--workdir", str(tmp_path), env=env)
+    one_line_error(p, 2, "cannot import tensorflow", "tox -e w-tf")
+
+
+def test_doctor_lists_every_stack(tmp_path):
+    p = cli("doctor", env={"MBV2_PARITY_PYTHON_PADDLE": str(tmp_path / "nope")})
+    assert p.returncode == 1 and "w-torch" in p.stdout and "w-paddle" in p.stdout and "incomplete" in p.stdout
+    for stack in ("torch", "tf", "paddle"):
+        assert stack in p.stdout
+
+
+def test_canonical_weights_padding_is_used_or_refused(harness, canon_symmetric, tmp_path):
+    # keras cannot be built with the symmetric padding these weights were trained with: refused, one line
+    p = cli("check", "keras/mobilenet_v2.alpha_1.0_224", "--weights", f"canonical:{canon_symmetric}",
+            "--workdir", str(tmp_path))
+    one_line_error(p, 2, "'symmetric' padding", "builds same only")
+    # a card that can be built with it is built with it (not with its framework's default), and the user is told
+    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    assert harness.resolve(card, f"canonical:{canon_symmetric}").padding == "symmetric"
+    real = realdata_dir()
+    if real is not None:
+        from parity.weights.transplant import to_canonical
+        same = to_canonical(harness, real / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+        assert harness.resolve(card, f"canonical:{same}").padding == "same"
+        p = cli("check", card.id, "--weights", f"canonical:{same}", "--workdir", str(tmp_path / "s"))
+        assert p.returncode == 0 and "trained with 'same' padding; every card is built with it" in p.stdout, p.stderr
+
+
+def test_transplant_warns_when_the_stock_target_pads_differently(tmp_path):
+    real = realdata_dir()
+    if real is None:
+        pytest.skip("../shared/realdata is absent")
+    p = cli("transplant", str(real / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"), "--to", "torchvision",
+            "--out", str(tmp_path / "x.pth"), "--workdir", str(tmp_path))
+    assert p.returncode == 0 and "a stock torchvision model pads symmetric" in p.stdout, p.stdout + p.stderr
+
+
+def test_text_is_printed_literally_and_markup_cannot_crash(tmp_path):
+    p = cli("list", "keras/*")
+    assert p.returncode == 0 and "[seed000]" in p.stdout and "[keras-docs]" in p.stdout
+    weird = tmp_path / "a[/bold]b[red]"
+    p = cli("check", TIMM, "--weights", "seeded", "--workdir", str(weird))
+    assert p.returncode == 0, p.stdout[-1000:] + p.stderr[-1000:]
+    assert "a[/bold]b[red]" in p.stdout.replace("\n", "")
+
+
+def test_tables_stay_readable_at_120_columns(tmp_path):
+    """Every id whole on one line (never truncated or folded), no line wider than 120."""
+    p = cli("list", env={"COLUMNS": "120"})
+    assert p.returncode == 0 and max(len(line) for line in p.stdout.splitlines()) <= 120
+    for c in REGISTRY:
+        assert c.id in p.stdout, c.id
+    assert "…" not in p.stdout
+
+
+def test_hints_are_printed_once(tmp_path):
+    p = cli("eval", TIMM, "--data", str(tmp_path / "nope"))
+    assert p.stderr.count("hint:") == 1
+
+
+def test_report_strict_exit_codes_are_documented():
+    from parity.errors import EXIT_CODES
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    for code in EXIT_CODES:
+        assert f"| {code} |" in table, code
+
+
+def test_results_are_json_with_the_run(tmp_path):
+    p = cli("check", TIMM, "--weights", "seeded", "--workdir", str(tmp_path), "--fresh")
+    assert p.returncode == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["run"] and doc["partial"] is False and doc["versions"]["timm"]["timm"]
+
+
+def test_a_bug_is_reported_as_a_bug_with_its_traceback_in_the_log(tmp_path):
+    env = {"MBV2_PARITY_PLUGINS": "plugins_broken.crash_on_import",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    p = cli("check", TIMM, "--workdir", str(tmp_path), env=env)
+    one_line_error(p, 4, "internal error (a bug", "RuntimeError: plug-in bug for the test", "mbv2-parity.log")
+    log = (tmp_path / "mbv2-parity.log").read_text()
+    assert "Traceback" in log and "plug-in bug for the test" in log
+
+
+def test_a_check_with_a_bug_errors_and_never_passes(tmp_path):
+    env = {"MBV2_PARITY_PLUGINS": "plugins_broken.crashing_check",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    p = cli("check", TIMM, "--weights", "seeded", "--workdir", str(tmp_path), env=env)
+    assert p.returncode == 1, p.stdout[-1500:]
+    r = next(r for r in json.loads((tmp_path / "results.json").read_text())["results"] if r["check"] == "demo-broken")
+    assert r["status"] == "error" and "internal error (a bug) ZeroDivisionError" in r["reason"]
+    assert "ZeroDivisionError" in (tmp_path / "mbv2-parity.log").read_text()
