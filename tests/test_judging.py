@@ -18,7 +18,7 @@ def doc(passed=3, failed=0, errors=0, mismatch=0, problems=()):
 
 @pytest.fixture
 def run(tmp_path):
-    r, s = runlog.start(tmp_path, "check", ["check"], [tmp_path / "results.json"], fresh=True)
+    _r, s = runlog.start(tmp_path, "check", ["check"], [tmp_path / "results.json"], fresh=True)
     runlog.finish(tmp_path, s, 0)
     return runlog.load(tmp_path)
 
@@ -33,7 +33,7 @@ def test_verdict_is_green_only_with_evidence(run, tmp_path):
     assert verdict(doc(mismatch=2), run)[0] == EXIT_FAILED and "2 failing" in verdict(doc(mismatch=2), run)[1]
     code, why = verdict(doc(problems=["step `count` exited 2"]), run)
     assert code == EXIT_FAILED and "`count` exited 2" in why
-    other, s = runlog.start(tmp_path / "x", "count", ["count"], [tmp_path / "x" / "c.json"], fresh=True)
+    _other, s = runlog.start(tmp_path / "x", "count", ["count"], [tmp_path / "x" / "c.json"], fresh=True)
     runlog.finish(tmp_path / "x", s, 0)
     assert verdict(doc(), runlog.load(tmp_path / "x"))[0] == EXIT_NOTHING       # a run without a check
 
