@@ -155,7 +155,7 @@ def _pooch_get(url: str, name: str, staging: Path, retries: int, progress: bool 
     repo = pooch.create(path=staging, base_url=url.rsplit("/", 1)[0] + "/", registry={name: None},
                         urls={name: url}, retry_if_failed=retries)
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=(settings.connect_timeout(), settings.read_timeout()))
-    logging.getLogger("pooch").setLevel(logging.WARNING)
+    pooch.get_logger().setLevel(logging.WARNING)   # pooch's own Logger object, not logging.getLogger("pooch")
     try:
         return Path(repo.fetch(name, downloader=downloader))
     except requests.exceptions.HTTPError as e:
