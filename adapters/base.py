@@ -98,7 +98,86 @@ def transpose_dw_unit(card: dict) -> int | None:
     return int(arg) if arg is not None else None
 
 
-class BaseAdapter:
+class Hooks:
+    """What each framework's adapter implements (see the module docstring); ``BaseAdapter`` turns them into ops."""
+
+    framework = "base"
+    NATIVE_PADDING = "symmetric"
+
+    def versions(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def derive_spec(self, card: dict) -> PreprocessSpec:
+        raise NotImplementedError
+
+    def meta(self, card: dict) -> dict:
+        raise NotImplementedError
+
+    def create(self, card: dict) -> Any:
+        raise NotImplementedError
+
+    def set_padding(self, model: Any, padding: str) -> Any:
+        if padding != self.NATIVE_PADDING:
+            raise AdapterError(f"{self.framework} cannot be built with {padding!r} padding")
+        return model
+
+    def seed_weights(self, model: Any, seed: int, calib: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def import_canonical(self, model: Any, canon: Any, transpose_dw: int | None = None) -> Any:
+        raise NotImplementedError
+
+    def load_file(self, model: Any, path: str) -> None:
+        raise NotImplementedError
+
+    def forward(self, model: Any, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def copy_model(self, model: Any) -> Any:
+        raise NotImplementedError
+
+    def fault_model(self, model: Any, fault: F.Fault) -> Any:
+        raise AdapterError(f"fault {fault} is not supported by the {self.framework} adapter")
+
+    def export_onnx(self, model: Any, path: str, opset: int, exporter: str) -> dict | None:
+        raise NotImplementedError
+
+    def count_params(self, model: Any) -> dict[str, int]:
+        raise NotImplementedError
+
+    def count_native(self, model: Any) -> dict[str, int]:
+        raise NotImplementedError
+
+    def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def export_canonical(self, model: Any) -> dict:
+        raise NotImplementedError
+
+    def activations(self, model: Any, x: np.ndarray) -> list:
+        raise NotImplementedError
+
+    def save_native(self, model: Any, path: str) -> dict:
+        raise NotImplementedError
+
+    def tflite_run(self, path: str, input: str) -> dict:
+        raise NotImplementedError
+
+    def state_shapes(self, model: Any) -> dict[str, tuple]:
+        raise NotImplementedError
+
+    def deploy_export(self, model: Any, runtime: str, path: str, options: dict) -> dict:
+        raise NotImplementedError
+
+    def deploy_run(self, runtime: str, path: str, x: np.ndarray, options: dict) -> tuple:
+        """(logits, precision it ran, detail, seconds per call when options['repeats'] > 0)."""
+        raise NotImplementedError
+
+    def file_shapes(self, model: Any, path: str) -> dict[str, tuple]:
+        raise NotImplementedError
+
+
+class BaseAdapter(Hooks):
     framework = "base"
     UNSUPPORTED: ClassVar[dict[str, str]] = {}     # optional op -> why this adapter cannot offer it
 
@@ -170,8 +249,6 @@ class BaseAdapter:
     def padding_of(self, card: dict) -> str:
         return card.get("build", {}).get("padding") or self.NATIVE_PADDING
 
-    NATIVE_PADDING = "symmetric"
-
     def _model(self, key: str) -> Any:
         try:
             return self.models[key]
@@ -236,6 +313,17 @@ class BaseAdapter:
     def op_file_shapes(self, card: dict, path: str) -> dict:
         return {"shapes": {k: list(v) for k, v in self.file_shapes(self.create(card), path).items()}}
 
+    def op_deploy_export(self, key: str, runtime: str, path: str, options: dict) -> dict:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self.deploy_export(self._model(key), runtime, path, options)
+
+    def op_deploy_run(self, runtime: str, path: str, input: str, options: dict) -> dict:
+        x = np.load(input)
+        y, precision, detail, times = self.deploy_run(runtime, path, x, options)
+        out = f"{Path(input).with_suffix('')}.{runtime}.out.npy"
+        np.save(out, np.asarray(y, np.float32))
+        return {"output": out, "precision": precision, "detail": detail, "times": times}
+
     def op_tflite_run(self, path: str, input: str) -> dict:
         return self.tflite_run(path, input)
 
@@ -252,69 +340,3 @@ class BaseAdapter:
         else:
             raise AdapterError(f"unknown weights mode {mode!r}")
         return model
-
-    # ------------------------------------------------------------------ hooks (see the module docstring)
-    def versions(self) -> dict[str, str]:
-        raise NotImplementedError
-
-    def derive_spec(self, card: dict) -> PreprocessSpec:
-        raise NotImplementedError
-
-    def meta(self, card: dict) -> dict:
-        raise NotImplementedError
-
-    def create(self, card: dict) -> Any:
-        raise NotImplementedError
-
-    def set_padding(self, model: Any, padding: str) -> Any:
-        if padding != self.NATIVE_PADDING:
-            raise AdapterError(f"{self.framework} cannot be built with {padding!r} padding")
-        return model
-
-    def seed_weights(self, model: Any, seed: int, calib: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def import_canonical(self, model: Any, canon: Any, transpose_dw: int | None = None) -> Any:
-        raise NotImplementedError
-
-    def load_file(self, model: Any, path: str) -> None:
-        raise NotImplementedError
-
-    def forward(self, model: Any, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def copy_model(self, model: Any) -> Any:
-        raise NotImplementedError
-
-    def fault_model(self, model: Any, fault: F.Fault) -> Any:
-        raise AdapterError(f"fault {fault} is not supported by the {self.framework} adapter")
-
-    def export_onnx(self, model: Any, path: str, opset: int, exporter: str) -> dict | None:
-        raise NotImplementedError
-
-    def count_params(self, model: Any) -> dict[str, int]:
-        raise NotImplementedError
-
-    def count_native(self, model: Any) -> dict[str, int]:
-        raise NotImplementedError
-
-    def native_preprocess(self, card: dict, images: list[str]) -> np.ndarray:
-        raise NotImplementedError
-
-    def export_canonical(self, model: Any) -> dict:
-        raise NotImplementedError
-
-    def activations(self, model: Any, x: np.ndarray) -> list:
-        raise NotImplementedError
-
-    def save_native(self, model: Any, path: str) -> dict:
-        raise NotImplementedError
-
-    def tflite_run(self, path: str, input: str) -> dict:
-        raise NotImplementedError
-
-    def state_shapes(self, model: Any) -> dict[str, tuple]:
-        raise NotImplementedError
-
-    def file_shapes(self, model: Any, path: str) -> dict[str, tuple]:
-        raise NotImplementedError

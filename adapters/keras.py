@@ -35,11 +35,12 @@ from parity.spec import PreprocessSpec
 from .base import AdapterError, BaseAdapter, check_state_dict_fits, quiet_fds
 from .tf_common import TfCanonical, keras_file_shapes
 from .tf_common import bn_layers as _bn_layers
+from .tf_deploy import TfLiteDeploy
 
 WEIGHT_URL_TEMPLATE = "{base}mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}.h5"
 
 
-class Adapter(TfCanonical, BaseAdapter):
+class Adapter(TfLiteDeploy, TfCanonical, BaseAdapter):
     framework = "keras"
     NATIVE_PADDING = "same"
     UNSUPPORTED: ClassVar[dict[str, str]] = {

@@ -38,6 +38,7 @@ from parity.spec import PreprocessSpec
 
 from .base import AdapterError, BaseAdapter, check_state_dict_fits
 from .paddle_common import PaddleCanonical, bns, export_onnx, tf_same_padding
+from .paddle_deploy import PaddleInferenceDeploy
 
 paddle.set_device("cpu")
 
@@ -63,7 +64,7 @@ PPCLS_ROOT, PPCLS_MBV2, PPCLS_SAVE_LOAD = _load_ppcls_backbone()
 _CV2_INTERP = {0: "nearest", 1: "bilinear", 2: "bicubic", 3: "area", 4: "lanczos"}
 
 
-class Adapter(PaddleCanonical, BaseAdapter):
+class Adapter(PaddleInferenceDeploy, PaddleCanonical, BaseAdapter):
     framework = "ppcls"
     UNSUPPORTED: ClassVar[dict[str, str]] = {"tflite_run": "the TFLite interpreter runs in the TensorFlow stack"}
 

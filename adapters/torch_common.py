@@ -13,6 +13,7 @@ import torch.nn as nn
 from parity.kit import SeededRecipe, shift_variance
 
 from .base import AdapterError, check_state_dict_fits, transpose_dw_unit  # noqa: F401
+from .torch_deploy import TorchScriptDeploy
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -159,7 +160,7 @@ def interp_name(mode: Any) -> str:
     return str(getattr(mode, "value", mode)).lower()
 
 
-class TorchAdapter:
+class TorchAdapter(TorchScriptDeploy):
     """Mixin for torch adapters: subclasses provide ``create(card) -> nn.Module`` (and derive_spec/versions/meta)."""
 
     framework: str

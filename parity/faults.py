@@ -8,7 +8,8 @@ A fault proves a check can fail. It is part of a card variant (``card.variant(fa
 * ``model``: on a copy of the built model (a weight scaled, every BatchNorm epsilon changed);
 * ``output``: on the native output, framework-free (a softmax appended);
 * ``process``: on the worker process itself (it kills itself, to test crash isolation);
-* ``input``: on the input tensor a runtime receives, in the core (H and W swapped).
+* ``input``: on the input tensor a runtime receives, in the core (H and W swapped);
+* ``artifact``: on a deployed artifact, in the core (a quantized layer's scale doubled).
 
 Checks inject ``input`` faults into the runtime side and every other stage into the native (reference) side.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STAGES = ("construct", "weights", "model", "output", "process", "input")
+STAGES = ("construct", "weights", "model", "output", "process", "input", "artifact")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ FAULTS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("transpose_dw", "weights", "canonical import transposes (kh <-> kw) the depthwise kernel of unit ARG",
               takes_arg=True),
     FaultKind("drop_block", "construct", "residual block ARG removed from the architecture (torchvision)",
+              takes_arg=True),
+    FaultKind("double_scale", "artifact", "the int8 artifact's ARG-th weight dequantization scale doubled",
               takes_arg=True),
     FaultKind("impl", "construct", "another implementation ARG substituted for the ecosystem's own "
                                    "(ppcls: paddle.vision)", takes_arg=True),

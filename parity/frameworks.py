@@ -41,6 +41,7 @@ class Framework:
     bisect_skip_units: tuple[int, ...] = ()   # ONNX BN outputs with no canonical unit (ppcls's t=1 expand conv)
     bisect_refused: str = ""          # why a native-vs-ONNX bisection cannot be done ("" = it can)
     tflite_host: bool = False         # its worker also runs the TFLite interpreter (the TF stack)
+    deploy_runtimes: tuple[str, ...] = ()   # the deployment runtimes its stack hosts (deploy_export/deploy_run ops)
     any_card_canonical: bool = False  # every card of it (not only the reference) exports canonical weights
 
 
@@ -60,7 +61,13 @@ STACKS: dict[str, Stack] = {s.name: s for s in (
     Stack("tf", "w-tf", ("tensorflow", "keras", "tf2onnx"), ("tensorflow", "keras", "tf2onnx", "onnx", "numpy")),
     Stack("paddle", "w-paddle", ("paddle", "paddle2onnx", "paddleclas"),
           ("paddlepaddle", "paddle2onnx", "paddleclas", "onnx", "onnxruntime", "numpy")),
+    Stack("deploy", "w-deploy", ("openvino", "nncf", "onnxconverter_common"),
+          ("openvino", "nncf", "onnxconverter-common", "onnxruntime", "onnx", "numpy")),
 )}
+
+# Workers that host deployment toolchains rather than a model framework: adapter module -> stack.
+# `deploy` (adapters/deploy.py): OpenVINO, NNCF and ONNX Runtime's quantization and fp16 conversion.
+HOSTS: dict[str, str] = {"deploy": "deploy"}
 
 CACHES: dict[str, Cache] = {c.name: c for c in (
     Cache("torch-hub", "TORCH_HOME", "$XDG_CACHE_HOME/torch", "hub/checkpoints"),   # torchvision, timm, mmpretrain
@@ -72,19 +79,20 @@ _TORCH_OPSETS = ((7, 20), "torch.onnx._constants: ONNX_MIN_OPSET 7, ONNX_TORCHSC
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torchvision", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle",
-              "torch-hub", "torchvision/mobilenet_v2.IMAGENET1K_V1", *_TORCH_OPSETS, any_card_canonical=True),
+              "torch-hub", "torchvision/mobilenet_v2.IMAGENET1K_V1", *_TORCH_OPSETS, any_card_canonical=True,
+              deploy_runtimes=("torchscript",)),
     Framework("timm", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle", "torch-hub",
-              "timm/mobilenetv2_100.ra_in1k", *_TORCH_OPSETS),
+              "timm/mobilenetv2_100.ra_in1k", *_TORCH_OPSETS, deploy_runtimes=("torchscript",)),
     Framework("mmcls", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle", "torch-hub",
-              "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af", *_TORCH_OPSETS),
+              "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af", *_TORCH_OPSETS, deploy_runtimes=("torchscript",)),
     Framework("ppcls", "paddle", "symmetric", ("symmetric", "same"), (".pdparams",), "paddle-pickle", "paddle",
               "ppcls/MobileNetV2.pretrained", (7, 21),
               "paddle2onnx 2.1.0, measured: opsets 7-21 export; 6 and 22 abort the process",
-              bisect_exporter="default", bisect_skip_units=(1,)),
+              bisect_exporter="default", bisect_skip_units=(1,), deploy_runtimes=("paddle-inference",)),
     Framework("keras", "tf", "same", ("same",), (".weights.h5", ".h5"), "keras-h5", "keras",
               "keras/mobilenet_v2.alpha_1.0_224", (9, 18), "tf2onnx 1.17 README: opsets 9-18",
               bisect_refused="tf2onnx folded BatchNorm into the convs: no per-unit outputs in the ONNX graph",
-              tflite_host=True),
+              tflite_host=True, deploy_runtimes=("tflite",)),
 )}
 
 PADDINGS = ("symmetric", "same")
@@ -99,6 +107,9 @@ def get(name: str) -> Framework:
 
 
 def stack_of(name: str) -> Stack:
+    """The stack of a framework or of a toolchain host (``HOSTS``)."""
+    if name in HOSTS:
+        return STACKS[HOSTS[name]]
     return STACKS[get(name).stack]
 
 

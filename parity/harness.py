@@ -12,9 +12,10 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -22,17 +23,20 @@ import numpy.typing as npt
 from . import frameworks
 from .errors import UsageError
 from .onnxfile import attach_spec, check_model
+from .paths import realdata_dir
 from .preprocess import preprocess_batch
 from .probes import calibration_images, probe_images
 from .registry import Card, Registry, load_registry
 from .spec import PreprocessSpec
 from .weights.canonical import load as load_canonical
 from .weights.download import WeightsUnavailable, fetch
-from .weights.modes import parse_mode, seed_for
+from .weights.modes import REAL_TFLITE, parse_mode, seed_for
 from .workers import AdapterClient, Built, Exported, WorkerError, WorkerPool
+from .workers.client import DeployClient
 
 Array = npt.NDArray[Any]
 DEFAULT_OPSET = 17
+T = TypeVar("T")
 TESTED_OPSETS = (13, 17)
 
 
@@ -52,6 +56,7 @@ class Harness:
         self._built: dict[tuple[str, str, str], Built] = {}
         self._onnx: dict[tuple[str, str, str, int, str], Exported] = {}
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._artifacts: dict[tuple[Any, ...], Any] = {}
         self.timings: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -68,6 +73,20 @@ class Harness:
         with self._lock:
             row = self.timings.setdefault(card.id, {})
             row[what] = row.get(what, 0.0) + seconds
+
+    def deploy(self) -> DeployClient:
+        """The deployment-toolchain host (OpenVINO, NNCF, ORT quantization, fp16 conversion)."""
+        return DeployClient(self.pool)
+
+    def artifact(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """A derived artifact (an fp16 or int8 model, a converted file), made once per key."""
+        with self._lock:
+            known = key in self._artifacts
+        if not known:
+            made = make()
+            with self._lock:
+                self._artifacts[key] = made
+        return self._artifacts[key]  # type: ignore[no-any-return]
 
     def client(self, framework: str) -> AdapterClient:
         if framework not in self._clients:
@@ -100,11 +119,27 @@ class Harness:
         return x
 
     # ---------------------------------------------------------------- models
+    def canonical_path(self, mode: str) -> Path | None:
+        """The canonical weights file of a ``canonical:`` or ``real`` mode (a .tflite converted once), else None."""
+        kind, path = parse_mode(mode)
+        if kind == "real":
+            root = realdata_dir()
+            src = root.joinpath(*REAL_TFLITE) if root is not None else None
+            if src is None or not src.is_file():
+                raise Skip("real weights absent (../shared/realdata/tflite/tf2_mobilenet_v2_1.0_224_ptq.tflite)")
+            path = str(src)
+        if kind not in ("canonical", "real") or path is None:
+            return None
+        if path.endswith(".tflite"):
+            from .weights.transplant import to_canonical
+            return self.artifact(("canonical-of", path), lambda: to_canonical(self, str(path)))
+        return Path(path)
+
     def resolve(self, card: Card, mode: str) -> Card:
         """The card as it will really be built: canonical weights carry the padding they were trained with; a card
         that leaves its padding open is built with it (or refused when its framework cannot be)."""
-        kind, path = parse_mode(mode)
-        if kind != "canonical" or "padding" in card.build or path is None:
+        path = self.canonical_path(mode)
+        if path is None or "padding" in card.build:
             return card
         pad = load_canonical(path).padding
         fw = frameworks.get(card.framework)
@@ -118,7 +153,9 @@ class Harness:
         kind, path = parse_mode(mode)
         if kind == "seeded":
             return {"mode": "seeded", "seed": seed_for(card), "calib": self.calib_tensor(card.preprocess)}
-        if kind in ("file", "canonical"):
+        if kind in ("canonical", "real"):
+            return {"mode": "canonical", "path": str(Path(str(self.canonical_path(mode))).resolve())}
+        if kind == "file":
             return {"mode": kind, "path": str(Path(str(path)).resolve())}
         t0 = time.perf_counter()
         try:
@@ -143,6 +180,8 @@ class Harness:
                 built = self.client(card.framework).build(card, self.weights_request(card, mode))
             except WorkerError as e:
                 kind, path = parse_mode(mode)
+                if kind == "real" and "width mismatch" in str(e):
+                    raise Skip("the real weights are MobileNetV2 1.0; this card's widths differ") from None
                 if kind == "file" and path and e.kind == "AdapterError" and "in the file but" in str(e):
                     raise WorkerError(str(e), e.kind, self.fitting_cards(card, Path(path))) from None
                 raise

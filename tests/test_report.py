@@ -149,3 +149,39 @@ def test_html_report_puts_failures_first_groups_skips_and_drills_down(tmp_path):
     measured = [r for r in doc["rows"] if r["measured_top1"] is not None]
     assert [r["card"] for r in measured] == [pp]
     assert doc["cards"]["not run"] == len(REGISTRY) - 2 and doc["problems"] == ["step `check` exited 1"]
+
+
+def test_report_deployment_section_blame_and_latency_charts(tmp_path):
+    """Deploy checks become the deployment table (what each runtime ran and was judged as); a failing int8 check's
+    layer blame and a bench run become charts; without them there is no section and no chart."""
+    from parity import runlog
+    d = tmp_path
+    run, step = runlog.start(d, "check", ["check"], [d / "results.json"], fresh=True)
+    runlog.finish(d, step, 1)
+    kc = "keras/mobilenet_v2.alpha_1.0_224"
+    blame = {"activations": [["Conv Conv__355", -3.2], ["Clip out_relu", 4.0]], "weights": [["Conv Conv__339", 1.5]],
+             "images": 8}
+    results = [
+        {"card": kc, "check": "deploy-ort-int8", "status": "fail", "mode": "real", "reason": "SQNR -3.0 dB < 6.0 dB",
+         "metrics": {"ort-int8": {"sqnr_db": -3.0, "cosine_min": 0.1, "top1_agree": 0.05, "max_abs": 9.0},
+                     "judged_as": "int8", "runtime": {"precision": "int8"}, "blame": blame}},
+        {"card": kc, "check": "deploy-openvino-default", "status": "pass", "mode": "seeded", "reason": "ok",
+         "metrics": {"openvino-default": {"max_abs": 2e-5, "cosine_min": 1.0, "top1_agree": 1.0},
+                     "judged_as": "fp32", "runtime": {"precision": "fp32"}}}]
+    (d / "results.json").write_text(json.dumps({"run": run.id, "partial": False, "results": results}))
+    out = report.write(d, REGISTRY)
+    md, html = out["md"].read_text(), out["html"].read_text()
+    assert "## Deployment" in md and f"| {kc} | ort-int8 | real | int8 | int8 | -3.0 | 0.1000 | 0.05 | fail |" in md
+    assert "id='deployment'" in html and "layer blame keras/mobilenet_v2.alpha_1.0_224 ort-int8" in html
+    assert "latency relative to ORT fp32" not in html                 # no bench ran: no chart
+    _, s2 = runlog.start(d, "bench", ["bench"], [d / "bench.json"])
+    runlog.finish(d, s2, 0)
+    cell = {"median_ms": 4.0, "min_ms": 3.9, "max_ms": 4.4, "img_per_s": 250.0}
+    (d / "bench.json").write_text(json.dumps({"run": run.id, "repeats": 5, "settings": ["batch 1, 1 thread"],
+                                              "results": [{"card": kc, "runtime": "ort-opt-on", "precision": "fp32",
+                                                           "batch 1, 1 thread": {**cell, "vs_ort_fp32": 1.0}},
+                                                          {"card": kc, "runtime": "ort-fp16", "precision": "fp32",
+                                                           "batch 1, 1 thread": {**cell, "vs_ort_fp32": 1.5}}]}))
+    out = report.write(d, REGISTRY)
+    assert "latency relative to ORT fp32" in out["html"].read_text()
+    assert "| keras/mobilenet_v2.alpha_1.0_224 | ort-fp16 | fp32 | 4.0 ms (1.50x) |" in out["md"].read_text()

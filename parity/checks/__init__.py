@@ -58,9 +58,11 @@ class Planned:
         return run(self.kind, h, card, **self.params)
 
 
-def plan(card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"), opsets: tuple[int, ...] = (17,)) -> list[Planned]:
+def plan(card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"), opsets: tuple[int, ...] = (17,),
+         deploy: tuple[str, ...] = (), deploy_options: dict[str, dict[str, Any]] | None = None) -> list[Planned]:
     """The standard checks of one card: those that need no weights once; the counts once (seeded); the ONNX parity
-    check per weights mode and opset; any other standard (plug-in) check once per weights mode."""
+    check per weights mode and opset; any other standard (plug-in) check once per weights mode; then the deploy check
+    per weights mode and each runtime of ``deploy`` (``("all",)``: every deploy runtime that fits the card and mode)."""
     out: list[Planned] = []
     for kind, check in _ordered():
         if not check.standard:
@@ -73,6 +75,23 @@ def plan(card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"), opsets: 
         out += [Planned("onnx", {"mode": mode, "opset": o}) for o in opsets]
         out += [Planned(k, {"mode": mode}) for k, c in _ordered()
                 if c.standard and c.needs.weights and k not in ("counts", "onnx")]
+        out += [Planned("deploy", {"mode": mode, "runtime": rt, "options": (deploy_options or {}).get(rt, {})})
+                for rt in deploy_runtimes(card, mode, deploy)]
+    return out
+
+
+def deploy_runtimes(card: Card, mode: str, asked: tuple[str, ...]) -> list[str]:
+    """``all``: the deploy runtimes that fit (card, mode), int8 ones only with trained weights; named runtimes
+    are kept even when they do not fit (the check then skips with the reason: asked for, never silently dropped)."""
+    from .. import runtimes
+    out: list[str] = []
+    for name in asked:
+        if name != "all":
+            out.append(name)
+            continue
+        # int8 on seeded (untrained) weights is skipped by the check after quantizing: `all` leaves it out
+        out += [n for n in runtimes.names("deploy") if not runtimes.fits(n, card, mode) and n not in out
+                and not (mode == "seeded" and runtimes.precision_of(n) == "int8")]
     return out
 
 
@@ -87,7 +106,7 @@ def run_plan(h: Harness, card: Card, items: list[Planned], each: Callable[[Check
     return out
 
 
-BUILTINS = ("spec", "meta", "counts", "nontrivial", "onnx_parity", "preprocess", "end_to_end")  # plan order
+BUILTINS = ("spec", "meta", "counts", "nontrivial", "onnx_parity", "preprocess", "end_to_end", "deploy")  # plan order
 
 
 def _load_builtins() -> None:

@@ -9,13 +9,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import checks
+from .. import checks, runtimes
 from ..checks import CheckResult
-from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
+from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
 from ..registry import load_registry
 from ..weights import modes as weight_modes
-from .common import add_models, add_workdir, check_opsets, console, json_out, preflight, say, select, status, table
+from .common import (
+    add_models,
+    add_quant_options,
+    add_workdir,
+    check_opsets,
+    console,
+    json_out,
+    preflight,
+    quant_options,
+    say,
+    select,
+    status,
+    table,
+)
 from .common import workdir as get_workdir
 
 
@@ -23,8 +36,13 @@ def add(sub: Any) -> None:
     p = sub.add_parser("check", help="run spec/meta/counts/ONNX-parity checks and print a results table")
     add_models(p)
     p.add_argument("--weights", action="append", default=None,
-                   help="seeded | pretrained | file:PATH | canonical:PATH (repeatable; default: seeded and pretrained)")
+                   help="seeded | pretrained | real | file:PATH | canonical:PATH (repeatable; default: seeded and "
+                        "pretrained)")
     p.add_argument("--opset", type=int, action="append", default=None, help="ONNX opset (repeatable; default 17)")
+    p.add_argument("--deploy", action="append", default=None, metavar="RUNTIME",
+                   help="also check a deployment runtime against native fp32 (repeatable; `all`: every deploy runtime "
+                        "that fits the card; `list --runtimes`)")
+    add_quant_options(p)
     add_workdir(p, "results.json")
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in WORKDIR (default: join the current run, merging results)")
@@ -42,7 +60,31 @@ def prepare(args: argparse.Namespace) -> None:
         if note:
             say(note)
     check_opsets(args.cards, args.opset)
+    args.deploy = deploy_names(args.deploy or [])
+    selected = runtimes.names("deploy") if "all" in args.deploy else args.deploy
+    args.deploy_options = quant_options(args, selected)
+    if "all" in args.deploy and set(args.weights) == {"seeded"} and any(
+            getattr(args, k) is not None for k in ("calib", "calib_images", "quant", "calib_method")):
+        say("note: --deploy all plans no int8 runtime for seeded weights: the calibration options take effect with "
+            "--weights real, pretrained or file:")
     preflight(args.cards)
+
+
+def deploy_names(asked: list[str]) -> list[str]:
+    """``--deploy`` values: `all`, a deploy runtime, or a family (`openvino` = its default configuration)."""
+    out = []
+    deploy = runtimes.names("deploy")
+    for a in asked:
+        family = [v for (f, _), v in runtimes.FAMILIES.items() if f == a and v in deploy and a not in deploy]
+        if family:          # a family: every deployment runtime of it (`--deploy openvino`: f32, default, bf16, int8)
+            out += [n for n in dict.fromkeys(family) if n not in out]
+            continue
+        name = a if a == "all" else runtimes.resolve(a)
+        if name != "all" and name not in deploy:
+            raise UsageError(f"--deploy {a}: {name} is not a deployment runtime (an fp32 ONNX or native runtime is "
+                             "checked by the onnx check already)", hint=f"one of all, {', '.join(deploy)}")
+        out.append(name)
+    return out
 
 
 def merge_previous(out: Path, run_id: str, results: list[CheckResult]) -> list[CheckResult]:
@@ -78,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         with Harness(load_registry(), workdir=wd) as h:
             for card in args.cards:
                 console.print(f"[bold]{_e(card.id)}[/]")
-                items = checks.plan(card, tuple(args.weights), tuple(args.opset))
+                items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy),
+                                    args.deploy_options)
                 results += checks.run_plan(h, card, items, lambda r: console.print(
                     f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(r.reason[:160])}"))
             timings = h.timings

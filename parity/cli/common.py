@@ -130,3 +130,28 @@ def preflight(cards: list[Card]) -> None:
 
 def namespace(**kw: Any) -> argparse.Namespace:
     return argparse.Namespace(**kw)
+
+
+def add_quant_options(p: argparse.ArgumentParser) -> None:
+    """Calibration/quantization options of the int8 runtimes (default: each runtime's own, recorded in made_by)."""
+    p.add_argument("--calib", help="labeled images for int8 calibration (default: the shared ImageNet sample)")
+    p.add_argument("--calib-images", type=int, default=None,
+                   help="calibration images, every class present (default 1000, seed 000's rule)")
+    p.add_argument("--quant", choices=("per-channel", "per-tensor"), default=None,
+                   help="ort-int8 weight granularity (default per-channel; per-tensor collapses MobileNetV2)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
+                   help="ort-int8 calibration method (default minmax)")
+
+
+def quant_options(args: argparse.Namespace, selected: list[str]) -> dict[str, dict[str, Any]]:
+    """Per selected runtime, the calibration options it honors; an explicit option none of them takes is refused."""
+    from .. import runtimes
+    from ..deploy.calibration import calib_dir_path
+    if args.calib_images is not None and args.calib_images <= 0:
+        raise UsageError(f"--calib-images {args.calib_images}: at least 1", hint="omit it for 1000")
+    given = {"calib_dir": calib_dir_path(args.calib), "calib_images": args.calib_images, "granularity": args.quant,
+             "method": args.calib_method}
+    per, notes = runtimes.quant_options(selected, given)
+    for n in notes:
+        say(n)
+    return per

@@ -6,17 +6,19 @@ import argparse
 import sys
 from typing import Any
 
+import numpy as np
 from rich.markup import escape
 
 from .. import runtimes, settings
+from ..deploy.precisions import judged_precision
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..evaluation.dataset import DatasetError, open_dataset
 from ..evaluation.evaluate import evaluate, runtime_names
-from ..evaluation.verdicts import check_against_published, native_onnx_failure
+from ..evaluation.verdicts import check_against_published, deployed_failures, native_onnx_failure, paired_difference
 from ..harness import Harness, Skip, write_json
 from ..registry import load_registry
 from ..weights import modes as weight_modes
-from .common import add_models, add_workdir, console, json_out, preflight, say, select, table
+from .common import add_models, add_quant_options, add_workdir, console, json_out, preflight, quant_options, say, select, table
 from .common import workdir as get_workdir
 
 
@@ -35,6 +37,10 @@ def add(sub: Any) -> None:
                    help="runtime(s) to evaluate (repeatable; default: native and ort-opt-on); `list --runtimes`")
     p.add_argument("--backend", action="append", default=None, choices=("native", "onnx"),
                    help="alias of --runtime of earlier releases (onnx = ort-opt-on)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"),
+                   help="the precision of --runtime FAMILY (ort, openvino, tflite, paddle-inference); without it a "
+                        "runtime runs its own default configuration and the table says what that turned out to be")
+    add_quant_options(p)
     p.add_argument("--batch", type=int, default=8,
                    help="images per inference call (8: finest decode/inference interleaving; 138-141 img/s vs 124 at 32)")
     p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes")
@@ -47,9 +53,15 @@ def prepare(args: argparse.Namespace) -> None:
         raise UsageError(f"--limit {args.limit}: must be a positive number of images", hint="omit it to use every image")
     if args.batch <= 0 or args.workers <= 0:
         raise UsageError(f"--batch {args.batch} / --workers {args.workers}: both must be at least 1")
-    args.runtimes = runtime_names((args.runtime or []) + (args.backend or [])) or ["native", "ort-opt-on"]
+    args.runtimes = [runtimes.resolve(r, args.precision) for r in
+                     runtime_names((args.runtime or []) + (args.backend or []))] or ["native", "ort-opt-on"]
+    if args.precision and not args.runtime:
+        raise UsageError("--precision goes with --runtime FAMILY (e.g. --runtime openvino --precision int8)")
+    if "native" not in args.runtimes:
+        args.runtimes.insert(0, "native")  # the float reference every deployed runtime is compared with
+    args.runtime_options = quant_options(args, args.runtimes)
     for name in args.runtimes:
-        runtimes.create(name)  # an unknown runtime is refused here
+        runtimes.create(name, **args.runtime_options[name])  # unknown names refused here
     data = args.data or settings.imagenet()
     if not data:
         raise DatasetError("no dataset: pass --data DIR (or a list file) or set MBV2_PARITY_IMAGENET")
@@ -77,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     with Harness(load_registry(), workdir=wd) as h:
         for c in args.cards:
             try:
-                res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers)
+                res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers,
+                               options=args.runtime_options)
             except Skip as e:
                 say(f"{c.id}: skipped: {e}")
                 doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
@@ -88,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
             if r0.cache_hit:
                 say(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, mtime and "
                     "ctime of every file)")
-            checks = [pc for r in res.values() for pc in check_against_published(c, r, full=len(sub) >= 50_000)]
+            checks = [pc for r in float_results(res) for pc in check_against_published(c, r, full=len(sub) >= 50_000)]
             for name, r in res.items():
                 rows.append((c.id, name, r, checks))
                 doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks],
                                        "problems": problems})
     show(rows, sub, args.weights)
+    doc["deployed"] = deployed(rows)
     evaluated = sum(r.n for _, _, r, _ in rows)
     doc["status"] = "fail" if bad else ("nothing" if not evaluated else "pass")
     write_json(doc, out)
@@ -113,11 +127,59 @@ def judge(card: Any, res: dict[str, Any], real: bool, published: bool, full: boo
     why = native_onnx_failure(res)
     if why:
         problems.append(f"{card.id}: {why}")
-    if published:
+    problems += [f"{card.id}: {why}" for why in deployed_failures(res)]
+    if published:   # the card's published numbers are float numbers: compared with the fp32 runtimes only
         problems += [f"{card.id} [{pc.source}]: {pc.metric} {100 * pc.measured:.2f} % vs published "
                      f"{100 * pc.published:.2f} % ({pc.rule})"
-                     for r in res.values() for pc in check_against_published(card, r, full=full) if pc.status == "fail"]
+                     for r in float_results(res) for pc in check_against_published(card, r, full=full)
+                     if pc.status == "fail"]
     return problems
+
+
+def float_results(res: dict[str, Any]) -> list[Any]:
+    return [r for r in res.values() if judged_precision(r.runtime) == "fp32"]
+
+
+def deployed(rows: list[tuple[str, str, Any, list[Any]]]) -> list[dict[str, Any]]:
+    """Seed 002's table: per card and deployed runtime, top-1 float (native) vs deployed, the drop with its paired 95 %
+    interval, and how often the two predict the same class."""
+    out = []
+    by_card: dict[str, dict[str, Any]] = {}
+    for cid, name, r, _ in rows:
+        by_card.setdefault(cid, {})[name] = r
+    t = table("deployed vs float (same images): top-1 float, top-1 deployed, drop [95 % CI], agreement",
+              ["card", "runtime", "ran", "top-1 float", "top-1 deployed", "drop (pts) [95 % CI]", "agreement"],
+              list(by_card))
+    for cid, res in by_card.items():
+        ref = res.get("native")
+        for name, r in res.items():
+            if name == "native" or ref is None or not r.n:
+                continue
+            lab = np.asarray(r.labels)
+            a, b = np.asarray(ref.predictions) == lab, np.asarray(r.predictions) == lab
+            d, lo, hi = paired_difference(a, b)
+            agree = float((np.asarray(ref.predictions) == np.asarray(r.predictions)).mean())
+            row = {"card": cid, "runtime": name, "precision": r.runtime.get("precision"), "top1_float": ref.top1,
+                   "top1_deployed": r.top1, "drop": d, "drop_ci": [lo, hi], "agreement": agree, "n": r.n}
+            out.append(row)
+            t.add_row(escape(cid), name, str(row["precision"]), f"{100 * ref.top1:.2f}", f"{100 * r.top1:.2f}",
+                      f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]", f"{100 * agree:.1f} %")
+    if out:
+        console.print(t)
+        published_deployed()
+    return out
+
+
+def published_deployed() -> None:
+    """The published numbers of deployed MobileNetV2s, for reference beside the measured table (other weights)."""
+    from ..deploy.published import table_rows
+    rows = table_rows(load_registry())
+    t = table("published deployed numbers (their own weights and images; for reference, not a verdict)",
+              ["model", "runtime", "precision", "metric", "published", "source"], [r["model"] for r in rows])
+    for r in rows:
+        t.add_row(escape(r["model"]), escape(r["runtime"]), r["precision"], r["metric"], r["digits"],
+                  escape(f"{r['source']}: {r['citation']}"))
+    console.print(t)
 
 
 def show(rows: list[tuple[str, str, Any, list[Any]]], sub: Any, weights: str) -> None:

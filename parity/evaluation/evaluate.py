@@ -118,7 +118,8 @@ def runtime_names(backends: tuple[str, ...] | list[str]) -> list[str]:
 
 def evaluate(h: Harness, card: Card, mode: str, ds: Dataset, backends: tuple[str, ...] = ("native", "ort-opt-on"),
              batch: int = 8, workers: int = 2, cache_root: Path | None = None, progress: bool = True,
-             ort_threads: int | None = None, opset: int = 17) -> dict[str, EvalResult]:
+             ort_threads: int | None = None, opset: int = 17,
+             options: dict[str, dict[str, Any]] | None = None) -> dict[str, EvalResult]:
     """Top-1/top-5 of ``card`` on ``ds`` through each runtime (``parity.runtimes``) on the same tensors.
     ``ort_threads``: ONNX Runtime intra-op threads (default: all cores, idle threads not spinning, so the decode
     processes get the cores whenever inference waits; measured 87 % of the bound vs 79 % with one ORT thread)."""
@@ -126,11 +127,23 @@ def evaluate(h: Harness, card: Card, mode: str, ds: Dataset, backends: tuple[str
     names = runtime_names(backends)
     cache = TensorCache(cache_root or h.workdir / "eval-cache", card.preprocess, ds, batch)
     hit = cache.complete
-    rts = {}
-    for n in names:
-        rt = runtimes.create(n, spinning=False, threads=ort_threads or 0) if n.startswith("ort-") else runtimes.create(n)
-        rt.load(runtimes.Target(h, card, mode, opset))
-        rts[n] = rt
+    rts: dict[str, Any] = {}
+    try:
+        for n in names:
+            extra = dict((options or {}).get(n, {}))
+            if n.startswith("ort-"):
+                extra.update(spinning=False, threads=ort_threads or 0)
+            rt = runtimes.create(n, **extra)
+            rts[n] = rt       # closed below even when a later runtime fails to load
+            rt.load(runtimes.Target(h, card, mode, opset))
+        return _run(card, mode, ds, names, rts, cache, hit, workers, progress)
+    finally:
+        for rt in rts.values():
+            rt.close()
+
+
+def _run(card: Card, mode: str, ds: Any, names: list[str], rts: dict[str, Any], cache: TensorCache, hit: bool,
+         workers: int, progress: bool) -> dict[str, EvalResult]:
     correct1 = dict.fromkeys(names, 0)
     correct5 = dict.fromkeys(names, 0)
     preds: dict[str, list[int]] = {n: [] for n in names}
@@ -152,9 +165,8 @@ def evaluate(h: Harness, card: Card, mode: str, ds: Dataset, backends: tuple[str
                     preds[n] += pred.tolist()
                 n_ok += len(xs)
             tick(pos, pos / max(time.perf_counter() - t0, 1e-9))
-    for rt in rts.values():
-        rt.close()
     wall = time.perf_counter() - t0
+    # info() before the runtimes are closed: some read what they report from the loaded model
     return {n: EvalResult(card.id, n, mode, ds.layout, n_ok, len(skipped_files), correct1[n] / max(n_ok, 1),
                           correct5[n] / max(n_ok, 1), wilson(correct1[n], n_ok), wilson(correct5[n], n_ok), wall,
                           n_ok / wall if wall else 0.0, hit, skipped_files, preds[n], kept_labels, str(cache.dir),

@@ -110,14 +110,36 @@ def native_onnx_failure(results: dict[str, EvalResult]) -> str:
     (``NATIVE_ONNX_MAX_DIFF_PTS``). Lower-precision runtimes are judged by the deployment check, not here."""
     if "native" not in results:
         return ""
+    from ..deploy.precisions import judged_precision
     for name, r in results.items():
-        if name == "native" or r.runtime.get("precision", "fp32") != "fp32":
+        if name == "native" or judged_precision(r.runtime) != "fp32":
             continue
         diff = round(abs(results["native"].top1 - r.top1) * 100, 9)   # no float noise at the bound
         if diff > NATIVE_ONNX_MAX_DIFF_PTS:
             return (f"native vs {name} top-1 differ by {diff:.2f} pts > {NATIVE_ONNX_MAX_DIFF_PTS} (same weights, "
                     "same tensors)")
     return ""
+
+
+def deployed_failures(results: dict[str, EvalResult]) -> list[str]:
+    """Each lower-precision runtime against native fp32 on the same images: a failure when the paired 95 % interval
+    of the top-1 drop lies entirely above the precision's budget (``EVAL_MAX_DROP_PTS``)."""
+    from ..deploy.precisions import EVAL_MAX_DROP_PTS, judged_precision
+    ref = results.get("native")
+    out: list[str] = []
+    if ref is None or not ref.n:
+        return out
+    for name, r in results.items():
+        precision = judged_precision(r.runtime)
+        if name == "native" or precision == "fp32" or not r.n:
+            continue
+        lab = np.asarray(r.labels)
+        d, lo, hi = paired_difference(np.asarray(ref.predictions) == lab, np.asarray(r.predictions) == lab)
+        budget = EVAL_MAX_DROP_PTS[precision]
+        if 100 * lo > budget:
+            out.append(f"{name} ({precision}) loses {100 * d:.2f} pts of top-1 [95 % CI {100 * lo:.2f}, {100 * hi:.2f}] "
+                       f"against native fp32 on the same images: more than the {precision} budget of {budget} pts")
+    return out
 
 
 @dataclass
@@ -139,10 +161,46 @@ def check_against_published(card: Card, res: EvalResult, full: bool | None = Non
         for p in card.published_for(metric):
             pub = p.value / 100.0 if p.unit == "%" else p.value
             if full:
-                ok = abs(measured - pub) * 100 <= FULL_TOLERANCE_PTS
+                ok = round(abs(measured - pub) * 100, 9) <= FULL_TOLERANCE_PTS   # no float noise at the bound
                 rule = f"|measured - published| <= {FULL_TOLERANCE_PTS} pts (full val)"
             else:
                 ok = ci[0] <= pub <= ci[1]
                 rule = f"published inside the Wilson 95 % interval of {res.n} images"
             out.append(PublishedCheck(metric, p.source, pub, measured, ci, "pass" if ok else "fail", rule))
     return out
+
+
+def paired_difference(a_correct: list[bool] | np.ndarray, b_correct: list[bool] | np.ndarray,
+                      z: float = Z95) -> tuple[float, float, float]:
+    """The difference of two top-1 accuracies measured on the same images (a - b) with its 95 % interval:
+    Newcombe's method 10 (1998) for paired proportions -- Wilson intervals of each, combined with the correlation
+    of the pairs. Returns (difference, low, high)."""
+    a = np.asarray(a_correct, bool)
+    b = np.asarray(b_correct, bool)
+    n = len(a)
+    if n == 0 or len(b) != n:
+        raise ValueError(f"paired difference needs two equal, non-empty samples ({len(a)} vs {len(b)})")
+    both, only_a = int((a & b).sum()), int((a & ~b).sum())
+    only_b, neither = int((~a & b).sum()), int((~a & ~b).sum())
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson(both + only_a, n, z)
+    l2, u2 = wilson(both + only_b, n, z)
+    den = math.sqrt((both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither))
+    phi = (both * neither - only_a * only_b) / den if den else 0.0
+    delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    d = p1 - p2
+    return d, max(-1.0, d - delta), min(1.0, d + eps)
+
+
+def mcnemar(a_correct: list[bool] | np.ndarray, b_correct: list[bool] | np.ndarray) -> float:
+    """Two-sided exact McNemar p-value: are the images that only one run gets right split evenly?"""
+    a = np.asarray(a_correct, bool)
+    b = np.asarray(b_correct, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))

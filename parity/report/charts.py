@@ -61,4 +61,6 @@ def charts(doc: dict[str, Any]) -> dict[str, str]:
     measured = [r for r in doc["rows"] if r["published_top1"] is not None and r["measured_top1"] is not None]
     if measured:
         out["top-1 published vs measured"] = top1_chart(measured)
+    from . import deploy
+    out.update(deploy.charts(doc.get("deploy") or [], doc.get("bench"), _png))
     return out

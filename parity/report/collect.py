@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import runlog
 from ..registry import Card, Registry
+from . import deploy
 from .verdict import card_status, skip_groups
 
 Doc = dict[str, Any]
@@ -88,4 +89,9 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "failures": [r for r in results if r["status"] in ("fail", "error")], "skips": skip_groups(results),
             "cross": _load(workdir / "cross.json"), "watch": _load(workdir / "watch.json"),
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
-            "versions": versions, "problems": problems + (run.problems() if run else [])}
+            "versions": versions, "problems": problems + (run.problems() if run else []),
+            "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems))}
+
+
+def _latest(docs: list[Doc]) -> Doc | None:
+    return docs[-1] if docs else None

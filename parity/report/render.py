@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from . import deploy
+
 Doc = dict[str, Any]
 e = html.escape
 
@@ -45,6 +47,7 @@ def markdown(doc: Doc) -> str:
         for i, a in enumerate(cr["names"]):
             lines.append(f"| {a} | " + " | ".join("-" if i == j else f"{cr['max_abs'][i][j]:.1e} / {cr['top1_agree'][i][j]:.3f}"
                                                   for j in range(len(cr["names"]))) + " |")
+    lines += deploy.markdown(doc.get("deploy") or [], doc.get("bench"))
     if doc.get("watch"):
         lines += ["", "## Upstream watch", ""] + [f"* {r['card']}: {r['status']}" for r in doc["watch"]["results"]]
     return "\n".join(lines) + "\n"
@@ -139,6 +142,19 @@ def _versions(doc: Doc) -> str:
     return "<h2 id='versions'>Versions</h2>" + _table(["where", "packages"], rows, "versions")
 
 
+def _deploy(doc: Doc) -> str:
+    rows = doc.get("deploy") or []
+    if not rows:
+        return ""
+    body = [[e(d["card"]), e(d["runtime"]), e(d["mode"]), e(str(d["ran"] or "")), e(str(d["judged_as"] or "")),
+             "" if d["sqnr_db"] is None else f"{d['sqnr_db']:.1f}",
+             "" if d["cosine_min"] is None else f"{d['cosine_min']:.4f}",
+             "" if d["top1_agree"] is None else f"{d['top1_agree']:.2f}", e(d["status"])] for d in rows]
+    return "<h2 id='deployment'>Deployment</h2>" + _table(
+        ["card", "runtime", "weights", "ran", "judged as", "SQNR dB", "cosine min", "top-1 agree", "status"], body,
+        "deploy", [d["status"] for d in rows])
+
+
 def render_html(doc: Doc, imgs: dict[str, str]) -> str:
     s, c = doc["summary"], doc["cards"]
     figs = "".join(f"<figure><img alt='{e(k)}' src='{v}'><figcaption>{e(k)}</figcaption></figure>" for k, v in imgs.items())
@@ -148,7 +164,7 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             f"<body><h1>mbv2-parity run report</h1><p id='summary'>{e(doc['generated'])}, run {e(str(doc['run']))}: "
             f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
-            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}"
+            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 

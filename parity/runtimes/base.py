@@ -39,6 +39,7 @@ class RuntimeInfo:
     options: dict[str, Any] = field(default_factory=dict)
     artifact: str = ""          # the file it loaded
     notes: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)   # how the artifact was made, what the runtime read back
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,11 +49,19 @@ class Runtime(ABC):
     """load (Polygraphy: activate) -> infer ... -> close (deactivate). One instance per loaded model."""
 
     family: ClassVar[str] = ""
+    # the calibration/quantization options (calib_dir, calib_images, granularity, method) this runtime honors
+    honors: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, **options: Any) -> None:
         self.name = name
         self.options = options
         self.target: Target | None = None
+
+    @classmethod
+    def fits(cls, card: Card, mode: str) -> str:
+        """Why this runtime cannot run ``card`` with weights ``mode`` ("" when it can): ``check --deploy all`` plans
+        only the runtimes that fit, and a runtime asked for anyway skips with this reason."""
+        return ""
 
     @abstractmethod
     def load(self, target: Target) -> None:
@@ -61,6 +70,18 @@ class Runtime(ABC):
     @abstractmethod
     def infer(self, x: Array) -> Array:
         """Logits (or scores) for a batch already in the card's input layout."""
+
+    def bench(self, x: Array, repeats: int) -> list[float]:
+        """Seconds per ``infer(x)`` call, ``repeats`` times after one warm-up. Runtimes hosted in a worker override it
+        to time inside the worker (the transfer of arrays is not the runtime's cost)."""
+        import time
+        self.infer(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.infer(x)
+            times.append(time.perf_counter() - t0)
+        return times
 
     @abstractmethod
     def info(self) -> RuntimeInfo:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -72,3 +73,97 @@ register("ort-opt-off", OrtRuntime, tags=("onnx-fp32",), opt="off",
          doc="ONNX Runtime CPU, graph optimizations off: the exported graph as written")
 register("ort-opt-on", OrtRuntime, tags=("onnx-fp32", "eval"), opt="on",
          doc="ONNX Runtime CPU, all graph optimizations (Conv+BN folding, fusions)")
+
+
+INT8_KERNELS = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "QLinearAdd",
+                "QLinearGlobalAveragePool", "DynamicQuantizeLinear"}
+
+
+def executed_precision(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """What ONNX Runtime's CPU provider really runs for a model, read from the graph it optimizes it into (level
+    EXTENDED: where QDQ pairs become integer kernels): ``int8`` when integer kernels remain, ``fp16`` when compute
+    nodes take fp16 inputs, else ``fp32`` -- an fp16 file whose weights ORT upcasts through Cast nodes runs fp32."""
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        m = onnx.load(so.optimized_model_filepath)
+    ops = Counter(n.op_type for n in m.graph.node)
+    casts = Counter(onnx.TensorProto.DataType.Name(next(a.i for a in n.attribute if a.name == "to"))
+                    for n in m.graph.node if n.op_type == "Cast")
+    inits = {i.name: onnx.TensorProto.DataType.Name(i.data_type) for i in m.graph.initializer}
+    cast_out = {n.output[0]: onnx.TensorProto.DataType.Name(next(a.i for a in n.attribute if a.name == "to"))
+                for n in m.graph.node if n.op_type == "Cast"}
+    conv_w = [inits.get(n.input[1]) or cast_out.get(n.input[1], "computed") for n in m.graph.node
+              if n.op_type in ("Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm") and len(n.input) > 1]
+    detail = {"int8_kernels": sum(ops[k] for k in INT8_KERNELS), "casts": dict(casts),
+              "float_compute_weights": dict(Counter(conv_w)), "ops": dict(ops)}
+    if detail["int8_kernels"]:
+        return "int8", detail
+    if any(w == "FLOAT16" for w in conv_w):
+        return "fp16", detail
+    return "fp32", detail
+
+
+class OrtDeployRuntime(Runtime):
+    """A deployed artifact of the card in ONNX Runtime CPU: ``fp16`` (onnxconverter-common) or ``int8`` (ORT static
+    quantization, QDQ). Reports the precision ORT really runs (``executed_precision``)."""
+
+    family = "onnxruntime"
+    honors = ("calib_dir", "calib_images", "granularity", "method", "fault")
+
+    def __init__(self, name: str, precision: str = "fp16", method: str = "minmax", granularity: str = "per-channel",
+                 calib_dir: str | None = None, calib_images: int = 1000, opt: str = "on", threads: int = 0,
+                 spinning: bool = True, fault: str | None = None, calib_spec: Any = None) -> None:
+        super().__init__(name, precision=precision, method=method, granularity=granularity, calib_dir=calib_dir,
+                         calib_images=calib_images, opt=opt, threads=threads, spinning=spinning, fault=fault)
+        self.calib_spec = calib_spec          # fault injection: calibration images preprocessed with another spec
+        self.art: Any = None
+        self.ran: tuple[str, dict[str, Any]] = ("", {})
+
+    @property
+    def promise(self) -> str | None:
+        """int8 promises integer kernels; fp16 promises nothing about execution (ORT's CPU provider upcasts an fp16
+        file through Cast nodes: said in the notes, judged by the artifact's fp16 budget)."""
+        return "int8" if self.options["precision"] == "int8" else None
+
+    def load(self, target: Target) -> None:
+        from ..deploy import artifacts
+        from ..deploy.calibration import calibration
+        self.target = target
+        o = self.options
+        if o["precision"] == "fp16":
+            self.art = artifacts.fp16_onnx(target.harness, target.card, target.mode, target.opset)
+        elif o["precision"] == "int8":
+            calib = calibration(target.harness, target.card.preprocess, o["calib_dir"], o["calib_images"],
+                                preprocess_with=self.calib_spec)
+            self.art = artifacts.int8(target.harness, target.card, target.mode, target.opset, calib, "ort",
+                                      o["method"], o["granularity"], o["fault"])
+        else:
+            raise ValueError(f"{self.name}: precision {o['precision']!r}: fp16 or int8 (fp32 is ort-opt-off/on)")
+        session(self.art.path, o["opt"], o["threads"], o["spinning"])
+        self.ran = executed_precision(self.art.path)
+
+    def infer(self, x: Array) -> Array:
+        return run(self.art.path, x, self.options["opt"], self.options["spinning"], self.options["threads"])
+
+    def info(self) -> RuntimeInfo:
+        notes = []
+        if self.options["precision"] != self.ran[0]:
+            notes.append(f"asked for {self.options['precision']}, ORT runs {self.ran[0]} "
+                         f"(casts {self.ran[1].get('casts')}, int8 kernels {self.ran[1].get('int8_kernels')})")
+        return RuntimeInfo(self.name, self.family, ort.__version__, self.ran[0],
+                           {k: v for k, v in self.options.items() if v is not None}, self.art.path, notes,
+                           {"made_by": self.art.made_by, "executed": self.ran[1]})
+
+
+register("ort-fp16", OrtDeployRuntime, tags=("deploy",), precision="fp16",
+         doc="ONNX Runtime CPU on the fp16 ONNX (onnxconverter-common, float32 I/O kept)")
+register("ort-int8", OrtDeployRuntime, tags=("deploy",), precision="int8",
+         doc="ONNX Runtime CPU on a static int8 QDQ ONNX (ORT quantization; --quant, --calib-method)")

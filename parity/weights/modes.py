@@ -4,7 +4,11 @@
   the card id; the BN statistics are calibrated on a seeded synthetic batch preprocessed with the card's spec.
 * ``pretrained``: the upstream file, downloaded and verified (``parity.weights.download``).
 * ``file:PATH``: a native weight file of the card's framework (pickles through restricted loaders).
-* ``canonical:PATH``: canonical weights (``parity.weights.canonical``); the file's padding is used (or refused).
+* ``canonical:PATH``: canonical weights (``parity.weights.canonical``), or a MobileNetV2 ``.tflite`` converted to them;
+  the file's padding is used (or refused).
+* ``real``: the real ImageNet-trained MobileNetV2 1.0 of ``../shared/realdata`` (the TF2 PTQ TFLite file, dequantized,
+  TF-"SAME" padding) as canonical weights; a check skips, with the reason, where they are absent or where the card's
+  width is not 1.0.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from .. import frameworks
 from ..errors import UsageError
 from ..registry import Card
 
-MODES = ("seeded", "pretrained", "file:PATH", "canonical:PATH")
+MODES = ("seeded", "pretrained", "real", "file:PATH", "canonical:PATH")
+REAL_TFLITE = ("tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")
 
 
 def seed_for(card: Card) -> int:
@@ -24,7 +29,7 @@ def seed_for(card: Card) -> int:
 
 
 def parse_mode(mode: str) -> tuple[str, str | None]:
-    if mode in ("seeded", "pretrained"):
+    if mode in ("seeded", "pretrained", "real"):
         return mode, None
     for kind in ("file", "canonical"):
         if mode.startswith(kind + ":") and len(mode) > len(kind) + 1:
@@ -42,6 +47,8 @@ def validate(mode: str, cards: list[Card]) -> None:
     if not p.is_file():
         raise UsageError(f"--weights {mode}: no such file", hint="give the path of a weight file")
     if kind == "canonical":
+        if p.suffix == ".tflite":
+            return  # converted (and checked) when a card is built
         from .canonical import load
         pad = load(p).padding
         for card in cards:
@@ -65,7 +72,7 @@ def validate(mode: str, cards: list[Card]) -> None:
 def padding_note(mode: str) -> str:
     """For canonical weights: the padding every card will be built with (the file's), said once."""
     kind, path = parse_mode(mode)
-    if kind != "canonical" or path is None:
+    if kind != "canonical" or path is None or path.endswith(".tflite"):
         return ""
     from .canonical import load
     return (f"{Path(path).name}: weights trained with {load(path).padding!r} padding; every card is built with it "

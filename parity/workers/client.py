@@ -119,5 +119,67 @@ class AdapterClient:
     def file_shapes(self, card: Card, path: Path) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v) for k, v in self._call("file_shapes", card=card.to_request(), path=str(path))["shapes"].items()}
 
+    def deploy_export(self, key: str, runtime: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("deploy_export", key=key, runtime=runtime, path=str(path), options=options))
+
+    def deploy_run(self, runtime: str, path: str, input: str, options: dict[str, Any]) -> dict[str, Any]:
+        return self._call("deploy_run", runtime=runtime, path=path, input=input, options=options)
+
     def tflite_run(self, path: Path, input: str) -> str:
         return str(self._call("tflite_run", path=str(path), input=input)["output"])
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An OpenVINO compiled model in the deploy host, with what the plugin reports it will run."""
+    handle: str
+    hint: str                        # INFERENCE_PRECISION_HINT read back from the compiled model
+    precision: str                   # what most compute layers run (runtimePrecision), normalized: fp32/bf16/int8
+    compute_layers: dict[str, int]   # runtimePrecision -> number of Convolution/FullyConnected/MatMul layers
+    capabilities: list[str]          # the CPU plugin's OPTIMIZATION_CAPABILITIES on this machine
+    version: str
+    config: dict[str, Any]
+
+
+class DeployClient:
+    """Typed client of the deployment-toolchain host (``adapters/deploy.py``)."""
+
+    name = "deploy"
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def _call(self, op: str, **params: Any) -> dict[str, Any]:
+        from .protocol import DEPLOY_OPS
+        assert op in DEPLOY_OPS, op
+        result = self.pool.call(self.name, op, **params)
+        assert isinstance(result, dict), (op, result)
+        return result
+
+    def versions(self) -> dict[str, str]:
+        return dict(self.pool.info(self.name).get("versions", {}))
+
+    def fp16(self, src: Path, dst: Path) -> dict[str, Any]:
+        return dict(self._call("fp16", src=str(src), dst=str(dst))["made_by"])
+
+    def quantize(self, src: Path, dst: Path, calib: str, tool: str, method: str, granularity: str) -> dict[str, Any]:
+        return dict(self._call("quantize", src=str(src), dst=str(dst), calib=calib, tool=tool, method=method,
+                               granularity=granularity)["made_by"])
+
+    def ov_load(self, path: Path, config: dict[str, Any], threads: int = 0) -> Loaded:
+        r = self._call("ov_load", path=str(path), config=config, threads=threads)
+        return Loaded(r["handle"], r["hint"], r["precision"], r["compute_layers"], r["capabilities"], r["version"],
+                      r["config"])
+
+    def ov_infer(self, handle: str, input: str) -> str:
+        return str(self._call("ov_infer", handle=handle, input=input)["output"])
+
+    def ov_bench(self, handle: str, input: str, repeats: int) -> list[float]:
+        return [float(t) for t in self._call("ov_bench", handle=handle, input=input, repeats=repeats)["times"]]
+
+    def ov_release(self, handle: str) -> None:
+        self._call("ov_release", handle=handle)
+
+    def layer_errors(self, float_path: Path, quant_path: Path, calib: str, images: int = 8) -> dict[str, Any]:
+        return self._call("layer_errors", float_path=str(float_path), quant_path=str(quant_path), calib=calib,
+                          images=images)

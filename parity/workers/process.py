@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from .. import settings
 from ..errors import ParityError
-from ..frameworks import STACKS, get
+from ..frameworks import stack_of
 from ..paths import ADAPTERS, PACKAGE
 from .interpreters import resolve
 
@@ -100,14 +100,14 @@ class Worker:
         env["PYTHONPATH"] = os.pathsep.join([str(code_root(self.workdir.parent))]
                                             + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.python = resolve(STACKS[get(framework).stack]).python
+        self.python = resolve(stack_of(framework)).python
         self.started = time.perf_counter()
         try:
             self.proc = subprocess.Popen([self.python, "-m", "adapters.worker", framework], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=self._log, cwd=str(self.workdir), env=env)
         except OSError as e:
             self._log.close()
-            stack = STACKS[get(framework).stack]
+            stack = stack_of(framework)
             raise WorkerError(f"cannot start the {framework} worker with {self.python}: {e.strerror}",
                               kind="AdapterUnavailable", hint=f"`tox -e {stack.tox_env}` builds it; set "
                                                               f"{stack.env_var}") from None

@@ -61,6 +61,30 @@ OPS: dict[str, Op] = {o.name: o for o in (
     Op("tflite_run", ("path", "input"), ("output", "input_quantization"),
        "the TFLite interpreter on a uint8 NHWC batch: dequantized scores, background class dropped",
        ("tflite_run",), optional=True),
+    Op("deploy_export", ("key", "runtime", "path", "options"), ("path", "made_by"),
+       "the model converted for a deployment runtime of this stack (tflite: TFLiteConverter float/int8; "
+       "torchscript: torch.jit.trace + save + export_opnames; paddle-inference: paddle.jit.save)", ("deploy_export",),
+       optional=True),
+    Op("deploy_run", ("runtime", "path", "input", "options"), ("output", "precision", "detail", "times"),
+       "run a deployed artifact in this stack's runtime (threads, precision); with options.repeats > 0 also the "
+       "seconds of each call, timed in the worker", ("deploy_run",), optional=True),
+)}
+
+
+# The deployment-toolchain host (adapters/deploy.py, stack `deploy`): no model of its own, files in and out.
+DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
+    Op("ping", (), ("pong",), "liveness"),
+    Op("contract", (), ("framework", "implemented", "unsupported", "missing"), "which ops this host implements"),
+    Op("fp16", ("src", "dst"), ("path", "made_by"), "fp16 ONNX (onnxconverter-common, float32 inputs/outputs kept)"),
+    Op("quantize", ("src", "dst", "calib", "tool", "method", "granularity"), ("path", "made_by"),
+       "static int8: tool `ort` (QDQ ONNX, defaults pinned) or `nncf-openvino` (OpenVINO IR), calibration .npy"),
+    Op("ov_load", ("path", "config", "threads"), ("handle", "hint", "compute_layers", "precision", "capabilities"),
+       "compile for the OpenVINO CPU plugin; read back the precision hint and every compute layer's precision"),
+    Op("ov_infer", ("handle", "input"), ("output",), "run a compiled model on an .npy batch"),
+    Op("ov_bench", ("handle", "input", "repeats"), ("times",), "latency of one batch call, timed in the worker"),
+    Op("ov_release", ("handle",), ("released",), "forget a compiled model"),
+    Op("layer_errors", ("float_path", "quant_path", "calib", "images"), ("activations", "weights"),
+       "per-tensor SQNR (dB) float vs QDQ (onnxruntime qdq_loss_debug)"),
 )}
 
 

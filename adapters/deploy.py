@@ -1,0 +1,243 @@
+"""The deployment-toolchain host (stack ``deploy``, tox env ``w-deploy``): OpenVINO (CPU plugin), NNCF post-training
+quantization, ONNX Runtime's static quantization and its qdq_loss_debug, onnxconverter-common's fp16 conversion.
+
+None of them is a deep-learning framework, but each pins its own numpy and runs native code: they live in a worker of
+their own, so their pins never constrain the core and a crash in a plugin never takes the parent down. Arrays travel as
+.npy files, models as files; every answer reports what the toolchain itself says it did (versions, settings used,
+precision read back from the compiled model).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.workers.protocol import DEPLOY_OPS, unknown_op
+
+from .base import AdapterError
+
+# ORT static quantization, every default pinned (they changed between releases: QOperator/QUInt8 until 1.11)
+ORT_QUANT: dict[str, Any] = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False,
+             "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibMovingAverage": False,
+                               "CalibPercentile": 99.999,
+                               # MinMax merges its ranges every 16 images; the histogram calibrators (entropy,
+                               # percentile) ignore this bound: they are fed in strides instead (stride_for)
+                               "CalibMaxIntermediateOutputs": 16}}
+OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "GroupConvolution")
+PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8", "dynamic": "dynamic"}
+
+
+class Adapter:
+    framework = "deploy"
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, Any] = {}
+        self._ids = itertools.count()
+        self._core: Any = None
+
+    # ------------------------------------------------------------------ dispatch
+    def handle(self, op: str, params: dict[str, Any]) -> Any:
+        fn = getattr(self, f"op_{op}", None)
+        if op not in DEPLOY_OPS or fn is None:
+            raise AdapterError(unknown_op(op, self.framework))
+        t0 = time.perf_counter()
+        result = fn(**params)
+        if isinstance(result, dict):
+            result.setdefault("seconds", time.perf_counter() - t0)
+        return result
+
+    def versions(self) -> dict[str, str]:
+        import nncf
+        import onnx
+        import onnxconverter_common
+        import onnxruntime
+        import openvino
+        return {"openvino": openvino.__version__, "nncf": nncf.__version__, "onnxruntime": onnxruntime.__version__,
+                "onnxconverter-common": onnxconverter_common.__version__, "onnx": onnx.__version__,
+                "numpy": np.__version__}
+
+    def op_ping(self) -> dict:
+        return {"pong": True}
+
+    def op_contract(self) -> dict:
+        implemented = [o for o in DEPLOY_OPS if hasattr(self, f"op_{o}")]
+        return {"framework": self.framework, "implemented": implemented, "unsupported": {},
+                "missing": [o for o in DEPLOY_OPS if o not in implemented]}
+
+    # ------------------------------------------------------------------ conversions
+    def op_fp16(self, src: str, dst: str) -> dict:
+        """fp16 weights and activations, float32 inputs/outputs kept (``keep_io_types``)."""
+        import onnx
+        import onnxconverter_common
+        from onnxconverter_common import float16
+        m = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
+        onnx.save(m, dst)
+        return {"path": dst, "made_by": {"tool": "onnxconverter-common", "version": onnxconverter_common.__version__,
+                                         "call": "float16.convert_float_to_float16(model, keep_io_types=True)"}}
+
+    def op_quantize(self, src: str, dst: str, calib: str, tool: str, method: str = "minmax",
+                    granularity: str = "per-channel") -> dict:
+        """Static post-training int8: ``tool`` ``ort`` (QDQ ONNX, every default pinned) or ``nncf-openvino`` (an
+        OpenVINO IR quantized by NNCF)."""
+        x = np.load(calib)
+        if tool == "ort":
+            return self._quantize_ort(src, dst, x, method, granularity)
+        if tool == "nncf-openvino":
+            return self._quantize_nncf(src, dst, x, method, granularity)
+        raise AdapterError(f"unknown quantization tool {tool!r}; known: ort, nncf-openvino")
+
+    def _quantize_ort(self, src: str, dst: str, x: np.ndarray, method: str, granularity: str) -> dict:
+        import onnxruntime
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+        methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                   "percentile": CalibrationMethod.Percentile}
+        if method not in methods:
+            raise AdapterError(f"unknown calibration method {method!r}; known: {sorted(methods)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            pre = os.path.join(tmp, "pre.onnx")
+            quant_pre_process(src, pre)
+            reader = _Reader(src, x)
+            extra = {**ORT_QUANT["extra_options"], "CalibStridedMinMax": stride_for(len(x))}
+            settings = {**ORT_QUANT, "extra_options": extra, "per_channel": granularity == "per-channel",
+                        "calibrate_method": method}
+            quantize_static(pre, dst, reader, quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+                            reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=methods[method], extra_options=extra)
+        return {"path": dst, "made_by": {"tool": "onnxruntime.quantization.quantize_static",
+                                         "version": onnxruntime.__version__, "pre_process": "quant_pre_process",
+                                         "settings": settings, "calibration_images": len(x)}}
+
+    def _quantize_nncf(self, src: str, dst: str, x: np.ndarray, method: str, granularity: str) -> dict:
+        import nncf
+        import openvino as ov
+        if granularity != "per-channel" or method != "minmax":
+            raise AdapterError("nncf-openvino quantizes weights per channel with its own range estimators "
+                               "(preset PERFORMANCE): ask for per-channel minmax")
+        model = ov.convert_model(src)
+        q = nncf.quantize(model, nncf.Dataset([x[i:i + 1] for i in range(len(x))]), subset_size=len(x),
+                          preset=nncf.QuantizationPreset.PERFORMANCE)
+        ov.save_model(q, dst)
+        return {"path": dst, "made_by": {"tool": "nncf.quantize(openvino model)", "version": nncf.__version__,
+                                         "settings": {"preset": "PERFORMANCE", "subset_size": len(x),
+                                                      "fast_bias_correction": True},
+                                         "calibration_images": len(x)}}
+
+    # ------------------------------------------------------------------ OpenVINO runtime
+    @property
+    def core(self) -> Any:
+        if self._core is None:
+            import openvino as ov
+            self._core = ov.Core()
+        return self._core
+
+    def op_ov_load(self, path: str, config: dict[str, Any], threads: int = 0) -> dict:
+        """Compile for the CPU plugin with ``config`` (empty = the plugin's own defaults on this CPU), then read
+        back the precision it chose and what every compute layer really runs."""
+        import openvino as ov
+        cfg = dict(config)
+        if threads:
+            cfg["INFERENCE_NUM_THREADS"] = int(threads)
+        compiled = self.core.compile_model(self.core.read_model(path), "CPU", cfg)
+        handle = f"ov-{next(self._ids)}"
+        self.compiled[handle] = compiled
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+        hint = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        layers: Counter[str] = Counter()
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) in OV_COMPUTE:
+                layers[info["runtimePrecision"].astype(str)] += 1
+        caps = list(self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        ran = PRECISION_NAMES.get(layers.most_common(1)[0][0], layers.most_common(1)[0][0]) if layers else "unknown"
+        return {"handle": handle, "hint": PRECISION_NAMES.get(hint, hint), "compute_layers": dict(layers),
+                "precision": ran, "capabilities": caps, "config": cfg, "version": ov.__version__,
+                "device": self.core.get_property("CPU", "FULL_DEVICE_NAME")}
+
+    def op_ov_infer(self, handle: str, input: str) -> dict:
+        compiled = self._compiled(handle)
+        x = np.load(input)
+        out = compiled.outputs[0]
+        y = np.concatenate([compiled(x[i:i + 1])[out] for i in range(len(x))])
+        dst = str(Path(input).with_suffix("")) + f".{handle}.out.npy"
+        np.save(dst, np.asarray(y, np.float32))
+        return {"output": dst}
+
+    def op_ov_bench(self, handle: str, input: str, repeats: int) -> dict:
+        """Latency of one call on the whole batch, ``repeats`` times, timed inside this process."""
+        compiled = self._compiled(handle)
+        x = np.load(input)
+        req = compiled.create_infer_request()
+        req.infer(x)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            req.infer(x)
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+
+    def op_ov_release(self, handle: str) -> dict:
+        self.compiled.pop(handle, None)
+        return {"released": handle}
+
+    def _compiled(self, handle: str) -> Any:
+        if handle not in self.compiled:
+            raise AdapterError(f"no compiled model {handle!r} in this worker (load it first)")
+        return self.compiled[handle]
+
+    # ------------------------------------------------------------------ layer blame
+    def op_layer_errors(self, float_path: str, quant_path: str, calib: str, images: int = 8) -> dict:
+        """Per-tensor SQNR (dB) between the float model and the QDQ model, as onnxruntime's qdq_loss_debug computes
+        it: every activation the quantized graph quantizes (float output vs the quantized model's dequantized one)
+        and every weight (float vs dequantized)."""
+        from onnxruntime.quantization import qdq_loss_debug as d
+        x = np.load(calib)[:images]
+        with tempfile.TemporaryDirectory() as tmp:
+            fa, qa = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+            d.modify_model_output_intermediate_tensors(float_path, fa)
+            d.modify_model_output_intermediate_tensors(quant_path, qa)
+            float_acts = d.collect_activations(fa, _Reader(float_path, x))
+            quant_acts = d.collect_activations(qa, _Reader(quant_path, x))
+        match = d.create_activation_matching(quant_acts, float_acts)
+        act = {k: float(v["xmodel_err"]) for k, v in d.compute_activation_error(match).items() if "xmodel_err" in v}
+        wts = {k: float(v) for k, v in d.compute_weight_error(d.create_weight_matching(float_path, quant_path)).items()}
+        return {"activations": act, "weights": wts, "images": len(x)}
+
+
+def _Reader(model_path: str, x: np.ndarray) -> Any:  # noqa: N802 - a class factory: the base is imported lazily
+    """ORT's CalibrationDataReader over a tensor of calibration images (one image per call)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+
+    name = onnx.load(model_path, load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.feeds = [{name: x[i:i + 1]} for i in range(len(x))]
+            self.it = iter(self.feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+        def rewind(self) -> None:
+            self.it = iter(self.feeds)
+
+        def __len__(self) -> int:
+            return len(self.feeds)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.it = iter(self.feeds[start_index:end_index])
+
+    return Reader()
+
+
+def stride_for(n: int, most: int = 16) -> int:
+    """The images per ``collect_data`` call (ORT's CalibStridedMinMax, which must divide n): the histogram
+    calibrators (entropy, percentile) ignore CalibMaxIntermediateOutputs and keep every image's activations until
+    the reader is exhausted -- 1000 images were an OOM kill at 22 GB here; fed 8 at a time they merge and clear."""
+    return next(d for d in range(min(most, n), 0, -1) if n % d == 0)

@@ -1,0 +1,196 @@
+"""The deployment check through every deploy runtime on representative cards: each passes on its card and fails on an
+injected fault; every runtime reports a precision read back from itself (never assumed from this CPU); int8 is
+judged on the real weights (seeded weights quantize to noise: skipped with the measured reason, structure still
+checked); calibration with another spec is refused; per-tensor int8 fails and names the layers that lose the most."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from parity import checks, runtimes
+from parity.paths import realdata_dir
+from parity.weights.modes import REAL_TFLITE
+from support import REGISTRY
+
+TORCH = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+KERAS = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
+PADDLE = REGISTRY.get("ppcls/MobileNetV2.pretrained")
+REAL = realdata_dir()
+needs_real = pytest.mark.skipif(REAL is None or not REAL.joinpath(*REAL_TFLITE).is_file(),
+                                reason="../shared/realdata is absent")
+PRECISIONS = {"fp32", "fp16", "bf16", "int8"}
+CALIB = {"calib_images": 200}   # fewer than the default 1000: the judging does not depend on it (README "Deployment")
+
+
+def deploy(h, card, runtime, mode="seeded", **kw):
+    return checks.run("deploy", h, card, mode=mode, runtime=runtime, **kw)
+
+
+FLOAT_CASES = [(TORCH, "ort-fp16"), (TORCH, "openvino-f32"), (TORCH, "openvino-default"), (TORCH, "torchscript"),
+               (KERAS, "tflite"), (PADDLE, "paddle-inference")]
+
+
+@pytest.mark.parametrize(("card", "runtime"), FLOAT_CASES, ids=[f"{c.framework}-{r}" for c, r in FLOAT_CASES])
+def test_float_runtime_passes_and_fails_on_a_swapped_input(harness, card, runtime):
+    ok = deploy(harness, card, runtime)
+    assert ok.status == "pass", ok.reason
+    info = ok.metrics["runtime"]
+    assert info["precision"] in PRECISIONS and info["version"], info      # read back from the runtime
+    m = ok.metrics[runtime]
+    assert m["cosine_min"] > 0.99 and m["top1_agree"] > 0.8, m
+    json.dumps(ok.metrics)                                                # the results file can hold it
+    bad = deploy(harness, card, runtime, fault="transposed_input")
+    assert bad.status == "fail", bad.reason
+
+
+def test_fp16_is_judged_as_fp16_even_where_ort_runs_fp32(harness):
+    r = deploy(harness, TORCH, "ort-fp16")
+    assert r.metrics["judged_as"] == "fp16"
+    ran = r.metrics["runtime"]["precision"]
+    assert ran in ("fp16", "fp32")
+    executed = r.metrics["runtime"]["detail"]["executed"]
+    if ran == "fp32":     # ORT's CPU provider upcasts fp16 weights through Cast nodes: said, not hidden
+        assert executed["casts"].get("FLOAT", 0) > 0 and r.metrics["runtime"]["notes"]
+
+
+def test_a_model_fault_on_the_reference_side_fails_fp16(harness):
+    r = deploy(harness, TORCH, "ort-fp16", fault="bn_eps")
+    assert r.status == "fail" and "fp16" in r.metrics["judged_as"], r.reason
+
+
+def test_openvino_reports_what_it_compiled_not_what_was_asked(harness):
+    with runtimes.create("openvino-default") as rt:
+        rt.load(runtimes.Target(harness, TORCH, "seeded"))
+        info = rt.info()
+    caps = info.detail["capabilities"]
+    assert info.precision in PRECISIONS and info.detail["hint"]
+    if "BF16" not in caps and "FP16" not in caps:   # a CPU without reduced-precision float: the plugin runs fp32
+        assert info.precision == "fp32"
+    r = deploy(harness, TORCH, "openvino-bf16")
+    if "BF16" in caps:
+        assert r.status in ("pass", "fail") and r.metrics["runtime"]["precision"] == "bf16"
+    else:
+        assert r.status == "skip" and "no bf16" in r.reason
+
+
+def test_a_runtime_that_runs_another_precision_than_it_promises_fails(harness):
+    # fault: openvino-f32 handed the int8 IR -- the compiled model's layers read back int8, not the promised fp32
+    r = deploy(harness, TORCH, "openvino-f32", options={"load_precision": "int8", **CALIB})
+    assert r.status == "fail" and "runs int8, not the fp32 it promises" in r.reason, r.reason
+
+
+def test_int8_on_seeded_weights_is_skipped_with_the_measured_reason(harness):
+    r = deploy(harness, TORCH, "ort-int8", options=CALIB)
+    assert r.status == "skip" and "untrained weights quantize to noise" in r.reason and "SQNR" in r.reason
+
+
+def test_calibration_preprocessed_with_another_spec_is_refused(harness):
+    from dataclasses import replace
+    bgr = replace(TORCH.preprocess, channel_order="BGR")
+    r = deploy(harness, TORCH, "ort-int8", options={**CALIB, "calib_spec": bgr})
+    assert r.status == "fail" and "calibrated on images preprocessed with another spec" in r.reason, r.reason
+
+
+def test_a_runtime_that_does_not_fit_the_card_skips_with_why(harness):
+    r = deploy(harness, TORCH, "tflite")
+    assert r.status == "skip" and "keras" in r.reason
+    r = deploy(harness, KERAS, "tflite-file")
+    assert r.status == "skip" and "--weights real" in r.reason
+
+
+def test_an_artifact_fault_on_a_runtime_without_artifacts_is_refused_not_passed(harness):
+    from parity.errors import UsageError
+    with pytest.raises(UsageError, match="makes no artifact it applies to"):
+        deploy(harness, TORCH, "openvino-f32", fault="double_scale:3")
+
+
+@needs_real
+@pytest.mark.parametrize("runtime", ["ort-int8", "openvino-int8", "tflite-int8"])
+def test_int8_on_real_weights_passes(harness, runtime):
+    r = deploy(harness, KERAS, runtime, mode="real", options=CALIB)
+    assert r.status == "pass", r.reason
+    assert r.metrics["judged_as"] == "int8" and r.metrics["runtime"]["precision"] == "int8"
+    calib = r.metrics["runtime"]["detail"].get("calibration") or r.metrics["runtime"]["detail"]["made_by"]["calibration"]
+    assert calib["n"] == 200 and calib["classes"] >= 100
+
+
+@needs_real
+def test_the_shared_int8_tflite_file_is_judged_against_its_own_weights(harness):
+    r = deploy(harness, KERAS, "tflite-file", mode="real")
+    assert r.status == "pass", r.reason
+    assert r.metrics["runtime"]["precision"] == "int8"
+
+
+@needs_real
+def test_per_tensor_int8_collapses_and_the_layers_are_named(harness):
+    r = deploy(harness, KERAS, "ort-int8", mode="real", options={**CALIB, "granularity": "per-tensor"})
+    assert r.status == "fail", r.reason
+    assert "lowest activation SQNR" in r.reason and "lowest weight SQNR" in r.reason
+    acts = r.metrics["blame"]["activations"]
+    assert len(acts) > 20 and acts[0][1] < acts[-1][1]
+
+
+@needs_real
+@pytest.mark.parametrize("layer", [0, 25, 51])   # the first, a middle and the last of the 52 weight scales
+def test_a_doubled_weight_scale_fails_int8(harness, layer):
+    r = deploy(harness, KERAS, "ort-int8", mode="real", options=CALIB, fault=f"double_scale:{layer}")
+    assert r.status == "fail", r.reason
+    assert r.metrics["runtime"]["detail"]["made_by"]["fault"] == f"double_scale:{layer}"
+
+
+@needs_real
+def test_a_weight_scale_that_does_not_exist_is_refused(harness):
+    from parity.errors import UsageError
+    with pytest.raises(UsageError, match="weight scales"):
+        deploy(harness, KERAS, "ort-int8", mode="real", options=CALIB, fault="double_scale:52")
+
+
+def test_an_option_a_runtime_does_not_take_is_refused_not_ignored():
+    from parity.errors import UsageError
+    with pytest.raises(UsageError, match="takes no option calib_spec"):
+        runtimes.create("openvino-int8", calib_spec="BGR")
+    with pytest.raises(UsageError, match="takes no option granularity"):
+        runtimes.create("tflite-int8", granularity="per-tensor")
+    assert "granularity" in runtimes.accepts("ort-int8")
+
+
+def eval_cli(tmp_path, *args):
+    out = tmp_path / "eval.json"
+    p = subprocess.run([sys.executable, "-m", "parity.cli", "eval", KERAS.id, "--data",
+                        str(REAL / "images" / "imagenet_sample_1000" / "labels.txt"), "--limit", "60", "--weights", "real",
+                        "--workdir", str(tmp_path), "--json", str(out), *args], capture_output=True, text=True)
+    return p, (json.loads(out.read_text()) if out.is_file() else None)
+
+
+@needs_real
+def test_eval_through_a_deployment_runtime_reports_what_it_ran(tmp_path):
+    p, doc = eval_cli(tmp_path, "--runtime", "openvino")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    row = next(r for r in doc["deployed"] if r["runtime"] == "openvino-default")
+    assert row["precision"] in PRECISIONS and row["n"] == 60 and row["agreement"] > 0.9
+    assert "published deployed numbers" in p.stdout
+
+
+@needs_real
+def test_eval_fails_a_collapsed_int8_deployment_with_the_drop(tmp_path):
+    p, doc = eval_cli(tmp_path, "--runtime", "ort", "--precision", "int8", "--quant", "per-tensor",
+                      "--calib-images", "100")
+    assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
+    assert doc["status"] == "fail" and "ort-int8 (int8) loses" in p.stdout
+
+
+def test_bench_reports_ratios_to_ort_fp32_of_the_same_run(tmp_path):
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "-m", "parity.cli", "bench", TORCH.id, "--runtime", "ort",
+                        "--precision", "fp16", "--repeats", "3",
+            "--workdir", str(tmp_path), "--json", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(out.read_text())
+    rows = {r["runtime"]: r for r in doc["results"]}
+    assert set(rows) == {"ort-opt-on", "ort-fp16"}
+    for label in doc["settings"]:
+        assert rows["ort-opt-on"][label]["vs_ort_fp32"] == 1.0
+        assert rows["ort-fp16"][label]["vs_ort_fp32"] > 0 and rows["ort-fp16"][label]["median_ms"] > 0
+    assert np.isfinite([rows["ort-fp16"][s]["img_per_s"] for s in doc["settings"]]).all()

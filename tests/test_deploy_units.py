@@ -1,0 +1,144 @@
+"""The deployment judging without a worker: budgets per precision (each bound shown to fail alone), which precision a
+result is judged as, runtime names and families, which runtimes take the calibration options, what `check --deploy
+all` plans per card and weights mode."""
+import json
+
+import numpy as np
+import pytest
+
+from parity import checks, runtimes
+from parity.checks.deploy import judged_as
+from parity.deploy.precisions import BUDGETS, FP16, INT8, judge, sqnr_db, top1_in_top5
+from parity.errors import UsageError
+from support import REGISTRY
+
+TORCH = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+KERAS = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
+
+
+def logits(n=24, seed=0):
+    r = np.random.default_rng(seed)
+    x = r.normal(0, 2.0, (n, 1000))
+    x[np.arange(n), r.integers(0, 1000, n)] += 12.0     # a confident top-1, as trained weights give
+    return x.astype(np.float32)
+
+
+def test_sqnr_and_top5_measures():
+    ref = logits()
+    assert sqnr_db(ref, ref) == float("inf")
+    assert abs(sqnr_db(ref, ref * 1.1) - 20.0) < 0.01          # noise = 0.1 x signal -> 20 dB
+    assert top1_in_top5(ref, ref) == 1.0
+    assert top1_in_top5(ref, -ref) == 0.0
+
+
+@pytest.mark.parametrize("precision", sorted(BUDGETS))
+def test_each_budget_passes_small_noise_and_fails_large(precision):
+    ref = logits()
+    r = np.random.default_rng(1)
+    small = ref + r.normal(0, 0.01, ref.shape).astype(np.float32)
+    assert judge(ref, small, precision, "x").failures == []
+    large = ref + r.normal(0, 6.0, ref.shape).astype(np.float32)
+    assert len(judge(ref, large, precision, "x").failures) >= 3
+
+
+def test_each_fp16_and_int8_bound_fails_alone():
+    ref = logits()
+    base = {"cosine_min": 1.0, "sqnr_db": 99.0, "top1_agree": 1.0, "top1_in_top5": 1.0}
+    for budget in (FP16, INT8):
+        bounds = {"cosine_min": budget.min_cosine, "sqnr_db": budget.min_sqnr_db, "top1_agree": budget.min_top1,
+                  "top1_in_top5": budget.min_top5}
+        for key, bound in bounds.items():
+            import parity.deploy.precisions as P
+            m = {**base, key: bound - 1e-3}
+            orig = (P.compare_logits, P.sqnr_db, P.top1_in_top5)
+            try:
+                P.compare_logits = lambda r, t, tol, label, m=m: P.Comparison(label, "x", dict(m), [])
+                P.sqnr_db = lambda r, t, m=m: m["sqnr_db"]
+                P.top1_in_top5 = lambda r, t, m=m: m["top1_in_top5"]
+                fails = judge(ref, ref, budget.name, "x").failures
+            finally:
+                P.compare_logits, P.sqnr_db, P.top1_in_top5 = orig
+            assert len(fails) == 1, (budget.name, key, fails)
+
+
+def test_trivial_reference_fails_every_precision():
+    ref = np.full((4, 1000), 1e-9, np.float32)
+    assert any("trivial" in f for f in judge(ref, ref, "int8", "x").failures)
+
+
+def test_unknown_precision_is_a_bug_not_a_pass():
+    with pytest.raises(ValueError, match="no budget"):
+        judge(logits(), logits(), "int4", "x")
+
+
+def test_judged_as_the_lowest_of_artifact_and_execution():
+    assert judged_as("fp16", "fp32") == "fp16"      # ORT upcasts an fp16 file: its weights are still fp16-rounded
+    assert judged_as("fp32", "bf16") == "bf16"      # OpenVINO default on a bf16 CPU
+    assert judged_as("int8", "fp32") == "int8"
+    assert judged_as("fp32", "fp32") == "fp32"
+
+
+def test_families_resolve_and_refuse():
+    assert runtimes.resolve("openvino", "int8") == "openvino-int8"
+    assert runtimes.resolve("ort", "fp16") == "ort-fp16"
+    assert runtimes.resolve("openvino") == "openvino-default"
+    assert runtimes.resolve("tflite-int8") == "tflite-int8"
+    with pytest.raises(UsageError, match="not offered"):
+        runtimes.resolve("torchscript", "int8")
+    with pytest.raises(UsageError, match="names a precision already"):
+        runtimes.resolve("ort-fp16", "int8")
+    with pytest.raises(UsageError, match="unknown runtime"):
+        runtimes.resolve("tensorrt")
+
+
+def test_quant_options_go_to_the_runtimes_that_take_them():
+    per, notes = runtimes.quant_options(["ort-int8", "openvino-int8", "ort-fp16"],
+                                        {"granularity": "per-tensor", "calib_images": 64, "method": None})
+    assert per == {"ort-int8": {"granularity": "per-tensor", "calib_images": 64},
+                   "openvino-int8": {"calib_images": 64}, "ort-fp16": {}}
+    assert any("--quant applies to ort-int8; openvino-int8 quantize their own way" in n for n in notes)
+    with pytest.raises(UsageError, match="--quant: none of the selected runtimes"):
+        runtimes.quant_options(["openvino-f32"], {"granularity": "per-tensor"})
+
+
+def test_deploy_all_plans_only_runtimes_that_fit():
+    def planned(card, mode):
+        return [p.params["runtime"] for p in checks.plan(card, (mode,), (17,), ("all",)) if p.kind == "deploy"]
+    torch_seeded = planned(TORCH, "seeded")
+    assert "torchscript" in torch_seeded and "ort-fp16" in torch_seeded and "openvino-f32" in torch_seeded
+    assert "ort-int8" not in torch_seeded and "ort-int8" in planned(TORCH, "real")   # int8: trained weights only
+    assert not any(n.startswith(("tflite", "paddle")) for n in torch_seeded)
+    keras_seeded = planned(KERAS, "seeded")
+    assert "tflite" in keras_seeded and "tflite-int8" not in keras_seeded and "tflite-file" not in keras_seeded
+    assert "tflite-file" in planned(KERAS, "real")
+    assert "torchscript" not in keras_seeded
+    # a runtime asked for by name is planned anyway: it skips with the reason instead of vanishing
+    assert [p.params["runtime"] for p in checks.plan(TORCH, ("seeded",), (17,), ("tflite",))
+            if p.kind == "deploy"] == ["tflite"]
+    assert "keras" in runtimes.fits("tflite", TORCH, "seeded")
+
+
+def test_runtime_info_is_json_whatever_the_detail():
+    from collections import Counter
+    info = runtimes.RuntimeInfo("x", "onnxruntime", "1", "fp32", {"a": 1}, "f.onnx", ["n"],
+                                {"executed": {"float_compute_weights": dict(Counter(["FLOAT", "FLOAT16"]))}})
+    assert json.loads(json.dumps(info.to_dict()))["detail"]["executed"]["float_compute_weights"]["FLOAT"] == 1
+
+
+def test_published_deployed_numbers_are_cited_and_validated():
+    from parity.deploy.published import deployed_cells
+    from parity.registry import Registry, RegistryError
+    cells = deployed_cells(REGISTRY)
+    got = {(c.source, c.runtime, c.precision, c.metric): c.value for c in cells}
+    assert got[("tflite-hosted", "tflite", "int8", "top1")] == 70.8
+    assert got[("tflite-hosted", "tflite", "fp32", "top1")] == 71.8
+    assert got[("seed002", "rdk-x5-bpu", "int8", "top1")] == 68.17
+    assert got[("torchvision-quantized-meta", "torch-qnnpack", "int8", "top5")] == 90.15
+    assert all(REGISTRY.sources[c.source].get("where") for c in cells)
+    good = dict(REGISTRY.sections["deployed"][0])
+    for bad, why in (({**good, "source": "nowhere"}, "not in"), ({**good, "digits": "7o.8"}, "not a number"),
+                     ({k: v for k, v in good.items() if k != "citation"}, "missing citation"),
+                     ({**good, "precision": "int4"}, "precision"), ({**good, "colour": "red"}, "unknown field")):
+        reg = Registry([], REGISTRY.sources, sections={"deployed": [bad]})
+        with pytest.raises(RegistryError, match=why):
+            deployed_cells(reg)
