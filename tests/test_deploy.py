@@ -179,6 +179,7 @@ def test_eval_fails_a_collapsed_int8_deployment_with_the_drop(tmp_path):
                       "--calib-images", "100")
     assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
     assert doc["status"] == "fail" and "ort-int8 (int8) loses" in p.stdout
+    assert "calibrated on images of the evaluated set" in p.stdout      # the default calibration set is these images
 
 
 def test_bench_reports_ratios_to_ort_fp32_of_the_same_run(tmp_path):
@@ -194,3 +195,33 @@ def test_bench_reports_ratios_to_ort_fp32_of_the_same_run(tmp_path):
         assert rows["ort-opt-on"][label]["vs_ort_fp32"] == 1.0
         assert rows["ort-fp16"][label]["vs_ort_fp32"] > 0 and rows["ort-fp16"][label]["median_ms"] > 0
     assert np.isfinite([rows["ort-fp16"][s]["img_per_s"] for s in doc["settings"]]).all()
+
+
+@needs_real
+def test_a_given_tflite_file_is_judged_against_its_own_weights(harness):
+    """The second shared file (TF1-slim, quantization-aware trained, uint8) through `--tflite PATH`, against the same
+    file's weights dequantized into keras (`--weights canonical:PATH`)."""
+    qat = REAL / "tflite" / "mobilenet_v2_1.0_224_quant.tflite"
+    r = deploy(harness, KERAS, "tflite-file", mode=f"canonical:{qat}", options={"path": str(qat)})
+    assert r.status == "pass", r.reason
+    assert r.metrics["runtime"]["precision"] == "int8" and r.metrics["runtime"]["artifact"] == str(qat)
+
+
+def test_cli_refuses_a_missing_tflite_and_options_without_a_taker():
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "parity.cli", *args], capture_output=True, text=True)
+    p = cli("check", KERAS.id, "--deploy", "tflite-file", "--tflite", "/nonexistent.tflite")
+    assert p.returncode == 2 and "--tflite /nonexistent.tflite: no such file" in p.stderr
+    p = cli("check", TORCH.id, "--deploy", "openvino-f32", "--quant", "per-tensor")
+    assert p.returncode == 2 and "--quant: none of the selected runtimes (openvino-f32) takes it" in p.stderr
+    p = cli("check", TORCH.id, "--deploy", "ort-opt-on")
+    assert p.returncode == 2 and "not a deployment runtime" in p.stderr
+
+
+@needs_real
+def test_a_failing_tflite_int8_names_its_layers_from_tflites_own_debugger(harness):
+    r = deploy(harness, KERAS, "tflite-int8", mode="real", options=CALIB, fault="transposed_input")
+    assert r.status == "fail", r.reason
+    assert "QuantizationDebugger: lowest activation SQNR" in r.reason
+    acts = r.metrics["blame"]["activations"]
+    assert len(acts) > 50 and acts[0][1] <= acts[-1][1] and all(isinstance(v, float) for _, v in acts)

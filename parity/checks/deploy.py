@@ -50,9 +50,6 @@ class DeployCheck(Check):
             opset: int = DEFAULT_OPSET, blame: bool = True, fault: str | None = None, **params: Any) -> CheckResult:
         if runtime not in runtimes.names("deploy"):
             raise UsageError(f"unknown deploy runtime {runtime!r}", hint=f"one of {', '.join(runtimes.names('deploy'))}")
-        unfit = runtimes.fits(runtime, card, mode)
-        if unfit:
-            raise Skip(f"{runtime}: {unfit}")
         x, x_path = h.probe_tensor(card.preprocess)
         parsed = F.parse(fault) if fault else None
         options = dict(options or {})
@@ -63,9 +60,12 @@ class DeployCheck(Check):
                                  hint=f"artifact faults apply to {', '.join(takers)}")
             options["fault"] = str(parsed)        # the runtime damages its own artifact
         ref_card = card.variant(faults=[str(parsed)]) if parsed and parsed.stage not in ("input", "artifact") else card
-        ref = h.native(ref_card, mode, x_path)
         x_rt = INPUT_FAULTS[parsed.name](x, card.preprocess.layout) if parsed and parsed.stage == "input" else x
         with runtimes.create(runtime, **options) as rt:
+            unfit = rt.unfit(card, mode)
+            if unfit:                             # before any model is built
+                raise Skip(f"{runtime}: {unfit}")
+            ref = h.native(ref_card, mode, x_path)
             rt.load(runtimes.Target(h, card, mode, opset))
             y = rt.infer(x_rt)
             info = rt.info()
@@ -89,7 +89,12 @@ class DeployCheck(Check):
         fails += c.failures
         metrics: dict[str, Any] = {runtime: c.metrics, "judged_as": precision, "runtime": info.to_dict()}
         reason = "; ".join(fails) or (f"{info.precision} ({precision} budget): " + c.summary())
-        if fails and blame and info.artifact.endswith(".onnx") and precision == "int8":
+        recorded = info.detail.get("made_by", {}).get("layer_blame")
+        if fails and blame and recorded:          # the artifact's own tool measured it (TFLite)
+            from ..deploy.blame import Blame
+            metrics["blame"] = recorded
+            reason += f" | {recorded.get('tool', 'layer blame')}: " + Blame.from_dict(recorded).worst()
+        elif fails and blame and info.artifact.endswith(".onnx") and precision == "int8":
             reason += " | " + self._blame(h, card, mode, opset, info, metrics)
         return CheckResult(card.id, self.name(runtime=runtime), "fail" if fails else "pass", reason, mode, metrics)
 

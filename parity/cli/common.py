@@ -141,6 +141,9 @@ def add_quant_options(p: argparse.ArgumentParser) -> None:
                    help="ort-int8 weight granularity (default per-channel; per-tensor collapses MobileNetV2)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
                    help="ort-int8 calibration method (default minmax)")
+    p.add_argument("--tflite", metavar="PATH", default=None,
+                   help="the .tflite the tflite-file runtime runs (default: the shared TF2 PTQ int8 MobileNetV2; pair "
+                        "it with its own weights: --weights canonical:PATH)")
 
 
 def quant_options(args: argparse.Namespace, selected: list[str]) -> dict[str, dict[str, Any]]:
@@ -149,8 +152,10 @@ def quant_options(args: argparse.Namespace, selected: list[str]) -> dict[str, di
     from ..deploy.calibration import calib_dir_path
     if args.calib_images is not None and args.calib_images <= 0:
         raise UsageError(f"--calib-images {args.calib_images}: at least 1", hint="omit it for 1000")
+    if args.tflite and not Path(args.tflite).is_file():
+        raise UsageError(f"--tflite {args.tflite}: no such file", hint="the path of a .tflite model")
     given = {"calib_dir": calib_dir_path(args.calib), "calib_images": args.calib_images, "granularity": args.quant,
-             "method": args.calib_method}
+             "method": args.calib_method, "path": str(Path(args.tflite).resolve()) if args.tflite else None}
     per, notes = runtimes.quant_options(selected, given)
     for n in notes:
         say(n)

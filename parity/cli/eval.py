@@ -66,12 +66,29 @@ def prepare(args: argparse.Namespace) -> None:
     if not data:
         raise DatasetError("no dataset: pass --data DIR (or a list file) or set MBV2_PARITY_IMAGENET")
     args.dataset = open_dataset(data, synsets=args.synsets, label_base=args.label_base)
+    calib_overlap_note(args)
     args.cards = select(args)
     weight_modes.validate(args.weights, args.cards)
     note = weight_modes.padding_note(args.weights)
     if note:
         say(note)
     preflight(args.cards)
+
+
+def calib_overlap_note(args: argparse.Namespace) -> None:
+    """int8 calibrated on the images it is evaluated on measures less loss than a deployment would see: said."""
+    from pathlib import Path
+
+    from ..deploy.calibration import SAMPLE
+    from ..paths import realdata_dir
+    if not any(runtimes.precision_of(n) == "int8" and runtimes.quantizes(n) for n in args.runtimes):
+        return
+    calib = Path(args.calib) if args.calib else (realdata_dir() or Path("/nonexistent")).joinpath(*SAMPLE)
+    data = Path(args.dataset.root)
+    if calib.resolve() in (data.resolve(), data.resolve().parent) or data.resolve() in (calib.resolve(),
+                                                                                          calib.resolve().parent):
+        say(f"note: the int8 runtimes are calibrated on images of the evaluated set ({calib}); pass --calib with "
+            "other images for a held-out measurement")
 
 
 def run(args: argparse.Namespace) -> int:

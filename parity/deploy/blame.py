@@ -25,7 +25,13 @@ class Blame:
     def worst(self, n: int = WORST) -> str:
         acts = ", ".join(f"{k} {v:.1f} dB" for k, v in self.activations[:n])
         wts = ", ".join(f"{k} {v:.1f} dB" for k, v in self.weights[:n])
-        return f"lowest activation SQNR: {acts}; lowest weight SQNR: {wts}"
+        return f"lowest activation SQNR: {acts}" + (f"; lowest weight SQNR: {wts}" if wts else "")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Blame:
+        """A blame an artifact recorded when it was made (TFLite's QuantizationDebugger)."""
+        return cls([(str(k), float(v)) for k, v in d["activations"]], [(str(k), float(v)) for k, v in d["weights"]],
+                   int(d["images"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"activations": self.activations, "weights": self.weights, "images": self.images}

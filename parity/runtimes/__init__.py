@@ -113,7 +113,7 @@ def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str,
     explicit = {k: v for k, v in given.items() if v is not None}
     per = {n: {k: v for k, v in explicit.items() if k in quantizes(n)} for n in selected}
     flags = {"calib_dir": "--calib", "calib_images": "--calib-images", "granularity": "--quant",
-             "method": "--calib-method"}
+             "method": "--calib-method", "path": "--tflite"}
     notes = []
     for k in explicit:
         takers = [n for n in selected if k in quantizes(n)]
@@ -122,7 +122,8 @@ def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str,
             what = f"none of the selected runtimes ({', '.join(selected)}) takes it" if selected else \
                 "no deployment runtime selected"
             raise UsageError(f"{flags.get(k, k)}: {what}", hint=f"it applies to {', '.join(offered)}")
-        others = [n for n in selected if quantizes(n) and k not in quantizes(n)]
+        others = [n for n in selected if quantizes(n) and k not in quantizes(n) and k != "path" and
+                  set(quantizes(n)) != {"path"}]
         if others:
             notes.append(f"{flags.get(k, k)} applies to {', '.join(takers)}; {', '.join(others)} quantize their own "
                          "way (recorded in each artifact's made_by)")

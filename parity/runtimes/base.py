@@ -63,6 +63,10 @@ class Runtime(ABC):
         only the runtimes that fit, and a runtime asked for anyway skips with this reason."""
         return ""
 
+    def unfit(self, card: Card, mode: str) -> str:
+        """``fits`` for this instance: its options may widen what it can run (a runtime given its own file)."""
+        return self.fits(card, mode)
+
     @abstractmethod
     def load(self, target: Target) -> None:
         """Make (or fetch from the harness's caches) the artifact and get ready to infer."""

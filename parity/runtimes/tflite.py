@@ -39,6 +39,7 @@ class TfLiteFileRuntime(HostedRuntime):
     quantization is applied by the interpreter side, its background class dropped."""
 
     family = "tflite"
+    honors = ("path",)
     runtime = "tflite"
     suffix = ".tflite"
     INPUT = 224   # the shared file's input size
@@ -59,9 +60,12 @@ class TfLiteFileRuntime(HostedRuntime):
             return f"the shared .tflite takes {cls.INPUT}x{cls.INPUT} inputs; {card.id} crops {card.preprocess.crop_size}"
         return ""
 
-    def load(self, target: Target) -> None:
+    def unfit(self, card: Card, mode: str) -> str:
         # a file given by path is the caller's to pair with weights; the shared one needs its own (--weights real)
-        why = super().fits(target.card, target.mode) if self.options.get("path") else self.fits(target.card, target.mode)
+        return HostedRuntime.fits.__func__(type(self), card, mode) if self.options.get("path") else self.fits(card, mode)  # type: ignore[attr-defined]
+
+    def load(self, target: Target) -> None:
+        why = self.unfit(target.card, target.mode)
         if why:
             raise Skip(why)
         self.target = target
