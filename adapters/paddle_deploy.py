@@ -3,6 +3,7 @@
 with ``paddle.base.core.supports_bfloat16()`` (Paddle falls back to fp32 silently where the CPU lacks it)."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -11,6 +12,21 @@ import paddle
 from paddle.static import InputSpec
 
 from .base import AdapterError
+
+
+@functools.lru_cache(maxsize=8)
+def predictor(path: str, bf16: bool, threads: int, _mtime: int) -> tuple:
+    """One predictor per (file, its mtime, precision, threads) in this worker: eval calls it once per batch."""
+    cfg = paddle.inference.Config(path, os.path.splitext(path)[0] + ".pdiparams")
+    cfg.enable_mkldnn()
+    precision = "fp32"
+    if bf16:
+        cfg.enable_mkldnn_bfloat16()
+        precision = "bf16" if paddle.base.core.supports_bfloat16() else "fp32"
+    if threads:
+        cfg.set_cpu_math_library_num_threads(threads)
+    cfg.disable_glog_info()
+    return precision, cfg, paddle.inference.create_predictor(cfg)
 
 
 class PaddleInferenceDeploy:
@@ -27,16 +43,8 @@ class PaddleInferenceDeploy:
     def deploy_run(self, runtime: str, path: str, x: np.ndarray, options: dict) -> tuple:
         if runtime != "paddle-inference":
             raise AdapterError(f"{runtime!r} is not a runtime of the Paddle stack (paddle-inference)")
-        cfg = paddle.inference.Config(path, os.path.splitext(path)[0] + ".pdiparams")
-        cfg.enable_mkldnn()
-        precision = "fp32"
-        if options.get("precision") == "bf16":
-            cfg.enable_mkldnn_bfloat16()
-            precision = "bf16" if paddle.base.core.supports_bfloat16() else "fp32"
-        if options.get("threads"):
-            cfg.set_cpu_math_library_num_threads(int(options["threads"]))
-        cfg.disable_glog_info()
-        pred = paddle.inference.create_predictor(cfg)
+        precision, cfg, pred = predictor(path, options.get("precision") == "bf16", int(options.get("threads") or 0),
+                                         os.stat(path).st_mtime_ns)
         h_in = pred.get_input_handle(pred.get_input_names()[0])
         h_out = pred.get_output_handle(pred.get_output_names()[0])
 

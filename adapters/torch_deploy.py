@@ -2,6 +2,8 @@
 model's root operator list (``torch.jit.export_opnames``, what a custom mobile build is made from)."""
 from __future__ import annotations
 
+import functools
+import os
 import time
 import warnings
 
@@ -21,6 +23,14 @@ def timed(fn, x: np.ndarray, repeats: int) -> list[float]:
         fn(x)
         out.append(time.perf_counter() - t0)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def load_script(path: str, _mtime: int):
+    """One loaded module per (file, its mtime) in this worker: eval calls it once per batch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(path).eval()
 
 
 class TorchScriptDeploy:
@@ -44,9 +54,7 @@ class TorchScriptDeploy:
         if threads:
             torch.set_num_threads(threads)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m = torch.jit.load(path).eval()
+            m = load_script(path, os.stat(path).st_mtime_ns)
 
             def fwd(a: np.ndarray) -> np.ndarray:
                 with torch.no_grad():
