@@ -209,3 +209,28 @@ def test_real_weights_expose_labels_the_user_wrongly_called_zero_based(harness, 
     r = evaluate(harness, card, f"canonical:{canon}", ds, ("onnx",), progress=False,
                  cache_root=tmp_path / "c")["ort-opt-on"]
     assert r.top1 < 0.05 and any("off by +1" in f for f in r.failures(real_weights=True)), (r.top1, r.failures(True))
+
+
+def test_seed004_error_rates_are_torchvision_v1_accuracies_rounded_and_are_checked_as_accuracies():
+    """Seed 004's 'Top-1 error 28.12 / Top-5 error 9.71' are 100 - 71.878 and 100 - 90.286 printed to 2 decimals; `eval`
+    checks them as accuracies (a subset interval that holds 71.88 passes both, one that does not fails both)."""
+    from decimal import Decimal
+
+    from parity.evaluation.verdicts import check_against_published
+    from support import REGISTRY
+    card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+    for metric in ("top1", "top5"):
+        acc = card.published_for(metric, "torchvision-meta")[0]
+        err = card.published_for(f"{metric}_err", "seed004")[0]
+        places = -Decimal(err.digits).as_tuple().exponent
+        assert round(100 - float(acc.digits), places) == float(err.digits), (metric, acc.digits, err.digits)
+
+    class R:
+        n, top1, top5 = 500, 0.72, 0.90
+        top1_ci, top5_ci = (0.70, 0.74), (0.88, 0.92)
+    got = {(c.metric, c.source): c for c in check_against_published(card, R())}
+    assert got[("top1", "seed004")].published == pytest.approx(0.7188) and got[("top1", "seed004")].status == "pass"
+    assert got[("top5", "seed004")].published == pytest.approx(0.9029) and got[("top5", "seed004")].status == "pass"
+    R.top1_ci = (0.60, 0.65)
+    got = {(c.metric, c.source): c for c in check_against_published(card, R())}
+    assert got[("top1", "seed004")].status == "fail" and got[("top1", "torchvision-meta")].status == "fail"

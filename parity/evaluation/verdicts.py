@@ -158,8 +158,10 @@ def check_against_published(card: Card, res: EvalResult, full: bool | None = Non
     full = res.n >= FULL_VAL if full is None else full
     out = []
     for metric, measured, ci in (("top1", res.top1, res.top1_ci), ("top5", res.top5, res.top5_ci)):
-        for p in card.published_for(metric):
-            pub = p.value / 100.0 if p.unit == "%" else p.value
+        # an error rate (seed 004: "Top-1 error 28.12") is published accuracy 100 - error
+        cells = [(p, p.value / 100.0 if p.unit == "%" else p.value) for p in card.published_for(metric)]
+        cells += [(p, 1.0 - p.value / 100.0) for p in card.published_for(f"{metric}_err")]
+        for p, pub in cells:
             if full:
                 ok = round(abs(measured - pub) * 100, 9) <= FULL_TOLERANCE_PTS   # no float noise at the bound
                 rule = f"|measured - published| <= {FULL_TOLERANCE_PTS} pts (full val)"
