@@ -98,6 +98,17 @@ def transpose_dw_unit(card: dict) -> int | None:
     return int(arg) if arg is not None else None
 
 
+def timed(call: Any, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``call()`` (the caller has already warmed it up): how every deployment
+    runtime times itself inside its worker."""
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 class Hooks:
     """What each framework's adapter implements (see the module docstring); ``BaseAdapter`` turns them into ops."""
 

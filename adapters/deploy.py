@@ -20,7 +20,7 @@ import numpy as np
 
 from parity.workers.protocol import DEPLOY_OPS, unknown_op
 
-from .base import AdapterError
+from .base import AdapterError, timed
 
 # ORT static quantization, every default pinned (they changed between releases: QOperator/QUInt8 until 1.11)
 ORT_QUANT: dict[str, Any] = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False,
@@ -174,12 +174,7 @@ class Adapter:
         x = np.load(input)
         req = compiled.create_infer_request()
         req.infer(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            req.infer(x)
-            times.append(time.perf_counter() - t0)
-        return {"times": times}
+        return {"times": timed(lambda: req.infer(x), repeats)}
 
     def op_ov_release(self, handle: str) -> dict:
         self.compiled.pop(handle, None)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 
 import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from .base import AdapterError
+from .base import AdapterError, timed
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,9 +57,5 @@ class PaddleInferenceDeploy:
                 outs.append(h_out.copy_to_cpu())
             return np.concatenate(outs)
         y = fwd(x)
-        times = []
-        for _ in range(int(options.get("repeats") or 0)):
-            t0 = time.perf_counter()
-            fwd(x)
-            times.append(time.perf_counter() - t0)
+        times = timed(lambda: fwd(x), int(options.get("repeats") or 0))
         return y, precision, {"onednn": cfg.mkldnn_enabled(), "bf16_supported": bool(paddle.base.core.supports_bfloat16())}, times

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from .base import AdapterError
+from .base import AdapterError, timed
 
 
 def interpreter(path: str, threads: int = 0):
@@ -138,10 +138,6 @@ class TfLiteDeploy:
             raise AdapterError(f"{runtime!r} is not a runtime of the TensorFlow stack (tflite)")
         itp = interpreter(path, int(options.get("threads") or 0))
         y = run(itp, x)
-        times = []
-        for _ in range(int(options.get("repeats") or 0)):
-            t0 = time.perf_counter()
-            run(itp, x)
-            times.append(time.perf_counter() - t0)
+        times = timed(lambda: run(itp, x), int(options.get("repeats") or 0))
         precision, detail = executed_precision(itp)
         return y, precision, detail, times

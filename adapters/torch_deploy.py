@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 import warnings
 
 import numpy as np
 import torch
 
-from .base import AdapterError
+from .base import AdapterError, timed
 
 CHUNK = 32
 
-
-def timed(fn, x: np.ndarray, repeats: int) -> list[float]:
-    fn(x)
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 @functools.lru_cache(maxsize=8)
@@ -61,7 +51,7 @@ class TorchScriptDeploy:
                     return np.concatenate([m(torch.from_numpy(np.ascontiguousarray(a[i:i + CHUNK], np.float32))).numpy()
                                            for i in range(0, len(a), CHUNK)])
             y = fwd(x)
-            times = timed(fwd, x, int(options.get("repeats") or 0)) if options.get("repeats") else []
+            times = timed(lambda: fwd(x), int(options.get("repeats") or 0))
         finally:
             torch.set_num_threads(saved)
         ops = torch.jit.export_opnames(m)

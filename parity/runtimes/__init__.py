@@ -106,6 +106,9 @@ def quantizes(name: str) -> tuple[str, ...]:
     return tuple(getattr(entry.factory, "honors", ())) if entry.options.get("precision") == "int8" else ()
 
 
+CALIBRATION = ("calib_dir", "calib_images", "granularity", "method")   # the options of runtimes that calibrate
+
+
 def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Per selected runtime, the given calibration/quantization options it honors, and notes on those it does not.
     An option given explicitly (not None) that no selected runtime honors is refused."""
@@ -122,8 +125,8 @@ def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str,
             what = f"none of the selected runtimes ({', '.join(selected)}) takes it" if selected else \
                 "no deployment runtime selected"
             raise UsageError(f"{flags.get(k, k)}: {what}", hint=f"it applies to {', '.join(offered)}")
-        others = [n for n in selected if quantizes(n) and k not in quantizes(n) and k != "path" and
-                  set(quantizes(n)) != {"path"}]
+        calibrates = [n for n in selected if set(quantizes(n)) & set(CALIBRATION)]
+        others = [n for n in calibrates if k in CALIBRATION and k not in quantizes(n)]
         if others:
             notes.append(f"{flags.get(k, k)} applies to {', '.join(takers)}; {', '.join(others)} quantize their own "
                          "way (recorded in each artifact's made_by)")
