@@ -37,7 +37,32 @@ from .tf_common import TfCanonical, keras_file_shapes
 from .tf_common import bn_layers as _bn_layers
 from .tf_deploy import TfLiteDeploy
 
-WEIGHT_URL_TEMPLATE = "{base}mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}.h5"
+
+class _Fetch(Exception):
+    """Raised by the intercepted ``get_file`` to stop keras right where it would download."""
+
+
+def _would_download(alpha: float, rows: int) -> dict:
+    """What ``keras.applications.MobileNetV2(alpha, (rows, rows, 3), weights='imagenet')`` asks ``get_file`` for
+    (keras's own argument checks run first: a combination keras refuses raises AdapterError with keras's reason)."""
+    asked: dict = {}
+
+    def fake_get_file(fname=None, origin=None, **kw):
+        asked.update(fname=fname, origin=origin, file_hash=kw.get("file_hash"), cache_subdir=kw.get("cache_subdir"))
+        raise _Fetch
+
+    real = kmv2.file_utils.get_file
+    kmv2.file_utils.get_file = fake_get_file
+    try:
+        kmv2.MobileNetV2(input_shape=(rows, rows, 3), alpha=alpha, weights="imagenet")
+    except _Fetch:
+        return asked
+    except ValueError as e:
+        raise AdapterError(f"keras refuses ImageNet weights for alpha={alpha} rows={rows}: {' '.join(str(e).split())}") from None
+    finally:
+        kmv2.file_utils.get_file = real
+    raise AdapterError(f"keras built MobileNetV2(alpha={alpha}, rows={rows}, weights='imagenet') without asking "
+                       "get_file for a weight file: its loading code changed")
 
 
 class Adapter(TfLiteDeploy, TfCanonical, BaseAdapter):
@@ -215,10 +240,11 @@ class Adapter(TfLiteDeploy, TfCanonical, BaseAdapter):
         return np.asarray(kmv2.preprocess_input(np.stack(arrs)))
 
     def meta(self, card: dict) -> dict:
-        """The weight URL exactly as keras's source builds it (keras pins no file hash for these weights)."""
+        """The weight file keras itself would fetch: ``MobileNetV2(alpha, input_shape, weights='imagenet')`` is called
+        with keras's ``get_file`` intercepted, so the URL, file name and hash argument are the ones keras's own code
+        passes (nothing is downloaded). keras pins no file hash for these weights."""
         alpha, rows = self._alpha_rows(card)
-        src = inspect.getsource(kmv2.MobileNetV2)
-        if "file_hash" in src:
+        asked = _would_download(alpha, rows)
+        if asked.get("file_hash"):
             raise AdapterError("keras now pins a file_hash for MobileNetV2 weights: record it in the registry")
-        url = WEIGHT_URL_TEMPLATE.format(base=kmv2.BASE_WEIGHT_PATH, alpha=float(alpha), rows=rows)
-        return {"url": url, "meta": {"BASE_WEIGHT_PATH": kmv2.BASE_WEIGHT_PATH, "file_hash": None}}
+        return {"url": asked["origin"], "meta": {"BASE_WEIGHT_PATH": kmv2.BASE_WEIGHT_PATH, **asked}}

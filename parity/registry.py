@@ -32,6 +32,9 @@ class UnknownModel(ParityError):
     """An id or pattern that is not in the registry; the message lists close matches."""
 
 
+ROUNDINGS = ("nearest", "down")
+
+
 @dataclass(frozen=True)
 class Published:
     metric: str          # top1 | top5 | params | flops | file_size
@@ -43,6 +46,12 @@ class Published:
     note: str = ""
     rounded_to: int | None = None  # decimals the source really rounded to when it pads ("0.050" = 0.05)
     tolerance_rel: float = 0.0     # > 0 only where no convention reproduces the number exactly (note says why)
+    rounding: str = "nearest"      # how the source rounded: nearest | down (truncated, as TF-slim's MACs column)
+
+    def __post_init__(self) -> None:
+        if self.rounding not in ROUNDINGS:
+            raise RegistryError(f"published {self.metric} {self.digits}: rounding {self.rounding!r} not one of "
+                                f"{', '.join(ROUNDINGS)}")
 
     @property
     def value(self) -> float:
@@ -134,6 +143,52 @@ class Card:
                 "base_id": self.base_id or self.id}
 
 
+@dataclass(frozen=True)
+class Unlisted:
+    """A checkpoint an ecosystem's code would try to download but no published table lists (``[[unlisted]]``)."""
+    framework: str
+    upstream_id: str
+    build: dict[str, Any]
+    would_download: str
+    source: str
+    why: str
+
+
+def _unlisted(entries: list[dict[str, Any]], sources: dict[str, Any]) -> tuple[Unlisted, ...]:
+    out = []
+    for e in entries:
+        try:
+            u = Unlisted(**e)
+        except TypeError as err:
+            raise RegistryError(f"[[unlisted]] {e.get('upstream_id', '?')}: {err}") from None
+        if u.framework not in frameworks.FRAMEWORKS or u.source not in sources:
+            raise RegistryError(f"[[unlisted]] {u.upstream_id}: framework {u.framework!r} / source {u.source!r} unknown")
+        out.append(u)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PreprocessRecord:
+    """How an ecosystem's preprocessing function mapped pixels in some versions (``[[preprocess_history]]``)."""
+    framework: str
+    holds_for: str
+    function: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+    citation: str
+
+    def matches(self, spec: dict[str, Any]) -> bool:
+        """Whether a spec (as a golden fingerprint stores it) normalizes like this record."""
+        try:
+            return (abs(float(spec["scale"]) - self.scale) < 1e-12
+                    and all(abs(float(a) - b) < 1e-9 for a, b in zip(spec["mean"], self.mean, strict=True))
+                    and all(abs(float(a) - b) < 1e-9 for a, b in zip(spec["std"], self.std, strict=True)))
+        except (KeyError, TypeError, ValueError):
+            return False
+
+
 def _card_from_dict(d: dict[str, Any]) -> Card:
     try:
         card_id = d["id"]
@@ -178,6 +233,19 @@ class Registry:
                 if p.source not in self.sources:
                     raise RegistryError(f"card {c.id}: published source {p.source!r} not in [sources]")
         self._by_id = {c.id: c for c in self.cards}
+        self.unlisted = _unlisted(self.sections.get("unlisted", []), self.sources)
+        try:
+            self.preprocess_history = tuple(PreprocessRecord(**{**e, "mean": tuple(e["mean"]), "std": tuple(e["std"])})
+                                            for e in self.sections.get("preprocess_history", []))
+        except (TypeError, KeyError) as err:
+            raise RegistryError(f"[[preprocess_history]]: {err}") from None
+        for rec in self.preprocess_history:
+            if rec.source not in self.sources:
+                raise RegistryError(f"[[preprocess_history]] {rec.holds_for[:40]}: source {rec.source!r} not in [sources]")
+
+    def history_of(self, framework: str, spec: dict[str, Any]) -> list[PreprocessRecord]:
+        """The recorded versions of ``framework``'s preprocessing that ``spec`` normalizes like."""
+        return [r for r in self.preprocess_history if r.framework == framework and r.matches(spec)]
 
     @classmethod
     def load(cls, path: Path | str = REGISTRY_FILE) -> Registry:

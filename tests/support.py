@@ -2,11 +2,25 @@
 wrappers running a check by kind."""
 from __future__ import annotations
 
+import pytest
+
 from parity import checks, frameworks
 from parity.registry import load_registry
 
 REGISTRY = load_registry()
-CARDS = list(REGISTRY)  # every card of every framework is in the matrix
+# Every card of every framework is in the matrix. `tox -e parity` checks every card; in CI (`-m "not slow"`) keras's
+# resolution variants (16 cards: input sizes 96-192, the same code path at another size) run behind the slow marker
+# except two representatives, smallest and mid-size, to keep CI in its time budget.
+RESOLUTION_REPRESENTATIVES = ("keras/mobilenet_v2.alpha_0.35_96", "keras/mobilenet_v2.alpha_1.0_160")
+HEAVY = {c.id for c in REGISTRY if c.framework == "keras" and int(c.build.get("input_size", 224)) != 224
+         and c.id not in RESOLUTION_REPRESENTATIVES}
+CARDS = list(REGISTRY)
+
+
+def matrix(cards=None, *extra):
+    """Cards as pytest parameters (``extra`` appended to each), heavy ones marked slow."""
+    return [pytest.param(c, *extra, marks=pytest.mark.slow) if c.id in HEAVY else ((c, *extra) if extra else c)
+            for c in (CARDS if cards is None else cards)]
 REFERENCE = [REGISTRY.get(f.reference_card) for f in frameworks.FRAMEWORKS.values()]   # one per framework
 
 

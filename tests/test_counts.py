@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from parity.checks.counts import counts
 from parity.counting import flops
-from support import CARDS, REGISTRY, counts_check
+from support import CARDS, REGISTRY, counts_check, matrix
 
 COUNTED = [c for c in CARDS if any(p.metric in ("flops", "params") for p in c.published)]
 
@@ -64,7 +64,7 @@ def test_bn_conventions_refuse_a_folded_graph(tmp_path):
     assert flops.convention_table(c)["paddle.flops"] is None and flops.graph_params(c)["fluid.model_stat"] is None
 
 
-@pytest.mark.parametrize("card", COUNTED, ids=lambda c: f"{c.id}-counts")
+@pytest.mark.parametrize("card", matrix(COUNTED), ids=lambda c: f"{c.id}-counts")
 def test_every_published_flops_params_cell_is_reproduced(harness, card):
     r = counts_check(harness, card)
     assert r.status == "pass", r.reason

@@ -5,7 +5,7 @@ import pytest
 from parity import runlog
 from parity.counting.flops import check_cell
 from parity.errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
-from parity.registry import Published
+from parity.registry import Published, RegistryError
 from parity.report.verdict import card_status, skip_groups, verdict
 
 pytestmark = pytest.mark.judging
@@ -87,3 +87,16 @@ def test_published_cell_exact_tolerance_and_mismatch():
     assert check_cell(pub("300", unit="furlongs"), {"macs": 300e6}).status == "not-computable"
     c = check_cell(pub("310.00", tolerance_rel=0.005), {"macs": 300.774e6})
     assert c.residual_rel == pytest.approx(300.774 / 310 - 1)
+
+
+def test_truncating_sources_are_checked_truncated():
+    """TF-slim's (keras-applications') MACs column truncates: 300.77 M prints as 300, 153.94 M as 153. A rounded
+    reading of the same count is a mismatch; a truncated reading of a count one unit off is too."""
+    assert check_cell(pub("300", rounding="down"), {"macs": 300.774e6}).status == "exact"
+    assert check_cell(pub("300"), {"macs": 300.774e6}).status == "mismatch"            # nearest: 301
+    assert check_cell(pub("153", rounding="down"), {"macs": 153.94e6}).status == "exact"
+    assert check_cell(pub("154", rounding="down"), {"macs": 153.94e6}).status == "mismatch"
+    assert check_cell(pub("299", rounding="down"), {"macs": 300.774e6}).status == "mismatch"
+    assert check_cell(pub("3.47", rounding="down"), {"macs": 3.47e6}).status == "exact"   # float noise below .47
+    with pytest.raises(RegistryError, match="rounding 'up'"):
+        pub("300", rounding="up")

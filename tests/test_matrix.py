@@ -3,7 +3,7 @@ import pytest
 
 from parity.checks.onnx_parity import INPUT_FAULTS
 from parity.harness import DEFAULT_OPSET, TESTED_OPSETS
-from support import CARDS, REFERENCE, meta_check, nontrivial_check, onnx_check, spec_check
+from support import CARDS, HEAVY, REFERENCE, matrix, meta_check, nontrivial_check, onnx_check, spec_check
 
 MODEL_FAULTS = ("conv_channel_scale", "bn_eps", "softmax")
 
@@ -14,17 +14,17 @@ def assert_result(r, allow_skip=False):
     assert r.status == "pass", f"{r.card} {r.check} [{r.mode}]: {r.status}: {r.reason}"
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-spec")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-spec")
 def test_spec_derived_from_framework_matches_registry(harness, card):
     assert_result(spec_check(harness, card))
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-meta")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-meta")
 def test_registry_matches_framework_metadata(harness, card):
     assert_result(meta_check(harness, card))
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-nontrivial")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-nontrivial")
 def test_seeded_weights_are_realistic(harness, card):
     r = nontrivial_check(harness, card)
     assert_result(r)
@@ -33,7 +33,8 @@ def test_seeded_weights_are_realistic(harness, card):
 
 # every card at the default opset; the other tested opsets on one representative card per framework (`tox -e parity`
 # runs every card at every opset): keeps CI within its time budget as the registry grows
-OPSET_CASES = [(c, o) for c in CARDS for o in TESTED_OPSETS if o == DEFAULT_OPSET or c in REFERENCE]
+OPSET_CASES = [pytest.param(c, o, marks=pytest.mark.slow) if c.id in HEAVY else (c, o)
+               for c in CARDS for o in TESTED_OPSETS if o == DEFAULT_OPSET or c in REFERENCE]
 
 
 @pytest.mark.parametrize(("card", "opset"), OPSET_CASES, ids=lambda v: f"{v.id}-onnx" if hasattr(v, "id") else f"opset{v}")
@@ -45,7 +46,7 @@ def test_onnx_parity_seeded(harness, card, opset):
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-onnx-pretrained")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-onnx-pretrained")
 def test_onnx_parity_pretrained(harness, card):
     assert_result(onnx_check(harness, card, "pretrained"), allow_skip=True)
 

@@ -10,7 +10,7 @@ import pytest
 from parity.paths import realdata_dir
 from parity.probes import preprocessing_images
 from parity.weights import transplant as T
-from support import CARDS, REFERENCE, REGISTRY, e2e_check, preprocess_check
+from support import REFERENCE, REGISTRY, e2e_check, matrix, preprocess_check
 
 ONE_PER_FRAMEWORK = [*REFERENCE, REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V2")]
 
@@ -20,7 +20,7 @@ def images(tmp_path_factory):
     return preprocessing_images(tmp_path_factory.mktemp("edge"), 16)
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-preprocess")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-preprocess")
 def test_reference_pipeline_reproduces_the_native_pipeline(harness, card, images):
     r = preprocess_check(harness, card, images)
     assert r.status == "pass", r.reason
@@ -55,7 +55,7 @@ def test_preprocessing_fault_fails_the_preprocess_check(harness, images, fault):
     assert "max_abs" in r.reason or "shape" in r.reason
 
 
-@pytest.mark.parametrize("card", CARDS, ids=lambda c: f"{c.id}-e2e")
+@pytest.mark.parametrize("card", matrix(), ids=lambda c: f"{c.id}-e2e")
 def test_end_to_end_image_to_logits(harness, card, images):
     """native preprocessing -> native model vs reference preprocessing -> ONNX Runtime."""
     r = e2e_check(harness, card, "seeded", images)

@@ -128,10 +128,11 @@ def world(harness, tmp_path_factory):
     cache = tmp / "work" / "watch-cache" / TV1.id.replace("/", "__")
     cache.mkdir(parents=True)
     (cache / (hashlib.sha256(files["v1"]).hexdigest() + ".bin")).write_bytes(files["v1"])
-    env = {**os.environ, "MBV2_PARITY_URL_REWRITE": f"https://download.pytorch.org={up_url}",
+    env = {**os.environ, "MBV2_PARITY_URL_REWRITE": f"https://download.pytorch.org={up_url};"
+                                                     f"https://storage.googleapis.com={up_url}",
            "MBV2_PARITY_GITHUB_API": gh_url, "MBV2_PARITY_GITHUB_REPO": "acme/zoo", "GITHUB_TOKEN": "t0ken",
            "MBV2_PARITY_GITHUB_TIMEOUT": "1", "MBV2_PARITY_OFFLINE": "0"}
-    yield {"files": files, "gdir": gdir, "work": tmp / "work", "env": env}
+    yield {"files": files, "gdir": gdir, "work": tmp / "work", "env": env, "upstream": up_url}
     up.shutdown()
     gh.shutdown()
 
@@ -254,3 +255,29 @@ def test_hf_revision_check_reads_the_hub_api(monkeypatch):
         assert hf_revision(card.weights.hf_hub_id, card.weights.hf_revision) == "0123abcd"
     finally:
         srv.shutdown()
+
+
+def test_keras_preprocess_input_drift_is_a_preprocessing_diff(world):
+    """keras's preprocess_input was ``x / 128 - 1`` in keras-applications (registry ``[[preprocess_history]]``) and
+    is ``x / 127.5 - 1`` in the keras the worker runs: a golden recorded in that era meets today's upstream and the
+    watch reports a preprocessing diff naming both versions (weights unchanged: served by the fake upstream with the
+    recorded validators, so nothing but the spec differs)."""
+    old = next(r for r in REGISTRY.preprocess_history if r.framework == "keras" and "/= 128." in r.function)
+    card = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
+    doc = golden.load(card.id)                                    # the shipped golden, recorded with keras 3
+    doc["spec"].update(scale=old.scale, mean=list(old.mean), std=list(old.std))
+    body = b"keras weights as served last time"
+    Upstream.files[card.weights.url.replace("https://storage.googleapis.com", "")] = (body, "Mon, 23 Nov 2026 10:00:00 GMT")
+    doc["weights"].update({"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "content_length": len(body),
+                           "etag": '"' + hashlib.sha256(body).hexdigest()[:16] + '"',
+                           "last_modified": "Mon, 23 Nov 2026 10:00:00 GMT"})
+    golden.save(doc, world["gdir"])
+    n = len(FakeGitHub.issues)
+    p, out = watch(world, card.id, file_issues=False)
+    res = out["results"][0]
+    assert p.returncode == 10 and [d["kind"] for d in res["diffs"]] == ["preprocessing"], res
+    summary = res["diffs"][0]["summary"]
+    assert "scale 0.0078125 -> 0.00784313725490196" in summary and "x /= 128." in summary and "127.5" in summary
+    assert "old normalization is keras_applications" in (world["work"] / "watch.md").read_text()  # the issue text
+    assert "keras-applications at commit 85c4954" in (world["work"] / "watch.md").read_text()
+    assert len(FakeGitHub.issues) == n

@@ -28,6 +28,7 @@ needs ``bn_elems`` must be counted on a graph that kept BN: ``counting graph`` e
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -254,11 +255,14 @@ def check_cell(pub: Published, values: dict[str, float | None]) -> CellCheck:
     x = raw / UNITS[pub.unit]
     d = pub.decimals
     residual = x / pub.value - 1.0 if pub.value else None
-    if abs(round(x, d) - round(pub.value, d)) < 0.5 * 10.0 ** (-d) * 1e-6:
+    shown = math.floor(x * 10 ** d + 1e-9) / 10 ** d if pub.rounding == "down" else round(x, d)
+    if abs(shown - round(pub.value, d)) < 0.5 * 10.0 ** (-d) * 1e-6:
         status = "exact"
     elif pub.tolerance_rel and residual is not None and abs(residual) <= pub.tolerance_rel:
         status = "within-tolerance"
     else:
         status = "mismatch"
-    return CellCheck(pub.metric, pub.source, pub.digits, pub.unit, pub.convention, x, status, residual,
-                     f"{x:.{max(d, 0) + 2}f} {pub.unit} by {pub.convention} (rounded to {d} decimals: {round(x, d)})")
+    label = pub.convention + (" (truncated)" if pub.rounding == "down" else "")
+    return CellCheck(pub.metric, pub.source, pub.digits, pub.unit, label, x, status, residual,
+                     f"{x:.{max(d, 0) + 2}f} {pub.unit} by {pub.convention} "
+                     f"({'truncated' if pub.rounding == 'down' else 'rounded'} to {d} decimals: {shown:.{d}f})")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import frameworks, settings
-from ..registry import Card
+from ..registry import Card, Registry
 from ..weights.download import WeightsUnavailable, download, effective_url
 from . import golden as golden_mod
 
@@ -120,7 +120,7 @@ def watch_card(h: Harness, card: Card, gold: dict[str, Any] | None, cache: Path,
         cw.notes.append(f"upstream unreachable: {str(e)[:200]}")
     try:  # preprocessing, converter/framework, published: no network needed
         new = golden_mod.compute(h, card)
-        cw.diffs += _spec_diffs(card, gold, new) + _output_diffs(card, gold, new) + _published_diffs(card, gold, new)
+        cw.diffs += _spec_diffs(card, gold, new, h.registry) + _output_diffs(card, gold, new) + _published_diffs(card, gold, new)
     except Exception as e:  # one card's failure is recorded; the watch goes on  # noqa: BLE001
         cw.status = "error"
         cw.notes.append(f"{type(e).__name__}: {str(e)[:300]}")
@@ -176,15 +176,22 @@ def _weights_evidence(h: Harness, card: Card, old_path: Path, new_path: Path, d:
         d.details["probe_error"] = f"{type(e).__name__}: {str(e)[:200]}"
 
 
-def _spec_diffs(card: Card, gold: dict[str, Any], new: dict[str, Any]) -> list[Diff]:
+def _spec_diffs(card: Card, gold: dict[str, Any], new: dict[str, Any], registry: Registry) -> list[Diff]:
+    """A changed preprocessing default; where the registry's ``[[preprocess_history]]`` knows the old or the new
+    normalization, the diff names the versions each holds for."""
     spec_old, spec_new = gold.get("spec") or {}, new["spec"]
     changed = {k: (spec_old.get(k), spec_new.get(k)) for k in set(spec_old) | set(spec_new)
                if k != "source" and spec_old.get(k) != spec_new.get(k)}
     if not changed:
         return []
-    return [Diff(card.id, "preprocessing", "preprocessing default changed: " + ", ".join(
-        f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())),
-        {"old": spec_old, "new": spec_new, "fields": sorted(changed)})]
+    known = {side: [f"{r.function} ({r.holds_for}; {r.source}: {r.citation})" for r in
+                    registry.history_of(card.framework, spec)] for side, spec in (("old", spec_old), ("new", spec_new))}
+    summary = "preprocessing default changed: " + ", ".join(
+        f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+    if known["old"] and known["new"]:
+        summary += f" (was {known['old'][0].split(' (')[0]}, now {known['new'][0].split(' (')[0]})"
+    return [Diff(card.id, "preprocessing", summary,
+                 {"old": spec_old, "new": spec_new, "fields": sorted(changed), "history": known})]
 
 
 def _output_diffs(card: Card, gold: dict[str, Any], new: dict[str, Any]) -> list[Diff]:
@@ -241,6 +248,8 @@ def diff_markdown(d: Diff) -> str:
             out.append(det["tensors_note"])
     elif d.kind == "preprocessing":
         out += [f"* {k}: `{det['old'].get(k)!r}` -> `{det['new'].get(k)!r}`" for k in det["fields"]]
+        for side in ("old", "new"):
+            out += [f"* {side} normalization is {h}" for h in (det.get("history") or {}).get(side, [])]
     elif d.kind in ("converter", "framework"):
         out += [f"* max |logit change| on the probe batch: {det['max_abs']:.3g}, top-1 agreement {det['top1_agree']:.2f}",
                 f"* versions before: `{json.dumps(det.get('old_versions'), sort_keys=True)}`",
