@@ -70,5 +70,38 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
         fields = {"params": ("num_params", m.get("num_params")), "flops": ("_ops", m.get("_ops")),
                   "file_size": ("_file_size", m.get("_file_size")), "top1": ("acc@1", acc.get("acc@1")),
                   "top5": ("acc@5", acc.get("acc@5"))}
+        m["legacy_pretrained_url"] = legacy_pretrained_url(card["arch"])
         return {"url": w.url, "source": "torchvision-meta", "meta": m,
                 "published": {k: {"field": f, "value": v} for k, (f, v) in fields.items() if v is not None}}
+
+
+class _Fetch(Exception):
+    """Raised by the intercepted download to stop torchvision right where it would fetch the weights."""
+
+
+def legacy_pretrained_url(arch: str) -> str | None:
+    """The file ``torchvision.models.<arch>(pretrained=True)`` asks for: the call seed 004's torch.hub entry point
+    makes (``hubconf`` re-exports the model builders). torchvision's download is intercepted; nothing is fetched."""
+    import warnings
+
+    import torchvision.models as tvm
+    import torchvision.models._api as api
+    asked: dict = {}
+
+    def fake(url, *a, **k):
+        asked["url"] = url
+        raise _Fetch
+
+    real = api.load_state_dict_from_url
+    api.load_state_dict_from_url = fake
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 'pretrained' is deprecated: that is the legacy path being shown
+            getattr(tvm, arch)(pretrained=True)
+    except _Fetch:
+        pass
+    except TypeError:  # the legacy keyword is gone from this torchvision
+        return None
+    finally:
+        api.load_state_dict_from_url = real
+    return asked.get("url")

@@ -43,6 +43,7 @@ class Framework:
     tflite_host: bool = False         # its worker also runs the TFLite interpreter (the TF stack)
     deploy_runtimes: tuple[str, ...] = ()   # the deployment runtimes its stack hosts (deploy_export/deploy_run ops)
     any_card_canonical: bool = False  # every card of it (not only the reference) exports canonical weights
+    ships_meta: bool = True           # its code ships weight metadata (URL/numbers) the meta check compares
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
               "timm/mobilenetv2_100.ra_in1k", *_TORCH_OPSETS, deploy_runtimes=("torchscript",)),
     Framework("mmcls", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle", "torch-hub",
               "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af", *_TORCH_OPSETS, deploy_runtimes=("torchscript",)),
+    Framework("tonylins", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pth.tar", ".pt"), "torch-pickle",
+              "torch-hub", "tonylins/mobilenet_v2.omz", *_TORCH_OPSETS, any_card_canonical=True,
+              deploy_runtimes=("torchscript",), ships_meta=False),
     Framework("ppcls", "paddle", "symmetric", ("symmetric", "same"), (".pdparams",), "paddle-pickle", "paddle",
               "ppcls/MobileNetV2.pretrained", (7, 21),
               "paddle2onnx 2.1.0, measured: opsets 7-21 export; 6 and 22 abort the process",

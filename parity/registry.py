@@ -189,6 +189,24 @@ class PreprocessRecord:
             return False
 
 
+@dataclass(frozen=True)
+class HubEntry:
+    """A torch.hub entry point that reaches a card (``[[hub]]``): ``hub:REPO:REF/ENTRY`` selects that card."""
+    repo: str
+    ref: str
+    entry: str
+    kwargs: str
+    card: str
+    resolves_to: str
+    how: str
+    source: str
+    citation: str
+
+    @property
+    def id(self) -> str:
+        return f"hub:{self.repo}:{self.ref}/{self.entry}"
+
+
 def _card_from_dict(d: dict[str, Any]) -> Card:
     try:
         card_id = d["id"]
@@ -243,6 +261,17 @@ class Registry:
             if rec.source not in self.sources:
                 raise RegistryError(f"[[preprocess_history]] {rec.holds_for[:40]}: source {rec.source!r} not in [sources]")
 
+        try:
+            self.hub = tuple(HubEntry(**e) for e in self.sections.get("hub", []))
+        except TypeError as err:
+            raise RegistryError(f"[[hub]]: {err}") from None
+        for e in self.hub:
+            if e.card not in self._by_id or e.source not in self.sources:
+                raise RegistryError(f"[[hub]] {e.id}: card {e.card!r} or source {e.source!r} unknown")
+            if e.resolves_to != self._by_id[e.card].weights.url:
+                raise RegistryError(f"[[hub]] {e.id} resolves to {e.resolves_to}, but card {e.card} downloads "
+                                    f"{self._by_id[e.card].weights.url}: not the same weights")
+
     def history_of(self, framework: str, spec: dict[str, Any]) -> list[PreprocessRecord]:
         """The recorded versions of ``framework``'s preprocessing that ``spec`` normalizes like."""
         return [r for r in self.preprocess_history if r.framework == framework and r.matches(spec)]
@@ -267,6 +296,12 @@ class Registry:
         return len(self.cards)
 
     def get(self, card_id: str) -> Card:
+        if card_id.startswith("hub:"):
+            hit = next((e for e in self.hub if e.id == card_id), None)
+            if hit is None:
+                raise UnknownModel(f"unknown hub entry {card_id!r}",
+                                   hint="known: " + (", ".join(e.id for e in self.hub) or "none"))
+            return self._by_id[hit.card]
         try:
             return self._by_id[card_id]
         except KeyError:
