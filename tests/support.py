@@ -50,3 +50,11 @@ def preprocess_check(h, card, images, **kw):
 
 def e2e_check(h, card, mode, images, **kw):
     return checks.run("end-to-end", h, card, mode=mode, images=images, **kw)
+
+
+def seeded_canonical(h, card, name):
+    """Canonical weights exported from ``card`` built with seeded weights (in the harness's workdir)."""
+    path = h.workdir / "canonical" / f"{name}.safetensors"
+    if not path.exists():
+        h.client(card.framework).export_canonical(h.build(card, "seeded").key, path, source=name)
+    return path

@@ -12,7 +12,7 @@ from parity.preprocess import preprocess_batch
 from parity.probes import probe_images
 from parity.registry import Registry, RegistryError
 from parity.weights import transplant as T
-from support import REGISTRY, onnx_check
+from support import REGISTRY, onnx_check, seeded_canonical
 
 TV = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
 OMZ = REGISTRY.get("tonylins/mobilenet_v2.omz")
@@ -21,10 +21,7 @@ HUB = "hub:pytorch/vision:v0.6.0/mobilenet_v2"
 
 @pytest.fixture(scope="module")
 def tv_canon(harness):
-    built = harness.build(TV, "seeded")
-    path = harness.workdir / "canonical" / "tv-seeded-tonylins.safetensors"
-    harness.client("torchvision").export_canonical(built.key, path, source="tv-seeded")
-    return path
+    return seeded_canonical(harness, TV, "tv-seeded")
 
 
 def logits(harness, card, weights):

@@ -10,7 +10,7 @@ from parity.weights import canonical
 from parity.weights import transplant as T
 from parity.weights.bisect import bisect, bisect_onnx
 from parity.weights.canonical import UNITS
-from support import REFERENCE, REGISTRY, onnx_check
+from support import REFERENCE, REGISTRY, onnx_check, seeded_canonical
 
 TV = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
 CROSS = REFERENCE
@@ -24,10 +24,7 @@ needs_real = pytest.mark.skipif(REAL is None or not PTQ.is_file(), reason="../sh
 @pytest.fixture(scope="module")
 def seeded_canon(harness):
     """Canonical weights exported from seeded torchvision (symmetric padding, BN eps 1e-5)."""
-    built = harness.build(TV, "seeded")
-    path = harness.workdir / "canonical" / "tv-seeded.safetensors"
-    harness.client("torchvision").export_canonical(built.key, path, source="tv-seeded")
-    return path
+    return seeded_canonical(harness, TV, "tv-seeded")
 
 
 @pytest.fixture(scope="module")
