@@ -146,6 +146,7 @@ class Card:
 @dataclass(frozen=True)
 class Unlisted:
     """A checkpoint an ecosystem's code would try to download but no published table lists (``[[unlisted]]``)."""
+    id: str              # the id a card for it would have (refused by ``Registry.get`` with ``why``)
     framework: str
     upstream_id: str
     build: dict[str, Any]
@@ -305,6 +306,10 @@ class Registry:
         try:
             return self._by_id[card_id]
         except KeyError:
+            hit = next((u for u in self.unlisted if u.id == card_id), None)
+            if hit is not None:
+                raise UnknownModel(f"{card_id} is not a card: {hit.why}",
+                                   hint=f"{hit.upstream_id} would download {hit.would_download}") from None
             close = difflib.get_close_matches(card_id, list(self._by_id), n=3, cutoff=0.4)
             if not close:  # try matching the part after the framework prefix
                 tails = {c.id.split("/", 1)[1]: c.id for c in self.cards}

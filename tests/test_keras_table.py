@@ -87,3 +87,10 @@ def test_meta_names_keras_refusal_for_a_combination_keras_refuses(harness):
     base = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
     with pytest.raises(WorkerError, match=r"keras refuses ImageNet weights for alpha=0\.9"):
         harness.client("keras").meta(base.variant(alpha=0.9))
+
+
+def test_an_unlisted_combination_is_refused_with_the_reason():
+    from parity.registry import UnknownModel
+    with pytest.raises(UnknownModel, match=r"not a card: keras accepts alpha 1\.3 at 96x96") as e:
+        REGISTRY.get("keras/mobilenet_v2.alpha_1.3_96")
+    assert "tf_kernels_1.3_96.h5" in e.value.one_line()
