@@ -306,10 +306,10 @@ class Registry:
         try:
             return self._by_id[card_id]
         except KeyError:
-            hit = next((u for u in self.unlisted if u.id == card_id), None)
-            if hit is not None:
-                raise UnknownModel(f"{card_id} is not a card: {hit.why}",
-                                   hint=f"{hit.upstream_id} would download {hit.would_download}") from None
+            unl = next((u for u in self.unlisted if u.id == card_id), None)
+            if unl is not None:
+                raise UnknownModel(f"{card_id} is not a card: {unl.why}",
+                                   hint=f"{unl.upstream_id} would download {unl.would_download}") from None
             close = difflib.get_close_matches(card_id, list(self._by_id), n=3, cutoff=0.4)
             if not close:  # try matching the part after the framework prefix
                 tails = {c.id.split("/", 1)[1]: c.id for c in self.cards}
