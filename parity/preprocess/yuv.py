@@ -55,7 +55,8 @@ def yuv444_to_rgb(yuv: np.ndarray, yuv_range: str = "bt601_video") -> np.ndarray
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return out
 
 
 def encode420(rgb: np.ndarray, layout: str = "nv12", yuv_range: str = "bt601_video") -> np.ndarray:
