@@ -45,7 +45,8 @@ def classes(up):  # type: ignore[no-untyped-def]
         "square resize 256x256 + crop 224 where upstream squashes to 224": up.replace(resize_mode="stretch",
                                                                                       resize_size=256),
         "letterbox (pad 114) where upstream squashes": up.replace(resize_mode="letterbox", pad_value=114.0),
-        "bilinear where upstream uses nearest": up.replace(interpolation="bilinear"),
+        "bilinear (PIL, antialiased) where upstream uses nearest": up.replace(interpolation="bilinear",
+                                                                              antialias=True),
     }
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--workdir", default="build/audit-bench")
+    ap.add_argument("--only", default="", help="run the classes whose name contains this text")
     args = ap.parse_args()
     root = realdata_dir()
     if root is None:
@@ -72,6 +74,8 @@ def main() -> None:
 
     rows = []
     for label, cfg in classes(up).items():
+        if args.only not in label:
+            continue
         t0 = time.time()
         c = measure(imgs, up, cfg, run_model, labels)
         sev = ",".join(sorted({f.severity for f in differences(up, cfg)})) or "none"
@@ -80,7 +84,8 @@ def main() -> None:
               f"{100 * (c.agreement or 0):.1f} % | {100 * (c.top1_config or 0):.1f} % | "
               f"{100 * (c.top1_change or 0):+.1f} [{100 * c.top1_change_ci[0]:+.1f}, {100 * c.top1_change_ci[1]:+.1f}] |"
               if c.top1_change_ci else label, flush=True)
-    print(f"upstream top-1 on {len(imgs)} images: {100 * (rows[0]['top1_upstream'] or 0):.1f} %")
+    if rows:
+        print(f"upstream top-1 on {len(imgs)} images: {100 * (rows[0]['top1_upstream'] or 0):.1f} %")
     Path(args.workdir, "audit_error_classes.json").write_text(json.dumps(rows, indent=1))
 
 

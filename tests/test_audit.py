@@ -156,6 +156,19 @@ INJECTED = [
     ("accuracy-check.yml", TV, ("size: 256\n            aspect_ratio_scale: greater\n            use_pillow: true",
                                 "size: 256\n            aspect_ratio_scale: greater"), ("backend", "warning")),
     ("hb_mapper_nv12.yaml", TV, ("input_layout_train: 'NCHW'", "input_layout_train: 'NHWC'"), ("layout", "error")),
+    # DeepStream nvinfer (keras card: one scale is exact there)
+    ("nvinfer_keras.txt", KERAS.preprocess, ("model-color-format=0", "model-color-format=1"),
+     ("channel_order", "error")),
+    ("nvinfer_keras.txt", KERAS.preprocess, ("net-scale-factor=0.00784313725", "net-scale-factor=0.0174292"),
+     ("normalization", "error")),
+    ("nvinfer_keras.txt", KERAS.preprocess, ("maintain-aspect-ratio=0", "maintain-aspect-ratio=1\nsymmetric-padding=1"),
+     ("resize_mode", "error")),
+    ("nvinfer_keras.txt", KERAS.preprocess, ("network-input-order=1", "network-input-order=0"), ("layout", "error")),
+    # Rockchip RKNN, toolkit 2 and 1
+    ("rknn_tv.yml", TV, ("[[58.395, 57.12", "[[58.395, 62.22"), ("normalization", "error")),
+    ("rknn_tv.yml", TV, ("[[123.675, 116.28, 103.53]]", "[[127.5, 127.5, 127.5]]"), ("normalization", "error")),
+    ("rknn1_tv.yml", TV, ("reorder_channel: 0 1 2", "reorder_channel: 2 1 0"), ("channel_order", "error")),
+    ("rknn1_tv.yml", TV, ("103.53 57.63", "103.53 127.5"), ("normalization", "error")),
 ]
 
 
@@ -177,21 +190,80 @@ FIXABLE = [("model.yml", TV, ("  - --reverse_input_channels\n", "")),
            ("accuracy-check.yml", TV, ("reader: pillow_imread", "reader: opencv_imread")),
            ("hb_mapper_nv12.yaml", TV, ("0.01712475 0.017507", "0.01712475 0.01607")),
            ("vamc_timm.yaml", TIMM, ("      size: 256", "      size: [256, 256]")),
-           ("vdsp_params.json", TIMM, ('"stdg": 21284', '"stdg": 21439'))]
+           ("vdsp_params.json", TIMM, ('"stdg": 21284', '"stdg": 21439')),
+           ("nvinfer_keras.txt", KERAS.preprocess, ("model-color-format=0", "model-color-format=1")),
+           ("rknn_tv.yml", TV, ("quant_img_RGB2BGR: false", "quant_img_RGB2BGR: true")),
+           ("rknn1_tv.yml", TV, ("reorder_channel: 0 1 2", "reorder_channel: 2 1 0"))]
 
 
 @pytest.mark.parametrize("name,up,edit", FIXABLE, ids=[f[0] for f in FIXABLE])
 def test_fix_round_trips(tmp_path: Path, name: str, up, edit) -> None:  # type: ignore[no-untyped-def]
     imp, bad, path = _load(tmp_path, name, lambda t: t.replace(*edit))
-    assert _run_time(bad, up)
+    calib0 = bad.calibration_spec(up)
+    assert _run_time(bad, up) or (calib0 is not None and calibration_vs_runtime(calib0, bad.spec(up)))
     fixed = imp.fix(path, path.read_text(), up)
     out = tmp_path / ("fixed-" + path.name)
-    out.write_text(fixed)
+    out.write_text(str(fixed))
     imp2, d, _ = importers.read(out)
     assert imp2.name == imp.name                                 # same format, still detected as such
     assert _run_time(d, up) == set()
     calib = d.calibration_spec(up)
     assert calib is None or not [f for f in calibration_vs_runtime(calib, d.spec(up)) if f.severity != "info"]
+
+
+def test_deepstream_one_scale_for_three_stds(tmp_path: Path) -> None:
+    """nvinfer's single net-scale-factor cannot express ImageNet's three stds: the error it implies is reported,
+    and the fix writes the factor that halves the worst channel's error (a limit of the format, not a bug)."""
+    cfg = tmp_path / "nvinfer_tv.txt"
+    cfg.write_text((DATA / "nvinfer_keras.txt").read_text().replace("0.00784313725", str(1 / (255 * 0.224)))
+                   .replace("127.5;127.5;127.5", "123.675;116.28;103.53").replace("network-input-order=1",
+                                                                                  "network-input-order=0")
+                   .replace("infer-dims=224;224;3", "infer-dims=3;224;224"))
+    sq = TV.replace(resize_mode="squash", resize_size=None, interpolation="nearest")   # what nvinfer can do
+    imp, d, _ = importers.read(cfg)
+    (f,) = differences(sq, d.spec(sq))
+    # 1 / (255 * 0.224) for all three: 1.15 % of the input range on R (std 0.229): an error
+    assert f.field == "normalization" and f.severity == "error" and "channel R" in f.why
+    fixed = tmp_path / "fixed.txt"
+    fixed.write_text(str(imp.fix(cfg, cfg.read_text(), sq)))
+    _, d2, _ = importers.read(fixed)
+    (g,) = differences(sq, d2.spec(sq))
+    assert g.field in imp.limits and g.severity == "warning" and float(g.why.split("up to ")[1].split(" %")[0]) < \
+        float(f.why.split("up to ")[1].split(" %")[0])
+    with pytest.raises(ConfigError, match="cannot be expressed"):
+        imp.fix(cfg, cfg.read_text(), TV)                         # resize + crop: not an nvinfer thing
+
+
+def test_rknn_calibration_swap_is_flagged(tmp_path: Path) -> None:
+    _, d, _ = _load(tmp_path, "rknn_tv.yml", lambda t: t.replace("quant_img_RGB2BGR: false", "quant_img_RGB2BGR: true"))
+    assert _run_time(d, TV) == set()
+    calib = d.calibration_spec(TV)
+    assert calib is not None
+    assert {(f.field, f.severity) for f in calibration_vs_runtime(calib, d.spec(TV))} == {("channel_order", "error")}
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
+def test_tflite_metadata_of_the_real_files(tmp_path: Path) -> None:
+    assert REAL is not None
+    for name in ("tf2_mobilenet_v2_1.0_224_ptq.tflite", "mobilenet_v2_1.0_224_quant.tflite"):
+        imp, d, _ = importers.read(REAL / "tflite" / name)
+        assert imp.name == "tflite-metadata" and d.unknown == []
+        assert d.fields["mean"] == (127.5,) * 3 and d.fields["std"] == (127.5,) * 3
+        assert d.fields["crop_size"] == 224 and d.fields["layout"] == "NHWC" and d.fields["channel_order"] == "RGB"
+        assert _run_time(d, KERAS.preprocess) == set()
+    # inject an error in place (another family's normalization), audit, fix back: clean
+    src = REAL / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(imp.fix(src, "", KERAS.preprocess.replace(scale=1.0, mean=(128.0,) * 3, std=(58.0,) * 3)))  # type: ignore[arg-type]
+    _, d, _ = importers.read(bad)
+    assert ("normalization", "error") in _run_time(d, KERAS.preprocess)
+    good = tmp_path / "good.tflite"
+    good.write_bytes(imp.fix(bad, "", KERAS.preprocess))  # type: ignore[arg-type]
+    _, d, _ = importers.read(good)
+    assert _run_time(d, KERAS.preprocess) == set() and good.stat().st_size == src.stat().st_size
+    with pytest.raises(ConfigError, match="one mean value"):
+        imp.fix(src, "", TV)
 
 
 # ------------------------------------------------------------------ the cost, on a synthetic model

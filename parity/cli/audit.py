@@ -173,17 +173,23 @@ def _fix(args: argparse.Namespace, up: PreprocessSpec) -> dict[str, Any]:
     fixed = imp.fix(path, text, up)
     out = Path(args.fix)
     try:
-        out.write_text(fixed)
+        out.write_bytes(fixed) if isinstance(fixed, bytes) else out.write_text(fixed)
     except OSError as e:
         raise UsageError(f"--fix {out}: cannot write ({e.strerror})") from None
-    decl = imp.load(path, fixed)   # read as if in CONFIG's place: the files beside it still apply
-    left = [f for f in differences(up, decl.spec(up)) if f.severity != "info"
-            and not set(FIELDS.get(f.field, (f.field,))) <= set(decl.companion)]
+    # a text format is read as if in CONFIG's place (the files beside it still apply); a binary one from OUT
+    decl = imp.load(out, "") if isinstance(fixed, bytes) else imp.load(path, fixed)
+    found = [f for f in differences(up, decl.spec(up)) if f.severity != "info"
+             and not set(FIELDS.get(f.field, (f.field,))) <= set(decl.companion)]
+    limits = [f for f in found if f.field in imp.limits]
+    left = [f for f in found if f.field not in imp.limits]
+    for f in limits:
+        say(f"fixed config: {f.field} still differs, the format's limit: {f.why}")
     calib = decl.calibration_spec(up)
     if calib is not None:
         left += [f for f in calibration_vs_runtime(calib, decl.spec(up)) if f.severity != "info"]
     say(f"fixed config written to {out}: {'no difference left' if not left else f'{len(left)} differences left'}")
-    return {"path": str(out), "clean": not left, "left": [f.to_dict() for f in left]}
+    return {"path": str(out), "clean": not left, "left": [f.to_dict() for f in left],
+            "format_limits": [f.to_dict() for f in limits]}
 
 
 def _show(args: argparse.Namespace, card: Card, found: list[Finding], costs: dict[str, Cost], unknown: list[str],

@@ -55,6 +55,9 @@ def _merge(upstream: PreprocessSpec, fields: dict[str, Any], colour_named: bool 
         f.update(mean=tuple(f["mean"])[::-1], std=tuple(f["std"])[::-1])  # R, G, B named -> the model's order
     if f.get("resize_mode") in ("squash", "letterbox") and "resize_size" not in f:
         f["resize_size"] = None
+    backend, interp = f.get("backend", upstream.backend), f.get("interpolation", upstream.interpolation)
+    if backend == "pil" and interp != "nearest" and "antialias" not in f:
+        f["antialias"] = True     # a PIL resize antialiases every kernel but nearest: the only thing it can do
     try:
         return upstream.replace(**f)
     except ValueError as e:
@@ -63,10 +66,13 @@ def _merge(upstream: PreprocessSpec, fields: dict[str, Any], colour_named: bool 
 
 class Importer:
     """One format. ``sniff`` says whether a file is this format (by name and content); ``load`` reads it;
-    ``fix`` returns the file's text with the preprocessing fields set to ``target`` (everything else kept)."""
+    ``fix`` returns the file's text (bytes for a binary format) with the preprocessing fields set to ``target``
+    (everything else kept). ``limits``: findings the format cannot avoid (e.g. one scale for three stds), reported
+    after a fix but not counted against it."""
 
     name = ""
     doc = ""
+    limits: tuple[str, ...] = ()
 
     def sniff(self, path: Path, text: str) -> bool:
         raise NotImplementedError
@@ -74,7 +80,7 @@ class Importer:
     def load(self, path: Path, text: str) -> Declared:
         raise NotImplementedError
 
-    def fix(self, path: Path, text: str, target: PreprocessSpec) -> str:
+    def fix(self, path: Path, text: str, target: PreprocessSpec) -> str | bytes:
         raise NotImplementedError
 
 
@@ -118,7 +124,7 @@ def read(path: Path, fmt: str | None = None) -> tuple[Importer, Declared, str]:
 
 
 def _load_builtins() -> None:
-    from . import horizon, openvino, vastai  # noqa: F401  (each registers)
+    from . import deepstream, horizon, openvino, rknn, tflite_meta, vastai  # noqa: F401  (each registers)
 
 
 # ------------------------------------------------------------------ helpers shared by the importers
