@@ -124,7 +124,7 @@ def read(path: Path, fmt: str | None = None) -> tuple[Importer, Declared, str]:
 
 
 def _load_builtins() -> None:
-    from . import deepstream, horizon, openvino, rknn, tflite_meta, vastai  # noqa: F401  (each registers)
+    from . import deepstream, horizon, mmdeploy, openvino, paddle, rknn, tflite_meta, vastai  # noqa: F401 (registers)
 
 
 # ------------------------------------------------------------------ helpers shared by the importers
