@@ -350,6 +350,11 @@ def test_cli_injected_error_fails(tmp_path: Path, folder: Path, capsys) -> None:
     assert any("channel_order" in f for f in doc["failures"])
     assert doc["costs"]["channel_order"]["mean_abs"] > 0.5
     assert "FAIL" in capsys.readouterr().out
+    # the run's report gets an audit section with the failing finding
+    main(["report", "--workdir", str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    assert "## Audit (deployment configs)" in md and "hb.yaml" in md and "channel_order" in md
+    assert "id='audit'" in (tmp_path / "report.html").read_text()
 
 
 def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

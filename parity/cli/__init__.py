@@ -24,7 +24,7 @@ COMMANDS = (listing, check, count, preprocess, weights, eval, bench, drift, repo
 LOG = "mbv2-parity.log"
 # commands that are steps of a run, and the results file each writes unless --json says otherwise
 STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
-                "preprocess": "preprocess.json", "bench": "bench.json"}
+                "preprocess": "preprocess.json", "bench": "bench.json", "audit": "audit.json"}
 
 
 class Parser(argparse.ArgumentParser):

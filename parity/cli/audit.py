@@ -50,7 +50,7 @@ def add(sub: Any) -> None:
                    help="fail when the config changes the model's top-1 on more than PTS %% of the images, or "
                         "lowers labeled top-1 by more than PTS points (default 1.0)")
     add_workdir(p, "audit.json")
-    p.set_defaults(fn=run, prepare=prepare)
+    p.set_defaults(fn=run, prepare=prepare, step="audit")
 
 
 def prepare(args: argparse.Namespace) -> None:
