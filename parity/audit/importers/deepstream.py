@@ -8,7 +8,7 @@ sample configs of the DeepStream SDK (``config_infer_primary*.txt``, ``config_in
 
 Semantics: ``y = net-scale-factor * (x - offsets[c])`` on 0-255 pixels: **one** scale for the three channels,
 so a model trained with three stds (ImageNet's 0.229/0.224/0.225) cannot be fed exactly: the audit reports the
-error it implies, and ``fix`` writes the single factor that halves the worst channel's error (the harmonic mean
+error it implies, and ``fix`` writes the single factor that about halves the worst channel's error (the harmonic mean
 of 1/std), a limit of the format. The frame is scaled to the network size directly (``maintain-aspect-ratio=0``:
 squash) or fitted keeping the aspect ratio and padded with black (``=1``; centered with
 ``symmetric-padding=1``, else at the right/bottom: stated). The scaler is NVIDIA's (VIC/CUDA), not PIL/OpenCV:
