@@ -372,24 +372,31 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: 
 @pytest.mark.realdata
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
 def test_cli_real_weights_price_a_channel_swap(tmp_path: Path) -> None:
-    """keras MobileNetV2 with the TFLite-derived ImageNet weights: an hb_mapper config for it with the channels
-    swapped fails, and its top-1 cost is measured with a paired interval."""
+    """keras MobileNetV2 with the TFLite-derived ImageNet weights: an hb_mapper config for it (NV12 at run time)
+    with the channels swapped fails; each difference is priced with a paired interval, and the int8 cost of
+    calibrating on RGB while running on NV12 is measured."""
     cfg = tmp_path / "keras_hb.yaml"
     cfg.write_text((DATA / "hb_mapper_nv12.yaml").read_text()
-                   .replace("input_type_rt: 'nv12'", "input_type_rt: 'bgr'")
                    .replace("input_type_train: 'rgb'", "input_type_train: 'bgr'")
                    .replace("input_layout_train: 'NCHW'", "input_layout_train: 'NHWC'")
                    .replace("mean_value: 123.675 116.28 103.53", "mean_value: 127.5")
                    .replace("scale_value: 0.01712475 0.017507 0.01742919", "scale_value: 0.0078431373"))
     assert REAL is not None
     weights = f"canonical:{REAL / 'tflite' / 'tf2_mobilenet_v2_1.0_224_ptq.tflite'}"
-    rc = main(["audit", str(cfg), "--card", KERAS.id, "--weights", weights, "--limit", "40",
+    rc = main(["audit", str(cfg), "--card", KERAS.id, "--weights", weights, "--limit", "24", "--int8", "8",
                "--workdir", str(tmp_path)])
     doc = json.loads((tmp_path / "audit.json").read_text())
     assert rc == 1
-    assert {f["field"] for f in doc["findings"] if f["severity"] != "info"} == {"channel_order"}
+    assert {(f["field"], f["scope"]) for f in doc["findings"] if f["severity"] != "info"} == {
+        ("channel_order", "run time"), ("channel_order", "calibration"), ("input_color", "run time"),
+        ("input_color", "calibration vs run time")}
+    assert doc["costs"]["input_color"]["agreement"] > doc["costs"]["channel_order"]["agreement"]
+    # int8 (ORT static QDQ) calibrated on RGB as hb_mapper does vs on the NV12 run-time pixels, priced
+    q = doc["int8"]
+    assert q["n"] == 24 and q["calib_images"] == 8 and 0 <= q["agreement"] <= 1
+    assert q["change_ci"][0] <= q["change"] <= q["change_ci"][1]
     whole = doc["costs"]["whole config"]
-    assert whole["n"] == 40 and whole["agreement"] < 0.95 and whole["top1_change"] < 0
+    assert whole["n"] == 24 and whole["agreement"] < 0.95 and whole["top1_change"] < 0
     lo, hi = whole["top1_change_ci"]
     assert lo <= whole["top1_change"] <= hi
 

@@ -46,6 +46,9 @@ def add(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=100, help="images to measure on (default 100)")
     p.add_argument("--fix", default=None, metavar="OUT", help="write CONFIG corrected to the upstream spec, same "
                                                               "format, and audit it again")
+    p.add_argument("--int8", type=int, default=0, metavar="N",
+                   help="when calibration and run time differ: quantize the card (ONNX Runtime static int8) on N "
+                        "calibration images preprocessed as declared and as at run time, and price the difference")
     p.add_argument("--max-top1-change", type=float, default=1.0, metavar="PTS",
                    help="fail when the config changes the model's top-1 on more than PTS %% of the images, or "
                         "lowers labeled top-1 by more than PTS points (default 1.0)")
@@ -59,8 +62,10 @@ def prepare(args: argparse.Namespace) -> None:
         if v is not None and not Path(v).is_file():
             raise UsageError(f"{'CONFIG' if name == 'config' else '--runtime'} {v}: no such file",
                              hint="give the path of the deployment config")
-    if args.limit < 1:
-        raise UsageError("--limit takes a number of images >= 1")
+    if args.limit < 1 or args.int8 < 0:
+        raise UsageError("--limit takes a number of images >= 1, --int8 a number of calibration images >= 0")
+    if args.int8 and args.weights == "none":
+        raise UsageError("--int8 needs a model", hint="give --weights (seeded, pretrained, canonical:PATH)")
     args.card_obj = load_registry().get(args.card)
     if args.weights != "none":
         weight_modes.validate(args.weights, [args.card_obj])
@@ -68,7 +73,8 @@ def prepare(args: argparse.Namespace) -> None:
         raise UsageError("--fix OUT must not overwrite CONFIG", hint="write the corrected config elsewhere")
 
 
-def findings_of(args: argparse.Namespace, up: PreprocessSpec) -> tuple[dict[str, Any], PreprocessSpec, list[Finding]]:
+def findings_of(args: argparse.Namespace, up: PreprocessSpec) \
+        -> tuple[dict[str, Any], PreprocessSpec, PreprocessSpec | None, list[Finding]]:
     imp, decl, _ = importers.read(Path(args.config), args.format)
     doc: dict[str, Any] = {"config": decl.to_dict(), "format": imp.name}
     calib: PreprocessSpec | None
@@ -86,7 +92,7 @@ def findings_of(args: argparse.Namespace, up: PreprocessSpec) -> tuple[dict[str,
             found += differences(up, calib, "calibration")
         found += calibration_vs_runtime(calib, cfg)
     doc["spec"] = cfg.to_dict()
-    return doc, cfg, found
+    return doc, cfg, calib, found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     out = json_out(args, wd, "audit.json")
     card: Card = args.card_obj
     up = card.preprocess
-    doc, cfg, found = findings_of(args, up)
+    doc, cfg, calib, found = findings_of(args, up)
     unknown = doc["config"]["unknown"] + doc.get("runtime", {}).get("unknown", [])
     notes = doc["config"]["notes"] + doc.get("runtime", {}).get("notes", [])
     images, labels, where = _images(args)
@@ -107,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             for f in found:
                 if f.scope == "run time" and f.severity != "info" and f.field not in costs:
                     costs[f.field] = measure(images, up, _alone(up, cfg, f.field), model, labels)
+        if args.int8 and images and calib is not None and calib != cfg:
+            doc["int8"] = int8_cost(h, card, args.weights, calib, cfg, images, labels, args.int8)
+            say(f"int8, calibrated as declared vs on the run-time pipeline: {doc['int8']['line']}")
     failures = _failures(found, costs.get("whole config"), args.max_top1_change)
     _show(args, card, found, costs, unknown, notes, where, failures)
     doc.update(card=card.id, weights=args.weights, images=where, findings=[f.to_dict() for f in found],
@@ -119,6 +128,40 @@ def run(args: argparse.Namespace) -> int:
     write_json(doc, out)
     say(f"audit: {'FAIL' if failures else 'pass'} ({out})")
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def int8_cost(h: Harness, card: Card, weights: str, calib: PreprocessSpec, cfg: PreprocessSpec, images: list[Path],
+              labels: list[int] | None, n_calib: int) -> dict[str, Any]:
+    """The int8 model (ORT static QDQ, ``parity/deploy``) calibrated on the config's calibration pipeline vs on its
+    run-time pipeline, both run on the run-time tensors: what calibrating on other pixels costs."""
+    from .. import runtimes
+    from ..evaluation.verdicts import paired_difference, wilson
+    from ..preprocess import preprocess_batch
+    up = card.preprocess
+    x = preprocess_batch(images, cfg.replace(layout=up.layout, dtype=up.dtype))
+    preds = {}
+    for name, spec in (("declared", calib), ("run time", cfg)):
+        rt = runtimes.create("ort-int8", calib_images=n_calib, calib_spec=spec.replace(layout=up.layout,
+                                                                                      dtype=up.dtype))
+        try:
+            rt.load(runtimes.Target(h, card, weights))
+            preds[name] = np.concatenate([rt.infer(x[i:i + 25]).argmax(1) for i in range(0, len(x), 25)])
+        finally:
+            rt.close()
+    a, b = preds["declared"], preds["run time"]
+    agree = int((a == b).sum())
+    out: dict[str, Any] = {"calib_images": n_calib, "n": len(a), "agreement": agree / len(a),
+                           "agreement_ci": wilson(agree, len(a))}
+    line = f"top-1 agreement {100 * agree / len(a):.1f} % on {len(a)} images ({n_calib} calibration images)"
+    if labels is not None:
+        y = np.asarray(labels)
+        d, lo, hi = paired_difference(a == y, b == y)
+        out.update(top1_declared=float((a == y).mean()), top1_runtime=float((b == y).mean()), change=d,
+                   change_ci=(lo, hi))
+        line += (f"; top-1 {100 * out['top1_runtime']:.1f} % -> {100 * out['top1_declared']:.1f} % "
+                 f"({100 * d:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}])")
+    out["line"] = line
+    return out
 
 
 def _alone(up: PreprocessSpec, cfg: PreprocessSpec, field: str) -> PreprocessSpec:
