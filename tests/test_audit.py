@@ -179,6 +179,12 @@ INJECTED = [
     ("pipeline.json", MM, ('"to_rgb": true', '"to_rgb": false'), ("channel_order", "error")),
     ("pipeline.json", MM, ("[58.395, 57.12", "[58.395, 62.22"), ("normalization", "error")),
     ("pipeline.json", MM, ('"scale": 256, "edge": "short"', '"scale": 224, "edge": "short"'), ("resize_size", "error")),
+    ("pipeline.json", MM, ('{"type": "ResizeEdge", "scale": 256, "edge": "short"}', '{"type": "Resize", "size": [256, 256]}'),
+     ("resize_mode", "error")),
+    ("vdsp_params.json", TIMM, ('"meanr": 22459,\n    "meang": 22340,\n    "meanb": 22136,\n    "stdr": 21325,\n    '
+                                '"stdg": 21284,\n    "stdb": 21292',
+                                '"meanr": 22520,\n    "meang": 22520,\n    "meanb": 22520,\n    "stdr": 22520,\n    '
+                                '"stdg": 22520,\n    "stdb": 22520'), ("normalization", "error")),
 ]
 
 
