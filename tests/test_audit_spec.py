@@ -156,3 +156,24 @@ def test_new_fields_keep_old_specs_serialized_the_same() -> None:
     nv = TV.replace(input_color="nv12", yuv_range="bt601_full")
     assert PreprocessSpec.from_dict(nv.to_dict()) == nv and nv.to_dict()["input_color"] == "nv12"
     assert any("input_color" in x for x in TV.differences(nv))
+
+
+def test_tensor_cache_keys_old_specs_as_before_and_tells_colour_paths_apart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The decoded-image cache is keyed on the geometric fields: the new ones join the key only when set, so the
+    caches of every existing card stay valid, and an NV12 spec never reads an RGB spec's cached pixels."""
+    import hashlib
+    import json
+
+    from parity.evaluation.dataset import Dataset
+    from parity.evaluation.evaluate import TensorCache
+    ds = Dataset(tmp_path, "list", (), np.array([], dtype=np.int64))
+    old = ("resize_mode", "resize_size", "crop_size", "interpolation", "antialias", "backend", "resize_rounding",
+           "crop_rounding", "decoder")
+    geo = {k: v for k, v in TV.to_dict().items() if k in old}
+    key = hashlib.sha256(json.dumps(geo, sort_keys=True).encode() + ds.content_fingerprint().encode()
+                         + b"8").hexdigest()[:16]
+    assert TensorCache(tmp_path, TV, ds, 8).dir.name == key
+    keys = {TensorCache(tmp_path, s, ds, 8).dir.name for s in (TV, TV.replace(input_color="nv12"),
+                                                                TV.replace(input_color="nv12", yuv_range="bt601_full"),
+                                                                TV.replace(resize_mode="letterbox", pad_value=114))}
+    assert len(keys) == 4
