@@ -20,7 +20,8 @@ A spec describes image file -> input tensor:
    (``crop_rounding='round'``: torchvision, timm, mmcv) or ``(side - crop) // 2`` (``'floor'``: PaddleClas),
 3b. ``input_color``: ``rgb`` (the crop goes to the model as is) or ``nv12``/``i420``: the run time feeds the
    accelerator YUV 4:2:0 (BT.601, ``yuv_range`` ``bt601_video`` 16-235 or ``bt601_full`` 0-255) and its colour
-   converter gives RGB back to the model (``parity.preprocess.yuv``): chroma at half resolution, rounding,
+   converter gives RGB back to the model (``parity.preprocess.yuv``): chroma at half resolution, rounding
+   (``yuv444``: full-resolution chroma, the rounding only),
 4. ``x = (pixel * scale - mean) / std`` per channel, channels in ``channel_order``,
 5. layout ``NCHW`` or ``NHWC``, ``dtype``.
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESIZE_MODES = ("shorter_side", "squash", "stretch", "letterbox", "none")
-INPUT_COLORS = ("rgb", "nv12", "i420")
+INPUT_COLORS = ("rgb", "nv12", "i420", "yuv444")
 YUV_RANGES = ("bt601_video", "bt601_full")
 # fields added for deployment configs: written by to_dict() only when they differ from these defaults, so every
 # spec written before them (ONNX metadata, tensor-cache keys) keeps its exact form
@@ -70,7 +71,7 @@ class PreprocessSpec:
     resize_rounding: str = "floor"
     crop_rounding: str = "round"
     pad_value: float = 0.0        # letterbox fill, 0-255 levels
-    input_color: str = "rgb"      # rgb | nv12 | i420: what the run time feeds the accelerator's colour converter
+    input_color: str = "rgb"      # rgb | nv12 | i420 | yuv444: what the run time feeds the accelerator's converter
     yuv_range: str = "bt601_video"  # BT.601 range of that YUV: bt601_video (16-235) | bt601_full (0-255)
     decoder: str = "pil"  # pil: Image.open + convert('RGB'), EXIF ignored | cv2: cv2.imdecode(IMREAD_COLOR), EXIF applied
     source: str = field(default="", compare=False)  # where the adapter read it from (provenance only)
@@ -92,7 +93,7 @@ class PreprocessSpec:
         check("yuv_range", self.yuv_range, YUV_RANGES)
         if self.resize_mode in ("shorter_side", "stretch") and not self.resize_size:
             raise SpecError(f"resize_mode {self.resize_mode!r} needs resize_size")
-        if self.input_color != "rgb" and self.crop_size % 2:
+        if self.input_color in ("nv12", "i420") and self.crop_size % 2:
             raise SpecError(f"input_color {self.input_color!r} (YUV 4:2:0) needs an even crop_size, got {self.crop_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise SpecError("mean and std need three values, std > 0")

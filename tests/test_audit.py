@@ -94,6 +94,9 @@ def test_horizon_nv12_and_its_calibration(tmp_path: Path) -> None:
                                                                          "  input_type_rt: 'nv12'\n"
                                                                          "  input_space_and_range: bt601_video"))
     assert d.spec(TV).yuv_range == "bt601_video"
+    _, d, _ = _load(tmp_path, "hb_mapper_nv12.yaml", lambda t: t.replace("input_type_rt: 'nv12'",
+                                                                         "input_type_rt: 'yuv444'"))
+    assert d.spec(TV).input_color == "yuv444" and _run_time(d, TV) == {("input_color", "warning")}
     with pytest.raises(ConfigError, match="input_type_train"):
         _load(tmp_path, "hb_mapper_nv12.yaml", lambda t: t.replace("input_type_train: 'rgb'",
                                                                    "input_type_train: 'yuv444'"))

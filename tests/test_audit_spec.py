@@ -84,6 +84,17 @@ def test_yuv_full_range_matches_opencv_ycrcb() -> None:
     assert _worst(back, cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)) <= 1
 
 
+def test_yuv444_round_trip_matches_opencv_ycrcb() -> None:
+    """YUV 4:4:4 at run time (hb_mapper ``input_type_rt: yuv444``): only the rounding of each plane."""
+    rgb = np.random.default_rng(7).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    ours = yuv.round_trip(rgb, "yuv444", "bt601_full")
+    theirs = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), cv2.COLOR_YCrCb2RGB)
+    assert _worst(ours, theirs) <= 2 and 0 < _worst(ours, rgb) <= 3
+    spec = TV.replace(resize_mode="squash", resize_size=None, input_color="yuv444", yuv_range="bt601_full")
+    assert np.array_equal(geometric(rgb, spec.replace(crop_size=32)), ours)
+    assert TV.replace(crop_size=223, input_color="yuv444").crop_size == 223     # no 4:2:0 constraint
+
+
 def test_nv12_round_trip_in_the_spec_changes_only_chroma_detail() -> None:
     rgb = _smooth()
     nv = TV.replace(resize_mode="squash", resize_size=None, input_color="nv12")

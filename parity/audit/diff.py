@@ -116,9 +116,11 @@ def differences(up: PreprocessSpec, cfg: PreprocessSpec, scope: str = "run time"
                                                                                           cfg.pad_value):
         out.append(Finding("pad_value", _fmt(up.pad_value), _fmt(cfg.pad_value), "warning", WHY["pad_value"], scope))
     if up.input_color != cfg.input_color:
-        out.append(Finding("input_color", up.input_color, f"{cfg.input_color} ({cfg.yuv_range})", "warning",
-                           "YUV 4:2:0 at run time: chroma at half resolution and rounded through the accelerator's "
-                           "colour converter", scope))
+        why = ("YUV 4:2:0 at run time: chroma at half resolution and rounded through the accelerator's colour "
+               "converter") if cfg.input_color in ("nv12", "i420") else "YUV at run time: each plane rounded through " \
+            "the accelerator's colour converter"
+        out.append(Finding("input_color", up.input_color, f"{cfg.input_color} ({cfg.yuv_range})", "warning", why,
+                           scope))
     elif up.input_color != "rgb" and up.yuv_range != cfg.yuv_range:
         out.append(Finding("yuv_range", up.yuv_range, cfg.yuv_range, "error",
                            "YUV range mismatch: contrast and colours shifted", scope))

@@ -92,7 +92,10 @@ def decode420(buf: np.ndarray, layout: str = "nv12", yuv_range: str = "bt601_vid
 
 
 def round_trip(rgb: np.ndarray, layout: str, yuv_range: str = "bt601_video") -> np.ndarray:
-    """What the model receives when ``rgb`` travels as ``layout`` (``rgb``: unchanged)."""
+    """What the model receives when ``rgb`` travels as ``layout`` (``rgb``: unchanged; ``yuv444``: uint8 YUV at full
+    resolution, so only the rounding of each plane)."""
     if layout == "rgb":
         return rgb
+    if layout == "yuv444":
+        return yuv444_to_rgb(_u8(rgb_to_yuv444(rgb, yuv_range)).astype(np.float64), yuv_range)
     return decode420(encode420(rgb, layout, yuv_range), layout, yuv_range)

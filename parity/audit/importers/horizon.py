@@ -12,7 +12,8 @@ Semantics (``input_parameters``):
 * the BPU computes ``x = (pixel - mean_value) * scale_value`` on 0-255 pixels, per channel in the order of
   ``input_type_train`` (``norm_type``: ``no_preprocess`` | ``data_mean`` | ``data_scale`` |
   ``data_mean_and_scale``); values are one number or space-separated per channel;
-* ``input_type_rt``: what the run time feeds (``nv12``: YUV 4:2:0 converted on the BPU to ``input_type_train``;
+* ``input_type_rt``: what the run time feeds (``nv12``: YUV 4:2:0, ``yuv444``: full-resolution YUV, converted on
+  the BPU to ``input_type_train``;
   ``rgb``/``bgr``: converted by channel swap, no loss); ``input_space_and_range``: ``regular`` (full range
   0-255, the default) or ``bt601_video`` (16-235);
 * ``input_layout_train``: the model's layout; ``input_shape`` (``1x3x224x224``) gives the input size.
@@ -81,14 +82,15 @@ class HbMapper(Importer):
             if layout and layout != shape_layout:
                 d.notes.append(f"input_shape {shape} is {shape_layout} but input_layout_train says {layout}")
         rt = str(ip.get("input_type_rt", train)).lower()
-        if rt in ("nv12", "yuv420sp"):
+        if rt in ("nv12", "yuv420sp", "yuv444"):
             rng = str(ip.get("input_space_and_range", "regular"))
-            f.update(input_color="nv12", yuv_range="bt601_video" if rng == "bt601_video" else "bt601_full")
+            f.update(input_color="yuv444" if rt == "yuv444" else "nv12",
+                     yuv_range="bt601_video" if rng == "bt601_video" else "bt601_full")
             if "input_space_and_range" not in ip:
                 d.notes.append("no input_space_and_range: hb_mapper's default 'regular' (full-range BT.601)")
-            d.notes.append("assumed the NV12 frames are produced in the range the config declares")
+            d.notes.append(f"assumed the {rt} frames are produced in the range the config declares")
             d.calibration = {k: v for k, v in f.items() if k not in ("input_color", "yuv_range")}
-            d.notes.append("calibration data is prepared in input_type_train (RGB), not NV12 (hb_mapper docs)")
+            d.notes.append(f"calibration data is prepared in input_type_train ({train}), not {rt} (hb_mapper docs)")
         elif rt not in ("rgb", "bgr", "rgbp", "bgrp"):
             d.unknown.append(f"input_parameters.input_type_rt: {rt}")
         d.notes.append("resize and crop are done by the application, not declared in the yaml: taken from "
