@@ -378,6 +378,30 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:  # type: 
     assert rc == 2 and "no known format" in err and "hint" in err and "Traceback" not in err
 
 
+def test_cli_vamc_calibration_against_vdsp_runtime(tmp_path: Path, folder: Path) -> None:
+    """VastAI: the vamc yaml declares the calibration, vdsp_params the run time (--runtime): compared both ways."""
+    rc = main(["audit", str(DATA / "vamc_timm.yaml"), "--runtime", str(DATA / "vdsp_params.json"), "--card",
+               "timm/mobilenetv2_100.ra_in1k", "--data", str(folder), "--workdir", str(tmp_path)])
+    doc = json.loads((tmp_path / "audit.json").read_text())
+    assert rc == 0 and doc["runtime"]["format"] == "vastai-vdsp" and doc["format"] == "vastai-vamc"
+    found = {(f["field"], f["scope"], f["severity"]) for f in doc["findings"]}
+    assert ("normalization", "run time", "info") in found                      # fp16: the format's limit
+    assert ("interpolation", "calibration", "warning") in found                # bilinear assumed vs timm's bicubic
+    assert ("interpolation", "calibration vs run time", "warning") in found
+    assert ("normalization", "calibration vs run time", "info") in found
+    assert len(doc["unknown"]) == 6                                            # vdsp's numeric op codes, listed
+
+
+def test_cli_refuses_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cfg = DATA / "model.yml"
+    for argv, text in ((["--fix", str(cfg)], "must not overwrite CONFIG"), (["--int8", "4"], "--int8 needs a model"),
+                       (["--limit", "0"], "--limit"), (["--card", "nope/x"], "nope/x")):
+        args = ["audit", str(cfg), "--card", "torchvision/mobilenet_v2.IMAGENET1K_V1", "--workdir", str(tmp_path)]
+        rc = main(args + argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and text in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
 def test_cli_real_weights_price_a_channel_swap(tmp_path: Path) -> None:

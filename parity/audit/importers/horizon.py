@@ -21,6 +21,10 @@ Semantics (``input_parameters``):
 Not in the yaml (stated as assumptions): the resize and crop (the application does them, before the NV12
 conversion); the calibration data is prepared by a script in ``input_type_train`` format (RGB, never NV12), so
 a config with ``input_type_rt: nv12`` is calibrated on different pixels than it runs on.
+
+``fix`` writes ``data_mean_and_scale`` with upstream's 0-255 means and ``1/std`` scales, the training colour and
+layout, and (upstream being RGB) ``input_type_rt`` = the training colour: NV12 is a deployment choice the audit
+prices, not one it can keep while reporting no difference.
 """
 from __future__ import annotations
 
