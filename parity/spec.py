@@ -11,9 +11,17 @@ A spec describes image file -> input tensor:
      (timm's ``crop_pct`` is normalized into this: ``resize_size = floor(crop_size / crop_pct)``
      and ``crop_pct`` is kept for provenance),
    - ``squash``: both sides to ``crop_size`` (aspect ratio not kept),
+   - ``stretch``: both sides to ``resize_size`` (aspect ratio not kept), then the center crop: the square
+     ``Resize([256, 256])`` deployment configs write where upstream resizes the shorter side,
+   - ``letterbox``: the longer side to ``crop_size`` keeping the aspect ratio (other side
+     ``int(round(side * crop / long))``), centered on a ``crop_size`` square filled with ``pad_value`` (0-255),
    - ``none``: no resize (image must already be at least ``crop_size``),
 3. center crop to ``crop_size`` x ``crop_size``; offset ``int(round((side - crop) / 2))``
    (``crop_rounding='round'``: torchvision, timm, mmcv) or ``(side - crop) // 2`` (``'floor'``: PaddleClas),
+3b. ``input_color``: ``rgb`` (the crop goes to the model as is) or ``nv12``/``i420``: the run time feeds the
+   accelerator YUV 4:2:0 (BT.601, ``yuv_range`` ``bt601_video`` 16-235 or ``bt601_full`` 0-255) and its colour
+   converter gives RGB back to the model (``parity.preprocess.yuv``): chroma at half resolution, rounding
+   (``yuv444``: full-resolution chroma, the rounding only),
 4. ``x = (pixel * scale - mean) / std`` per channel, channels in ``channel_order``,
 5. layout ``NCHW`` or ``NHWC``, ``dtype``.
 
@@ -27,7 +35,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-RESIZE_MODES = ("shorter_side", "squash", "none")
+RESIZE_MODES = ("shorter_side", "squash", "stretch", "letterbox", "none")
+INPUT_COLORS = ("rgb", "nv12", "i420", "yuv444")
+YUV_RANGES = ("bt601_video", "bt601_full")
+# fields added for deployment configs: written by to_dict() only when they differ from these defaults, so every
+# spec written before them (ONNX metadata, tensor-cache keys) keeps its exact form
+DEPLOY_DEFAULTS = {"pad_value": 0.0, "input_color": "rgb", "yuv_range": "bt601_video"}
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 BACKENDS = ("pil", "cv2", "tf")
 CHANNEL_ORDERS = ("RGB", "BGR")
@@ -57,6 +70,9 @@ class PreprocessSpec:
     crop_pct: float | None = None
     resize_rounding: str = "floor"
     crop_rounding: str = "round"
+    pad_value: float = 0.0        # letterbox fill, 0-255 levels
+    input_color: str = "rgb"      # rgb | nv12 | i420 | yuv444: what the run time feeds the accelerator's converter
+    yuv_range: str = "bt601_video"  # BT.601 range of that YUV: bt601_video (16-235) | bt601_full (0-255)
     decoder: str = "pil"  # pil: Image.open + convert('RGB'), EXIF ignored | cv2: cv2.imdecode(IMREAD_COLOR), EXIF applied
     source: str = field(default="", compare=False)  # where the adapter read it from (provenance only)
 
@@ -73,8 +89,12 @@ class PreprocessSpec:
         check("resize_rounding", self.resize_rounding, ROUNDINGS)
         check("crop_rounding", self.crop_rounding, ROUNDINGS)
         check("decoder", self.decoder, DECODERS)
-        if self.resize_mode == "shorter_side" and not self.resize_size:
-            raise SpecError("resize_mode 'shorter_side' needs resize_size")
+        check("input_color", self.input_color, INPUT_COLORS)
+        check("yuv_range", self.yuv_range, YUV_RANGES)
+        if self.resize_mode in ("shorter_side", "stretch") and not self.resize_size:
+            raise SpecError(f"resize_mode {self.resize_mode!r} needs resize_size")
+        if self.input_color in ("nv12", "i420") and self.crop_size % 2:
+            raise SpecError(f"input_color {self.input_color!r} (YUV 4:2:0) needs an even crop_size, got {self.crop_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise SpecError("mean and std need three values, std > 0")
         if self.crop_size <= 0 or self.scale <= 0:
@@ -99,12 +119,26 @@ class PreprocessSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        for k, v in DEPLOY_DEFAULTS.items():
+            if d[k] == v:
+                del d[k]
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         return d
 
     def replace(self, **changes: Any) -> PreprocessSpec:
         return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ deployment arithmetic
+    @staticmethod
+    def std_from_scale(scale_values: tuple[float, ...] | list[float]) -> tuple[float, ...]:
+        """Toolchains that write ``x = (pixel - mean) * s`` (hb_mapper ``scale_value``, RKNN after ``/std``):
+        ``s = 1 / std`` on the same pixel scale, e.g. 1 / (255 * 0.229) = 0.017125 for torchvision's R."""
+        return tuple(1.0 / float(v) for v in scale_values)
+
+    def fp16(self) -> PreprocessSpec:
+        """Mean and std as a toolchain stores them in IEEE half precision (VastAI ``vdsp_params``)."""
+        return self.replace(mean=tuple(fp16_round(v) for v in self.mean), std=tuple(fp16_round(v) for v in self.std))
 
     # ------------------------------------------------------------------ comparison
     def affine(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -139,3 +173,23 @@ class PreprocessSpec:
             if not same:
                 out.append(f"{f.name}: {a!r} != {b!r}")
         return out
+
+
+def fp16_round(value: float) -> float:
+    """``value`` rounded to the nearest IEEE 754 half (round half to even), as a float."""
+    import numpy as np
+    return float(np.float16(value))
+
+
+def fp16_from_bits(bits: int) -> float:
+    """A half-precision bit pattern (e.g. VastAI ``meanr: 22459``) -> its value (123.6875)."""
+    import numpy as np
+    if not 0 <= int(bits) <= 0xFFFF:
+        raise SpecError(f"{bits} is not a 16-bit pattern")
+    return float(np.array([int(bits)], np.uint16).view(np.float16)[0])
+
+
+def fp16_bits(value: float) -> int:
+    """The half-precision bit pattern of ``value`` (rounded to nearest): ``fp16_bits(123.675) == 22459``."""
+    import numpy as np
+    return int(np.array([value], np.float16).view(np.uint16)[0])

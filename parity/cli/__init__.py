@@ -17,14 +17,14 @@ from typing import NoReturn
 from .. import runlog
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ParityError
 from ..paths import default_workdir
-from . import bench, check, count, doctor, drift, eval, listing, preprocess, report, weights
+from . import audit, bench, check, count, doctor, drift, eval, listing, preprocess, report, weights
 from .common import console
 
-COMMANDS = (listing, check, count, preprocess, weights, eval, bench, drift, report, doctor)
+COMMANDS = (listing, check, count, preprocess, weights, eval, bench, drift, report, doctor, audit)
 LOG = "mbv2-parity.log"
 # commands that are steps of a run, and the results file each writes unless --json says otherwise
 STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
-                "preprocess": "preprocess.json", "bench": "bench.json"}
+                "preprocess": "preprocess.json", "bench": "bench.json", "audit": "audit.json"}
 
 
 class Parser(argparse.ArgumentParser):

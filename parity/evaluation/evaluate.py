@@ -57,7 +57,7 @@ class TensorCache:
     """Preprocessed batches of one (spec, dataset, batch size) on disk."""
 
     GEOMETRIC = ("resize_mode", "resize_size", "crop_size", "interpolation", "antialias", "backend",
-                 "resize_rounding", "crop_rounding", "decoder")
+                 "resize_rounding", "crop_rounding", "decoder", "pad_value", "input_color", "yuv_range")
 
     def __init__(self, root: Path, spec: PreprocessSpec, ds: Dataset, batch: int):
         geo = {k: v for k, v in spec.to_dict().items() if k in self.GEOMETRIC}

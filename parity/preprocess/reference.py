@@ -63,6 +63,13 @@ def resized_hw(h: int, w: int, spec: PreprocessSpec) -> tuple[int, int]:
         return h, w
     if spec.resize_mode == "squash":
         return spec.crop_size, spec.crop_size
+    if spec.resize_mode == "stretch":
+        assert spec.resize_size is not None
+        return spec.resize_size, spec.resize_size
+    if spec.resize_mode == "letterbox":
+        # the longer side to crop_size, the other int(round(side * crop / long)) (at least 1)
+        c, long = spec.crop_size, max(h, w)
+        return max(1, round(h * c / long)), max(1, round(w * c / long))
     s = spec.resize_size
     assert s is not None
     if spec.resize_rounding == "round":
@@ -119,11 +126,28 @@ def normalize(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.dtype(spec.dtype))
 
 
+def letterbox_pad(arr: np.ndarray, size: int, value: float) -> np.ndarray:
+    """Center ``arr`` (already fitted inside ``size``) on a ``size`` square of ``value``; top/left get the floor
+    half of the padding."""
+    h, w = arr.shape[:2]
+    out = np.full((size, size, arr.shape[2]), np.uint8(np.clip(round(value), 0, 255)), np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    out[top:top + h, left:left + w] = arr
+    return out
+
+
 def geometric(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """Decode, resize, crop: the uint8 HWC RGB image the normalization then applies to."""
+    """Decode, resize, crop (or letterbox), and the run time's colour path (``input_color``): the uint8 HWC RGB
+    image the normalization then applies to."""
     arr = decode(image, spec.decoder)
     arr = resize(arr, spec)
-    return center_crop(arr, spec.crop_size, spec.crop_rounding)
+    if spec.resize_mode == "letterbox":
+        arr = letterbox_pad(arr, spec.crop_size, spec.pad_value)
+    arr = center_crop(arr, spec.crop_size, spec.crop_rounding)
+    if spec.input_color != "rgb":
+        from .yuv import round_trip
+        arr = round_trip(np.ascontiguousarray(arr), spec.input_color, spec.yuv_range)
+    return arr
 
 
 def preprocess(image: str | Path | np.ndarray | Image.Image, spec: PreprocessSpec) -> np.ndarray:

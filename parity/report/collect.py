@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import runlog
 from ..registry import Card, Registry
-from . import deploy
+from . import audit, deploy
 from .verdict import card_status, skip_groups
 
 Doc = dict[str, Any]
@@ -90,7 +90,8 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "cross": _load(workdir / "cross.json"), "watch": _load(workdir / "watch.json"),
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
             "versions": versions, "problems": problems + (run.problems() if run else []),
-            "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems))}
+            "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
+            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems))}
 
 
 def _latest(docs: list[Doc]) -> Doc | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from . import deploy
+from . import audit, deploy
 
 Doc = dict[str, Any]
 e = html.escape
@@ -48,6 +48,7 @@ def markdown(doc: Doc) -> str:
             lines.append(f"| {a} | " + " | ".join("-" if i == j else f"{cr['max_abs'][i][j]:.1e} / {cr['top1_agree'][i][j]:.3f}"
                                                   for j in range(len(cr["names"]))) + " |")
     lines += deploy.markdown(doc.get("deploy") or [], doc.get("bench"))
+    lines += audit.markdown(doc.get("audit") or [])
     if doc.get("watch"):
         lines += ["", "## Upstream watch", ""] + [f"* {r['card']}: {r['status']}" for r in doc["watch"]["results"]]
     return "\n".join(lines) + "\n"
@@ -164,7 +165,7 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             f"<body><h1>mbv2-parity run report</h1><p id='summary'>{e(doc['generated'])}, run {e(str(doc['run']))}: "
             f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
-            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}"
+            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 

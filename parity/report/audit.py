@@ -1,0 +1,59 @@
+"""The report's "audit" section: one row per `mbv2-parity audit` of the run (the deployment config, its format,
+the card, the findings by severity, what the whole config costs on real images, the verdict), and the findings
+that failed it. Measured data only: no audit step, no section."""
+from __future__ import annotations
+
+from html import escape as e
+from typing import Any
+
+Doc = dict[str, Any]
+
+
+def rows(docs: list[Doc]) -> list[Doc]:
+    out = []
+    for d in docs:
+        found = d.get("findings") or []
+        whole = (d.get("costs") or {}).get("whole config") or {}
+        out.append({"config": (d.get("config") or {}).get("source", ""), "format": d.get("format", ""),
+                    "card": d.get("card", ""), "weights": d.get("weights", ""), "verdict": d.get("verdict", ""),
+                    "errors": sum(f["severity"] == "error" for f in found),
+                    "warnings": sum(f["severity"] == "warning" for f in found),
+                    "unknown": len(d.get("unknown") or []), "n": whole.get("n"), "psnr_db": whole.get("psnr_db"),
+                    "agreement": whole.get("agreement"), "top1_change": whole.get("top1_change"),
+                    "failures": d.get("failures") or []})
+    return out
+
+
+def _cost(r: Doc) -> str:
+    if r["n"] is None:
+        return "not measured"
+    s = f"{r['n']} img, PSNR " + ("∞" if r["psnr_db"] is None else f"{r['psnr_db']:.1f} dB")
+    if r["agreement"] is not None:
+        s += f", top-1 agreement {100 * r['agreement']:.1f} %"
+    if r["top1_change"] is not None:
+        s += f", top-1 {100 * r['top1_change']:+.1f} pts"
+    return s
+
+
+def markdown(audits: list[Doc]) -> list[str]:
+    if not audits:
+        return []
+    lines = ["", "## Audit (deployment configs)", "",
+             "| config | format | card | weights | errors / warnings / not understood | whole config | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['config']} | {r['format']} | {r['card']} | {r['weights']} | {r['errors']} / {r['warnings']} / "
+              f"{r['unknown']} | {_cost(r)} | {r['verdict']} |" for r in audits]
+    lines += [f"* {r['config']}: {f}" for r in audits for f in r["failures"]]
+    return lines
+
+
+def html(audits: list[Doc]) -> str:
+    if not audits:
+        return ""
+    head = ["config", "format", "card", "weights", "errors / warnings / not understood", "whole config", "verdict"]
+    body = "".join(f"<tr class='{e(r['verdict'])}'><td>{e(r['config'])}</td><td>{e(r['format'])}</td><td>{e(r['card'])}"
+                   f"</td><td>{e(r['weights'])}</td><td>{r['errors']} / {r['warnings']} / {r['unknown']}</td>"
+                   f"<td>{e(_cost(r))}</td><td>{e(r['verdict'])}</td></tr>" for r in audits)
+    fails = "".join(f"<li>{e(r['config'])}: {e(f)}</li>" for r in audits for f in r["failures"])
+    return ("<h2 id='audit'>Audit (deployment configs)</h2><table id='audit'><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr>{body}</table>" + (f"<ul>{fails}</ul>" if fails else ""))
