@@ -39,12 +39,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("cards", nargs="*", default=CARDS)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--concurrent-first", action="store_true", help="run --jobs N before --jobs 1 (order bias)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if a.concurrent_first:
+            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con")
         seq, rs, order_s = run(a.cards, 1, Path(tmp) / "seq")
-        con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con")
+        if not a.concurrent_first:
+            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con")
     same = rs.keys() == rc.keys() and all(rs[k][0] == rc[k][0] and rs[k][1] == rc[k][1] for k in rs)
-    print(json.dumps({"cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
+    print(json.dumps({"load_average": os.getloadavg(),
+                      "cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
                       "concurrent_s": round(con, 1), "ratio": round(con / seq, 3), "checks": len(rs),
                       "same_results": same, "same_order": order_s == order_c == a.cards}, indent=1))
 

@@ -235,3 +235,15 @@ def test_real_images_shards_merge_to_the_unsharded_run_and_diff_is_empty(harness
     rc, _, err = cli(capsys, "eval", "merge", str(tmp_path / "s1.json"), str(tmp_path / "s3.json"), "--workdir",
                      str(tmp_path / "w"))
     assert rc == 2 and "missing shard 2/3" in err
+
+
+def test_watch_issue_points_to_the_diff_when_a_dataset_is_configured(monkeypatch):
+    from parity.drift.watch import Diff, diff_markdown
+    d = Diff(CARD.id, "published", "top-1 cell changed", {"old": {"top1": 1}, "new": {"top1": 2}})
+    monkeypatch.delenv("MBV2_PARITY_IMAGENET", raising=False)
+    assert "eval diff" not in diff_markdown(d) and "configure `MBV2_PARITY_IMAGENET`" in diff_markdown(d)
+    monkeypatch.setenv("MBV2_PARITY_IMAGENET", "/data/imagenet")
+    monkeypatch.setenv("MBV2_PARITY_GITHUB_REPO", "me/mbv2")
+    text = diff_markdown(d)
+    assert f"mbv2-parity eval {CARD.id} --data" in text and "mbv2-parity eval diff before.json after.json" in text
+    assert "https://github.com/me/mbv2/actions/workflows/full-val.yml" in text
