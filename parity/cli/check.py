@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -178,8 +179,12 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
     lines: dict[str, list[str]] = {c.id: [] for c in args.cards}
     per_card: dict[str, list[CheckResult]] = {}
 
+    stop = threading.Event()
+
     def work(group: list[Any]) -> None:
         for card in group:
+            if stop.is_set():   # interrupted (Ctrl-C) or failed: no further card is started
+                return
             per_card[card.id] = one(card, lines_of(card.id))
             done.put(card.id)
 
@@ -206,6 +211,7 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
                 results += per_card[card.id]
                 shown += 1
     finally:
+        stop.set()
         ex.shutdown(wait=False, cancel_futures=True)
 
 

@@ -223,6 +223,7 @@ class WorkerPool:
         self._arrays = itertools.count()
         self._lock = threading.Lock()
         self._starting: dict[str, threading.Lock] = {}
+        self.closed = False
 
     def get(self, framework: str) -> Worker:
         with self._lock:   # one start per framework even when threads ask at once (`check --jobs`)
@@ -231,6 +232,8 @@ class WorkerPool:
             return self._get(framework)
 
     def _get(self, framework: str) -> Worker:
+        if self.closed:   # after close() (Ctrl-C): a thread still running checks gets an error, never a new worker
+            raise WorkerError(f"the worker pool is closed: no {framework} worker is started", kind="PoolClosed")
         if framework in self._unavailable:  # its framework cannot be imported: the same error, not a retry
             raise self._unavailable[framework]
         w = self.workers.get(framework)
@@ -267,7 +270,8 @@ class WorkerPool:
         return str(self.workdir / f"{name}-{n}.npy")
 
     def close(self) -> None:
-        for w in self.workers.values():
+        self.closed = True
+        for w in list(self.workers.values()):
             w.close()
         self.workers.clear()
         if self._tmp is not None:
