@@ -62,7 +62,7 @@ def test_a_failing_step_fails_the_strict_report(tmp_path):
 
 def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "parity.cli", "check", CARD, "ppcls/MobileNetV2.pretrained",
-                             "--weights", "seeded", "--workdir", str(tmp_path), "--fresh"],
+                             "--weights", "seeded", "--workdir", str(tmp_path), "--fresh", "--jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a shell that starts jobs in the background hands them SIGINT ignored (and Python then
                             # keeps it ignored): the check must get Ctrl-C as a terminal would deliver it

@@ -17,10 +17,10 @@ from typing import NoReturn
 from .. import runlog
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ParityError
 from ..paths import default_workdir
-from . import audit, bench, check, count, doctor, drift, eval, listing, preprocess, report, weights
+from . import audit, bench, check, count, doctor, drift, eval, eval_runs, listing, preprocess, report, weights
 from .common import console
 
-COMMANDS = (listing, check, count, preprocess, weights, eval, bench, drift, report, doctor, audit)
+COMMANDS = (listing, check, count, preprocess, weights, eval, eval_runs, bench, drift, report, doctor, audit)
 LOG = "mbv2-parity.log"
 # commands that are steps of a run, and the results file each writes unless --json says otherwise
 STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
@@ -44,13 +44,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def namespace_for(argv: list[str]) -> argparse.Namespace:
-    return parser().parse_args(argv)
+    return parser().parse_args(eval_runs.route(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser().parse_args(argv)
+        args = parser().parse_args(eval_runs.route(argv))
     except SystemExit as e:  # argparse: usage errors exit 2 with its own one line
         return int(e.code or 0)
     return dispatch(args, argv)

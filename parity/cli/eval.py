@@ -12,6 +12,7 @@ from rich.markup import escape
 from .. import runtimes, settings
 from ..deploy.precisions import judged_precision
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
+from ..evaluation import shards
 from ..evaluation.dataset import DatasetError, open_dataset
 from ..evaluation.evaluate import evaluate, runtime_names
 from ..evaluation.verdicts import check_against_published, deployed_failures, native_onnx_failure, paired_difference
@@ -23,12 +24,18 @@ from .common import workdir as get_workdir
 
 
 def add(sub: Any) -> None:
-    p = sub.add_parser("eval", help="top-1/top-5 on an ImageNet val set per runtime vs the published table")
+    p = sub.add_parser("eval", help="top-1/top-5 on an ImageNet val set per runtime vs the published table",
+                       description="top-1/top-5 per card and runtime vs the published table, with per-image records "
+                                   "in the JSON. `eval --shard K/N` evaluates one shard; `eval merge SHARD...` "
+                                   "combines shards; `eval diff A B` compares two runs image by image.")
     add_models(p)
     p.add_argument("--data", help="val dir (val/ + val_label.txt, ImageFolder) or a 'path label' list file; "
                                   "default $MBV2_PARITY_IMAGENET")
     p.add_argument("--limit", type=int, default=None, help="stratified subset of N images (Wilson intervals)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard", metavar="K/N", default=None,
+                   help="evaluate shard K of N only (stratified by class, independent of file order) and write its "
+                        "per-image records; combine the N files with `eval merge`")
     p.add_argument("--label-base", type=int, choices=(0, 1), default=None,
                    help="how the label file counts classes (needed when it has no label 0 and no wnids in file names)")
     p.add_argument("--synsets", help="the standard synset list (wnid order) to check labels against file names")
@@ -53,6 +60,7 @@ def prepare(args: argparse.Namespace) -> None:
         raise UsageError(f"--limit {args.limit}: must be a positive number of images", hint="omit it to use every image")
     if args.batch <= 0 or args.workers <= 0:
         raise UsageError(f"--batch {args.batch} / --workers {args.workers}: both must be at least 1")
+    args.shard_kn = shards.parse_shard(args.shard) if args.shard else None
     args.runtimes = [runtimes.resolve(r, args.precision) for r in
                      runtime_names((args.runtime or []) + (args.backend or []))] or ["native", "ort-opt-on"]
     if args.precision and not args.runtime:
@@ -95,34 +103,19 @@ def run(args: argparse.Namespace) -> int:
     wd = get_workdir(args)
     out = json_out(args, wd, "eval.json")
     ds = args.dataset
-    sub = ds.subset(args.limit, args.seed) if args.limit else ds
+    full = ds.subset(args.limit, args.seed) if args.limit else ds
+    sub = shards.shard(full, *args.shard_kn) if args.shard_kn else full
     if ds.label_evidence:
         say(f"labels: {ds.label_evidence}")
-    real = args.weights != "seeded"
+    if args.shard_kn:
+        say(f"shard {args.shard}: {len(sub)} of {len(full)} images (stratified by class); the published numbers are "
+            "judged by `eval merge`")
     rows: list[tuple[str, str, Any, list[Any]]] = []
-    doc: dict[str, Any] = {"dataset": {"path": str(ds.root), "layout": sub.layout, "n": len(sub)}, "results": [],
-                           "run": args.run_id}
+    doc = shards.document(full, sub, args.shard_kn, args.run_id)
     bad: list[str] = []
     with Harness(load_registry(), workdir=wd) as h:
         for c in args.cards:
-            try:
-                res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers,
-                               options=args.runtime_options)
-            except Skip as e:
-                say(f"{c.id}: skipped: {e}")
-                doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
-                continue
-            problems = judge(c, res, real, args.weights == "pretrained", full=len(sub) >= 50_000)
-            bad += problems
-            r0 = next(iter(res.values()))
-            if r0.cache_hit:
-                say(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, mtime and "
-                    "ctime of every file)")
-            checks = [pc for r in float_results(res) for pc in check_against_published(c, r, full=len(sub) >= 50_000)]
-            for name, r in res.items():
-                rows.append((c.id, name, r, checks))
-                doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks],
-                                       "problems": problems})
+            bad += evaluate_card(h, args, c, sub, rows, doc)
     show(rows, sub, args.weights)
     doc["deployed"] = deployed(rows)
     evaluated = sum(r.n for _, _, r, _ in rows)
@@ -137,6 +130,52 @@ def run(args: argparse.Namespace) -> int:
         print("mbv2-parity: nothing evaluated: every card was skipped (reasons above)", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_OK
+
+
+def evaluate_card(h: Harness, args: argparse.Namespace, c: Any, sub: Any, rows: list[Any], doc: dict[str, Any]) \
+        -> list[str]:
+    """One card through every runtime: its rows, its results (identity and per-image records) in ``doc``, and the
+    reasons it fails (the published numbers are judged on whole evaluations only, not on a shard)."""
+    try:
+        res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers,
+                       options=args.runtime_options)
+        kind, digest = weights_digest(h, c, args.weights)
+    except Skip as e:
+        say(f"{c.id}: skipped: {e}")
+        doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
+        return []
+    full = len(sub) >= 50_000
+    problems = judge(c, res, args.weights != "seeded", args.weights == "pretrained" and not args.shard_kn, full)
+    r0 = next(iter(res.values()))
+    if r0.cache_hit:
+        say(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, mtime and "
+            "ctime of every file)")
+    checks = [pc for r in float_results(res) for pc in check_against_published(c, r, full=full)]
+    for name, r in res.items():
+        rows.append((c.id, name, r, checks))
+        ident = shards.result_identity(c, kind, digest, r, args.runtime_options.get(name, {}))
+        doc["results"].append({**r.to_dict(), "published_checks": [vars(pc) for pc in checks], "problems": problems,
+                               "identity": ident, "images": shards.images_block(r, sub)})
+    return problems
+
+
+def weights_digest(h: Harness, card: Any, mode: str) -> tuple[str, str]:
+    """(weights kind, sha256 of what the model was built from): the seed of seeded weights, the verified download,
+    the given file, the real TFLite file."""
+    from pathlib import Path
+
+    from ..paths import realdata_dir
+    from ..weights.download import sha256_file
+    from ..weights.modes import REAL_TFLITE, parse_mode, seed_for
+    kind, path = parse_mode(mode)
+    if kind == "seeded":
+        return kind, shards._h(f"seeded {seed_for(card)}")
+    if kind == "pretrained":
+        return kind, str(h.weights_request(card, mode)["sha256"])
+    if kind == "real":
+        root = realdata_dir()
+        path = str(root.joinpath(*REAL_TFLITE)) if root is not None else ""
+    return kind, sha256_file(Path(str(path)))
 
 
 def judge(card: Any, res: dict[str, Any], real: bool, published: bool, full: bool) -> list[str]:

@@ -257,5 +257,19 @@ def diff_markdown(d: Diff) -> str:
     elif d.kind == "published":
         out += [f"* {k}: {det['old'].get(k)} -> {det['new'].get(k)}" for k in sorted(set(det["old"]) | set(det["new"]))
                 if det["old"].get(k) != det["new"].get(k)]
-    out.append("\nTop-1 change on a dataset: configure `MBV2_PARITY_IMAGENET` and run `mbv2-parity eval`.")
+    out.append(dataset_evidence(d.card))
     return "\n".join(out)
+
+
+def dataset_evidence(card: str) -> str:
+    """Where the per-image evidence of a top-1 change comes from: with a dataset configured, the `eval` + `eval diff`
+    commands against the last full validation (and that workflow's runs when the repository is known)."""
+    from .. import settings
+    if not settings.imagenet():
+        return "\nTop-1 change on a dataset: configure `MBV2_PARITY_IMAGENET` and run `mbv2-parity eval`."
+    repo = settings.github_repo()
+    runs = f" (the last one: https://github.com/{repo}/actions/workflows/full-val.yml, artifact `full-val`)" if repo else ""
+    return ("\nPer-image evidence on the configured dataset: `mbv2-parity eval " + card + " --data "
+            "$MBV2_PARITY_IMAGENET --json after.json`, then `mbv2-parity eval diff before.json after.json` against the "
+            "merged JSON of the last full validation" + runs + ": the images whose top-1 changed, with labels and both "
+            "predictions, and the net top-1 change with its paired 95 % interval and McNemar's p.")

@@ -30,6 +30,7 @@ from ..preprocess import ImageDecodeError, geometric, normalize_batch
 from ..registry import Card
 from ..spec import PreprocessSpec
 from .dataset import Dataset
+from .shards import ImageRecords, image_ids
 from .verdicts import EvalResult, count_correct, wilson
 
 if TYPE_CHECKING:
@@ -147,19 +148,24 @@ def _run(card: Card, mode: str, ds: Any, names: list[str], rts: dict[str, Any], 
     correct1 = dict.fromkeys(names, 0)
     correct5 = dict.fromkeys(names, 0)
     preds: dict[str, list[int]] = {n: [] for n in names}
-    n_ok, skipped_files, kept_labels = 0, [], []
+    records: dict[str, ImageRecords] = {n: ImageRecords() for n in names}
+    all_ids = image_ids(ds)
+    n_ok, skipped_files, kept_labels, kept_ids = 0, [], [], []
     t0 = time.perf_counter()
     pos = 0
     with _progress(card.id, mode, len(ds), progress) as tick:
         for x, ok, errors in cache.batches(workers=workers):
             y = ds.labels[pos:pos + len(ok)][ok]
             kept_labels += y.tolist()
+            kept_ids += [i for i, good in zip(all_ids[pos:pos + len(ok)], ok.tolist()) if good]
             skipped_files += errors
             xs = x[ok]
             pos += len(ok)
             if len(xs):
                 for n, rt in rts.items():
-                    c1, c5, pred = count_correct(rt.infer(xs), y)
+                    logits = rt.infer(xs)
+                    records[n].add(logits)
+                    c1, c5, pred = count_correct(logits, y)
                     correct1[n] += c1
                     correct5[n] += c5
                     preds[n] += pred.tolist()
@@ -170,7 +176,7 @@ def _run(card: Card, mode: str, ds: Any, names: list[str], rts: dict[str, Any], 
     return {n: EvalResult(card.id, n, mode, ds.layout, n_ok, len(skipped_files), correct1[n] / max(n_ok, 1),
                           correct5[n] / max(n_ok, 1), wilson(correct1[n], n_ok), wilson(correct5[n], n_ok), wall,
                           n_ok / wall if wall else 0.0, hit, skipped_files, preds[n], kept_labels, str(cache.dir),
-                          rts[n].info().to_dict())
+                          rts[n].info().to_dict(), kept_ids, records[n].top5, records[n].scores, records[n].digests)
             for n in names}
 
 

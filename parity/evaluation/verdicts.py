@@ -80,11 +80,16 @@ class EvalResult:
     labels: list[int] = field(default_factory=list, repr=False)
     cache_dir: str = ""
     runtime: dict[str, Any] = field(default_factory=dict)     # what the runtime reports it ran (RuntimeInfo)
+    # per evaluated image, in the order of ``predictions`` (``parity.evaluation.shards`` writes them):
+    ids: list[str] = field(default_factory=list, repr=False)            # path relative to the dataset root
+    top5_classes: list[list[int]] = field(default_factory=list, repr=False)     # class indices, best first
+    scores: list[list[float]] = field(default_factory=list, repr=False)  # the runtime's outputs at those indices
+    digests: list[str] = field(default_factory=list, repr=False)        # sha256 (16 hex) of the float32 logits row
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("predictions")
-        d.pop("labels")
+        for per_image in ("predictions", "labels", "ids", "top5_classes", "scores", "digests"):
+            d.pop(per_image)
         return d
 
     def failures(self, real_weights: bool) -> list[str]:

@@ -84,7 +84,8 @@ def code_root(workdir: Path) -> Path:
 
 
 class Worker:
-    """One framework worker process. Not thread-safe: one request at a time."""
+    """One framework worker process: one request at a time (``call`` holds a lock, so threads sharing a worker, as
+    `check --jobs` does with the deployment host, queue instead of interleaving their requests)."""
 
     _ids = itertools.count()
 
@@ -112,6 +113,7 @@ class Worker:
                               kind="AdapterUnavailable", hint=f"`tox -e {stack.tox_env}` builds it; set "
                                                               f"{stack.env_var}") from None
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._call_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         hello = self._wait_reply("hello", START_TIMEOUT_S)
@@ -165,6 +167,10 @@ class Worker:
         return reply
 
     def call(self, op: str, timeout: float | None = None, **params: Any) -> Any:
+        with self._call_lock:
+            return self._call(op, timeout, **params)
+
+    def _call(self, op: str, timeout: float | None = None, **params: Any) -> Any:
         if not self.alive:
             raise WorkerCrashed(f"{self._describe(op)}: worker is not running ({_signal_name(self.proc.returncode)})",
                                 kind="WorkerCrashed")
@@ -216,8 +222,18 @@ class WorkerPool:
         self._unavailable: dict[str, WorkerError] = {}
         self._arrays = itertools.count()
         self._lock = threading.Lock()
+        self._starting: dict[str, threading.Lock] = {}
+        self.closed = False
 
     def get(self, framework: str) -> Worker:
+        with self._lock:   # one start per framework even when threads ask at once (`check --jobs`)
+            lock = self._starting.setdefault(framework, threading.Lock())
+        with lock:
+            return self._get(framework)
+
+    def _get(self, framework: str) -> Worker:
+        if self.closed:   # after close() (Ctrl-C): a thread still running checks gets an error, never a new worker
+            raise WorkerError(f"the worker pool is closed: no {framework} worker is started", kind="PoolClosed")
         if framework in self._unavailable:  # its framework cannot be imported: the same error, not a retry
             raise self._unavailable[framework]
         w = self.workers.get(framework)
@@ -254,7 +270,8 @@ class WorkerPool:
         return str(self.workdir / f"{name}-{n}.npy")
 
     def close(self) -> None:
-        for w in self.workers.values():
+        self.closed = True
+        for w in list(self.workers.values()):
             w.close()
         self.workers.clear()
         if self._tmp is not None:

@@ -1,0 +1,58 @@
+"""`mbv2-parity check` sequential (--jobs 1) vs concurrent (--jobs N), in one run, on the same cards, each in a
+fresh work directory (no ONNX file or model reused between the two); the results must be the same.
+
+    python benchmarks/check_jobs.py [--jobs N] [CARD...]   (default: one card per stack: torchvision, keras, ppcls)
+
+Prints each wall time, the ratio concurrent / sequential, and whether every (card, check, weights) has the same status
+and the same max |diff| per runtime in both runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CARDS = ["torchvision/mobilenet_v2.IMAGENET1K_V1", "keras/mobilenet_v2.alpha_1.0_224", "ppcls/MobileNetV2.pretrained"]
+
+
+def run(cards: list[str], jobs: int, wd: Path) -> tuple[float, dict[tuple[str, str, str], tuple[str, dict[str, float]]],
+                                                          list[str]]:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "parity.cli", "check", *cards, "--fresh", "--jobs", str(jobs),
+                        "--workdir", str(wd)], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode not in (0, 1):
+        sys.exit(f"check --jobs {jobs} exited {p.returncode}: {p.stderr[-400:]}")
+    doc = json.loads((wd / "results.json").read_text())
+    out = {(r["card"], r["check"], r["mode"]): (r["status"], {k: v["max_abs"] for k, v in r["metrics"].items()
+                                                              if isinstance(v, dict) and "max_abs" in v})
+           for r in doc["results"]}
+    order = [ln.strip() for ln in p.stdout.splitlines() if ln.strip() in cards]
+    return wall, out, order
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cards", nargs="*", default=CARDS)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--concurrent-first", action="store_true", help="run --jobs N before --jobs 1 (order bias)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if a.concurrent_first:
+            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con")
+        seq, rs, order_s = run(a.cards, 1, Path(tmp) / "seq")
+        if not a.concurrent_first:
+            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con")
+    same = rs.keys() == rc.keys() and all(rs[k][0] == rc[k][0] and rs[k][1] == rc[k][1] for k in rs)
+    print(json.dumps({"load_average": os.getloadavg(),
+                      "cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
+                      "concurrent_s": round(con, 1), "ratio": round(con / seq, 3), "checks": len(rs),
+                      "same_results": same, "same_order": order_s == order_c == a.cards}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
