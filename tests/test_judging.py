@@ -98,5 +98,8 @@ def test_truncating_sources_are_checked_truncated():
     assert check_cell(pub("154", rounding="down"), {"macs": 153.94e6}).status == "mismatch"
     assert check_cell(pub("299", rounding="down"), {"macs": 300.774e6}).status == "mismatch"
     assert check_cell(pub("3.47", rounding="down"), {"macs": 3.47e6}).status == "exact"   # float noise below .47
+    # sources that round to 1e5 (mmpretrain's metafile: rounded_to = -5), truncated or not, print without decimals
+    assert check_cell(pub("3500000", unit="count", rounded_to=-5), {"macs": 3504872}).status == "exact"
+    assert check_cell(pub("3500000", unit="count", rounded_to=-5, rounding="down"), {"macs": 3504872}).status == "exact"
     with pytest.raises(RegistryError, match="rounding 'up'"):
         pub("300", rounding="up")

@@ -265,4 +265,4 @@ def check_cell(pub: Published, values: dict[str, float | None]) -> CellCheck:
     label = pub.convention + (" (truncated)" if pub.rounding == "down" else "")
     return CellCheck(pub.metric, pub.source, pub.digits, pub.unit, label, x, status, residual,
                      f"{x:.{max(d, 0) + 2}f} {pub.unit} by {pub.convention} "
-                     f"({'truncated' if pub.rounding == 'down' else 'rounded'} to {d} decimals: {shown:.{d}f})")
+                     f"({'truncated' if pub.rounding == 'down' else 'rounded'} to {d} decimals: {shown:.{max(d, 0)}f})")
