@@ -147,6 +147,12 @@ def test_opconfig_fields_not_understood_are_reported(tmp_path: Path) -> None:
     assert {"OpType: FUSION_OP_RGB_LETTERBOX_CVTCOLOR_NORM_TENSOR", "NormaType: MYSTERY",
             "ColorCvtCode: BGR2GRAY"} <= set(d.unknown)
     assert not {"resize_mode", "mean", "channel_order"} & set(d.fields)
+    with pytest.raises(ConfigError, match=r"OpConfig\.ResizeWidth: expected a whole number"):  # a user error, one line
+        _load(tmp_path, "vdsp_opconfig_tv.json", lambda t: t.replace('"ResizeWidth": 256', '"ResizeWidth": "256px"'))
+    with pytest.raises(ConfigError, match="without ResizeHeight"):
+        _load(tmp_path, "vdsp_opconfig_tv.json", lambda t: t.replace('"ResizeHeight": 256,', ''))
+    _, d, _ = _load(tmp_path, "vdsp_params.json", lambda t: t.replace('"resize_type": 1', '"resize_type": [1]'))
+    assert "resize_type: [1]" in d.unknown and "interpolation" not in d.fields
     with pytest.raises(ConfigError, match="OpConfig must be an object"):
         _load(tmp_path, "vdsp_opconfig_tv.json", lambda t: '{"OpType": "X", "OpConfig": [1]}')
 

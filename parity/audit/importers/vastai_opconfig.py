@@ -60,7 +60,7 @@ NUMERIC: dict[str, dict[int, str]] = {"vdsp_op_type": {300: "RGB_RESIZE_CVTCOLOR
 
 def numeric_codes(doc: dict[str, Any], d: Declared) -> None:
     """The sdk1.0 layout's op codes that the public file pairs pin down; any other code is left "not understood"."""
-    f, known = d.fields, {k: NUMERIC[k].get(doc[k]) for k in NUMERIC if k in doc}
+    f, known = d.fields, {k: NUMERIC[k].get(doc[k]) if isinstance(doc[k], int) else None for k in NUMERIC if k in doc}
     for k, name in known.items():
         if name is None:
             d.unknown.append(f"{k}: {doc[k]}")
@@ -125,17 +125,23 @@ def _norm(rest: dict[str, Any], d: Declared) -> None:
         d.notes.append("normalization not understood: upstream's assumed")
 
 
+def _int(rest: dict[str, Any], key: str, default: int | None = None) -> int:
+    v = rest.pop(key, default)
+    if v is None:
+        raise ConfigError(f"OpConfig of {RESIZE_CROP} without {key}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        raise ConfigError(f"OpConfig.{key}: expected a whole number of pixels, got {v!r}")
+    return int(v)
+
+
 def _geometry(rest: dict[str, Any], d: Declared) -> None:
-    try:
-        rw, rh = int(rest.pop("ResizeWidth")), int(rest.pop("ResizeHeight"))
-    except KeyError as e:
-        raise ConfigError(f"{d.source}: OpConfig of {RESIZE_CROP} without {e.args[0]}") from None
-    cx, cy = int(rest.pop("CropX", 0)), int(rest.pop("CropY", 0))
-    ow, oh = rest.pop("OimageWidth", None), rest.pop("OimageHeight", None)
-    if ow is None or oh is None:
+    rw, rh = _int(rest, "ResizeWidth"), _int(rest, "ResizeHeight")
+    cx, cy = _int(rest, "CropX", 0), _int(rest, "CropY", 0)
+    if "OimageWidth" in rest or "OimageHeight" in rest:
+        ow, oh = _int(rest, "OimageWidth"), _int(rest, "OimageHeight")
+    else:
         ow, oh = rw - 2 * cx, rh - 2 * cy
         d.notes.append(f"no OimageWidth/OimageHeight: the crop taken as centered, {ow}x{oh}")
-    ow, oh = int(ow), int(oh)
     if rw != rh or ow != oh:
         d.unknown.append(f"resize {rw}x{rh} / crop {ow}x{oh} (not square)")
         return
