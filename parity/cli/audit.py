@@ -166,7 +166,10 @@ def int8_cost(h: Harness, card: Card, weights: str, calib: PreprocessSpec, cfg: 
 
 def _alone(up: PreprocessSpec, cfg: PreprocessSpec, field: str) -> PreprocessSpec:
     names = FIELDS.get(field, (field,))
-    return up.replace(**{n: getattr(cfg, n) for n in names})
+    alone = up.replace(**{n: getattr(cfg, n) for n in names})
+    if alone.backend == "pil" and alone.interpolation != "nearest" and not alone.antialias:
+        alone = alone.replace(antialias=True)   # e.g. bilinear alone over PIL nearest: PIL antialiases all but nearest
+    return alone
 
 
 def _failures(found: list[Finding], whole: Cost | None, pts: float) -> list[str]:

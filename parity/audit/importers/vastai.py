@@ -16,10 +16,11 @@ yamls and vdsp_params files of the same tree.
   ``iimage_format``, ``resize_type``, ``color_cvt_code``, ``color_space``, ``norma_type``).
 
 Assumptions (stated on every audit): a ``Resize`` without ``interpolation`` is bilinear; the decoder and resize
-library are not declared (upstream's assumed); ``Normalize`` without ``div255`` works on 0-255 pixels; the op
-codes of vdsp_params are numbers whose meaning VastAI does not publish with the file: they are reported as not
-understood (never dropped), except that the means/stds are taken to be in R, G, B order as named. The newer
-``OpConfig`` vdsp_params layout is not read yet (refused with that reason).
+library are not declared (upstream's assumed); ``Normalize`` without ``div255`` works on 0-255 pixels. The
+vdsp_params op codes are numbers whose meaning VastAI does not publish with the file: the ones that public file
+pairs pin down are read (``vastai_opconfig.NUMERIC``, sources there), the others (``norma_type``) are reported as
+not understood (never dropped) and the means/stds are taken to be 0-255 values in R, G, B order as named. The newer
+``OpConfig`` layout is read by ``vastai_opconfig`` (sources and assumptions in its docstring).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec, fp16_bits, fp16_from_bits
-from . import ConfigError, Declared, Importer, dump_yaml, load_yaml, numbers, register, upstream_model_norm
+from . import ConfigError, Declared, Importer, dump_yaml, load_yaml, numbers, register, upstream_model_norm, vastai_opconfig
 
 INTERP = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic",
           "cubic": "bicubic", "area": "area", "lanczos": "lanczos"}
@@ -132,7 +133,10 @@ class VamcYaml(Importer):
 
 class VdspParams(Importer):
     name = "vastai-vdsp"
-    doc = "VastAI vdsp_params json (sdk1.0): fp16 bit-pattern meanr/stdr..., short_edge_threshold, crop_size"
+    doc = ("VastAI vdsp_params json: sdk1.0 fp16 bit-pattern meanr/stdr..., short_edge_threshold, crop_size, numeric "
+           "op codes; or the OpConfig layout")
+    # only bilinear resize kernels are known in either layout (resize_type 1, ResizeType BILINEAR_*)
+    limits = ("interpolation", "backend", "antialias")
 
     def sniff(self, path: Path, text: str) -> bool:
         return path.suffix == ".json" and ("meanr" in text or "OpConfig" in text or "vdsp_op_type" in text)
@@ -142,10 +146,14 @@ class VdspParams(Importer):
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path.name} is not valid JSON: {e.msg} (line {e.lineno})") from None
-        if not isinstance(doc, dict) or "OpConfig" in doc or "meanr" not in doc:
-            raise ConfigError(f"{path.name}: only the sdk1.0 flat vdsp_params layout (meanr/stdr/...) is read, "
-                              "not the OpConfig layout", hint="audit the vamc build yaml, or convert the file")
         d = Declared(self.name, str(path), {})
+        if isinstance(doc, dict) and "OpConfig" in doc:
+            vastai_opconfig.load(doc, d)
+            return d
+        if not isinstance(doc, dict) or not all(k in doc for k in VDSP_NORM):
+            raise ConfigError(f"{path.name}: neither the OpConfig layout nor the sdk1.0 flat vdsp_params layout "
+                              "(meanr/meang/meanb/stdr/stdg/stdb)", hint="audit the vamc build yaml, or name "
+                              "another format with --format")
         f = d.fields
         mean = tuple(fp16_from_bits(doc[k]) for k in ("meanr", "meang", "meanb"))
         std = tuple(fp16_from_bits(doc[k]) for k in ("stdr", "stdg", "stdb"))
@@ -157,15 +165,20 @@ class VdspParams(Importer):
             d.notes.append("short_edge_threshold read as the shorter side of the resize")
         if "crop_size" in doc:
             f["crop_size"] = int(doc["crop_size"])
-        d.unknown += [f"{k}: {doc[k]}" for k in doc if k not in VDSP_NORM + VDSP_GEOM + VDSP_SIZE]
-        d.notes.append("interpolation and channel conversion are numeric op codes (reported as not understood): "
-                       "upstream's assumed")
+        vastai_opconfig.numeric_codes(doc, d)
+        d.unknown += [f"{k}: {doc[k]}" for k in doc
+                      if k not in VDSP_NORM + VDSP_GEOM + VDSP_SIZE + tuple(vastai_opconfig.NUMERIC)]
         return d
 
     def fix(self, path: Path, text: str, target: PreprocessSpec) -> str:
         doc = json.loads(text)
+        if "OpConfig" in doc:
+            return json.dumps(vastai_opconfig.fix(doc, target), indent=4) + "\n"
         mean, std = upstream_model_norm(target)
         if target.channel_order == "BGR":
+            if doc.get("color_cvt_code") in vastai_opconfig.NUMERIC["color_cvt_code"]:
+                raise ConfigError("vdsp_params color_cvt_code: the numeric code of RGB2BGR is not known",
+                                  hint="use the OpConfig layout (ColorCvtCode RGB2BGR)")
             mean, std = mean[::-1], std[::-1]
         for k, v in zip(VDSP_NORM, mean + std):
             doc[k] = fp16_bits(v)
