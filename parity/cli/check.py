@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import checks, frameworks, runtimes
+from .. import checks, runtimes
 from ..checks import CheckResult
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
@@ -35,6 +32,9 @@ from .common import (
     table,
 )
 from .common import workdir as get_workdir
+from .jobs import in_card_order, stack_groups
+
+__all__ = ["add", "prepare", "run", "run_cards", "stack_groups"]
 
 
 def add(sub: Any) -> None:
@@ -152,67 +152,15 @@ def _line(r: CheckResult) -> str:
     return f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(r.reason[:160])}"
 
 
-def stack_groups(cards: list[Any]) -> list[list[Any]]:
-    """The cards per worker stack, in the order of their first card: stacks share nothing but the deployment host,
-    so they can run at once; cards of one stack run one after the other (one worker each, bounded memory)."""
-    groups: dict[str, list[Any]] = {}
-    for c in cards:
-        groups.setdefault(frameworks.get(c.framework).stack, []).append(c)
-    return list(groups.values())
-
-
 def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) -> None:
-    """Every card's plan; with ``--jobs`` > 1 the stacks run concurrently (one thread each, at most ``jobs`` at once)
-    and each card's lines are printed, and its results kept, in the order of the cards as soon as it and every card
-    before it are done: the same output and results as a sequential run."""
-    def one(card: Any, each: Callable[[CheckResult], None]) -> list[CheckResult]:
+    """Every card's plan; with ``--jobs`` > 1 the stacks run concurrently (``jobs.in_card_order``): each card's lines
+    are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
+    def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
         items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
-        return checks.run_plan(h, card, items, each)
+        return checks.run_plan(h, card, items, lambda r: note(_line(r)))
 
-    groups = stack_groups(args.cards)
-    if args.jobs == 1 or len(groups) == 1:
-        for card in args.cards:
-            console.print(f"[bold]{_e(card.id)}[/]")
-            results += one(card, lambda r: console.print(_line(r)))
-        return
-    done: queue.Queue[str] = queue.Queue()
-    lines: dict[str, list[str]] = {c.id: [] for c in args.cards}
-    per_card: dict[str, list[CheckResult]] = {}
-
-    stop = threading.Event()
-
-    def work(group: list[Any]) -> None:
-        for card in group:
-            if stop.is_set():   # interrupted (Ctrl-C) or failed: no further card is started
-                return
-            per_card[card.id] = one(card, lines_of(card.id))
-            done.put(card.id)
-
-    def lines_of(cid: str) -> Callable[[CheckResult], None]:
-        return lambda r: lines[cid].append(_line(r))
-
-    ex = ThreadPoolExecutor(max_workers=min(args.jobs, len(groups)), thread_name_prefix="check")
-    futures = [ex.submit(work, g) for g in groups]
-    try:
-        shown = 0
-        while shown < len(args.cards):
-            try:
-                done.get(timeout=0.5)
-            except queue.Empty:
-                for f in futures:   # a bug in a thread (checks are guarded) surfaces here, not as a hang
-                    if f.done():
-                        f.result()  # re-raises what the thread raised
-                continue
-            while shown < len(args.cards) and args.cards[shown].id in per_card:
-                card = args.cards[shown]
-                console.print(f"[bold]{_e(card.id)}[/]")
-                for ln in lines[card.id]:
-                    console.print(ln)
-                results += per_card[card.id]
-                shown += 1
-    finally:
-        stop.set()
-        ex.shutdown(wait=False, cancel_futures=True)
+    in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
+                  lambda card, res: results.extend(res))
 
 
 def run_versions(h: Harness) -> dict[str, dict[str, str]]:

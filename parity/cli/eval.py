@@ -3,7 +3,9 @@ published table; fails on zero images, too many unreadable images, labels off by
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from ..registry import load_registry
 from ..weights import modes as weight_modes
 from .common import add_models, add_quant_options, add_workdir, console, json_out, preflight, quant_options, say, select, table
 from .common import workdir as get_workdir
+from .jobs import in_card_order, stack_groups
 
 
 def add(sub: Any) -> None:
@@ -50,7 +53,10 @@ def add(sub: Any) -> None:
     add_quant_options(p)
     p.add_argument("--batch", type=int, default=8,
                    help="images per inference call (8: finest decode/inference interleaving; 138-141 img/s vs 124 at 32)")
-    p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes")
+    p.add_argument("--workers", type=int, default=2, help="decode/preprocess processes (per card being evaluated)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker stacks evaluated at once (default: the core count; 1: one card after the other, with "
+                        "a progress bar); the output and the JSON are in card order either way")
     add_workdir(p, "eval.json")
     p.set_defaults(fn=run, prepare=prepare, step="eval")
 
@@ -60,6 +66,8 @@ def prepare(args: argparse.Namespace) -> None:
         raise UsageError(f"--limit {args.limit}: must be a positive number of images", hint="omit it to use every image")
     if args.batch <= 0 or args.workers <= 0:
         raise UsageError(f"--batch {args.batch} / --workers {args.workers}: both must be at least 1")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: must be at least 1", hint="1 evaluates one card after the other")
     args.shard_kn = shards.parse_shard(args.shard) if args.shard else None
     args.runtimes = [runtimes.resolve(r, args.precision) for r in
                      runtime_names((args.runtime or []) + (args.backend or []))] or ["native", "ort-opt-on"]
@@ -113,9 +121,21 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str, Any, list[Any]]] = []
     doc = shards.document(full, sub, args.shard_kn, args.run_id)
     bad: list[str] = []
+    # several stacks at once: the progress bars (one live display at a time) give way to each card's lines
+    bars = args.jobs == 1 or len(stack_groups(args.cards)) == 1
+
+    def one(c: Any, note: Callable[[str], None]) -> tuple[list[Any], list[Any], list[str]]:
+        mine: dict[str, list[Any]] = {"results": []}
+        rows_c: list[Any] = []
+        return rows_c, mine["results"], evaluate_card(h, args, c, sub, rows_c, mine, note, bars)
+
+    def finish(_c: Any, res: tuple[list[Any], list[Any], list[str]]) -> None:
+        rows.extend(res[0])
+        doc["results"].extend(res[1])
+        bad.extend(res[2])
+
     with Harness(load_registry(), workdir=wd) as h:
-        for c in args.cards:
-            bad += evaluate_card(h, args, c, sub, rows, doc)
+        in_card_order(args.cards, args.jobs, one, say, lambda _c: None, finish)
     show(rows, sub, args.weights)
     doc["deployed"] = deployed(rows)
     evaluated = sum(r.n for _, _, r, _ in rows)
@@ -132,23 +152,24 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def evaluate_card(h: Harness, args: argparse.Namespace, c: Any, sub: Any, rows: list[Any], doc: dict[str, Any]) \
-        -> list[str]:
-    """One card through every runtime: its rows, its results (identity and per-image records) in ``doc``, and the
-    reasons it fails (the published numbers are judged on whole evaluations only, not on a shard)."""
+def evaluate_card(h: Harness, args: argparse.Namespace, c: Any, sub: Any, rows: list[Any], doc: dict[str, Any],
+                  note: Callable[[str], None] = say, progress: bool = True) -> list[str]:
+    """One card through every runtime: its rows, its results (identity and per-image records) in ``doc``, its notes
+    to ``note``, and the reasons it fails (the published numbers are judged on whole evaluations only, not on a
+    shard)."""
     try:
-        res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers,
+        res = evaluate(h, c, args.weights, sub, tuple(args.runtimes), args.batch, args.workers, progress=progress,
                        options=args.runtime_options)
         kind, digest = weights_digest(h, c, args.weights)
     except Skip as e:
-        say(f"{c.id}: skipped: {e}")
+        note(f"{c.id}: skipped: {e}")
         doc["results"].append({"card": c.id, "status": "skip", "reason": str(e)})
         return []
     full = len(sub) >= 50_000
     problems = judge(c, res, args.weights != "seeded", args.weights == "pretrained" and not args.shard_kn, full)
     r0 = next(iter(res.values()))
     if r0.cache_hit:
-        say(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, mtime and "
+        note(f"{c.id}: decoded images read from the cache {r0.cache_dir} (keyed on path, size, mtime and "
             "ctime of every file)")
     checks = [pc for r in float_results(res) for pc in check_against_published(c, r, full=full)]
     for name, r in res.items():

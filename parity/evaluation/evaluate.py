@@ -72,6 +72,23 @@ class TensorCache:
     def complete(self) -> bool:
         return (self.dir / "complete.json").is_file()
 
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[bool]:
+        """Held while this cache is read or built; yields whether it was complete. A complete cache is read by any
+        number of evaluations at once; an incomplete one is built by one (an exclusive lock on ``<dir>.lock``, also
+        between threads of one process: ``eval --jobs``), and whoever waited reads what it built."""
+        if self.complete:
+            yield True
+            return
+        import fcntl
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.dir.with_suffix(".lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield self.complete
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def batches(self, workers: int = 2, ahead: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
         """Yields (x, ok_mask, errors) per batch: from the cache if complete, else decoded in parallel (and cached)."""
         n = len(self.ds)
@@ -127,7 +144,6 @@ def evaluate(h: Harness, card: Card, mode: str, ds: Dataset, backends: tuple[str
     from .. import runtimes
     names = runtime_names(backends)
     cache = TensorCache(cache_root or h.workdir / "eval-cache", card.preprocess, ds, batch)
-    hit = cache.complete
     rts: dict[str, Any] = {}
     try:
         for n in names:
@@ -137,7 +153,8 @@ def evaluate(h: Harness, card: Card, mode: str, ds: Dataset, backends: tuple[str
             rt = runtimes.create(n, **extra)
             rts[n] = rt       # closed below even when a later runtime fails to load
             rt.load(runtimes.Target(h, card, mode, opset))
-        return _run(card, mode, ds, names, rts, cache, hit, workers, progress)
+        with cache.claimed() as hit:   # built by one evaluation at a time (`eval --jobs`), then read by all
+            return _run(card, mode, ds, names, rts, cache, hit, workers, progress)
     finally:
         for rt in rts.values():
             rt.close()
