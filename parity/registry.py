@@ -253,6 +253,9 @@ class Registry:
                     raise RegistryError(f"card {c.id}: published source {p.source!r} not in [sources]")
         self._by_id = {c.id: c for c in self.cards}
         self.unlisted = _unlisted(self.sections.get("unlisted", []), self.sources)
+        clash = [u.id for u in self.unlisted if u.id in self._by_id]
+        if clash:
+            raise RegistryError(f"[[unlisted]] {clash[0]} is also a card: a checkpoint is one or the other")
         try:
             self.preprocess_history = tuple(PreprocessRecord(**{**e, "mean": tuple(e["mean"]), "std": tuple(e["std"])})
                                             for e in self.sections.get("preprocess_history", []))

@@ -94,3 +94,15 @@ def test_an_unlisted_combination_is_refused_with_the_reason():
     with pytest.raises(UnknownModel, match=r"not a card: keras accepts alpha 1\.3 at 96x96") as e:
         REGISTRY.get("keras/mobilenet_v2.alpha_1.3_96")
     assert "tf_kernels_1.3_96.h5" in e.value.one_line()
+
+
+def test_the_watch_names_the_history_only_for_a_normalization_change():
+    """A keras spec change that is not a normalization change (interpolation) names no history; a scale change
+    between two recorded normalizations names both."""
+    from parity.drift.watch import _spec_diffs
+    card = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
+    now = card.preprocess.to_dict()
+    (d,) = _spec_diffs(card, {"spec": {**now, "interpolation": "bilinear"}}, {"spec": now}, REGISTRY)
+    assert "was " not in d.summary and d.details["history"] == {"old": [], "new": []}
+    (d,) = _spec_diffs(card, {"spec": {**now, "scale": 1 / 128}}, {"spec": now}, REGISTRY)
+    assert "x /= 128." in d.summary and "x /= 127.5" in d.summary and d.details["history"]["old"]

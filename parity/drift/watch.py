@@ -188,6 +188,9 @@ def _spec_diffs(card: Card, gold: dict[str, Any], new: dict[str, Any], registry:
                     registry.history_of(card.framework, spec)] for side, spec in (("old", spec_old), ("new", spec_new))}
     summary = "preprocessing default changed: " + ", ".join(
         f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items()))
+    normalization_changed = bool({"scale", "mean", "std"} & set(changed))
+    if not normalization_changed or known["old"] == known["new"]:
+        known = {"old": [], "new": []}       # history names a normalization change only
     if known["old"] and known["new"]:
         summary += f" (was {known['old'][0].split(' (')[0]}, now {known['new'][0].split(' (')[0]})"
     return [Diff(card.id, "preprocessing", summary,
