@@ -137,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
     with Harness(load_registry(), workdir=wd) as h:
         in_card_order(args.cards, args.jobs, one, say, lambda _c: None, finish)
     show(rows, sub, args.weights)
+    return conclude(doc, rows, bad, out, "every card was skipped (reasons above)")
+
+
+def conclude(doc: dict[str, Any], rows: list[Any], bad: list[str], out: Any, nothing: str) -> int:
+    """The end of `eval` and of `eval merge`: deployed table, status, JSON, failures, exit code."""
     doc["deployed"] = deployed(rows)
     evaluated = sum(r.n for _, _, r, _ in rows)
     doc["status"] = "fail" if bad else ("nothing" if not evaluated else "pass")
@@ -147,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         return EXIT_FAILED
     if not evaluated:
-        print("mbv2-parity: nothing evaluated: every card was skipped (reasons above)", file=sys.stderr)
+        print(f"mbv2-parity: nothing evaluated: {nothing}", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_OK
 

@@ -4,13 +4,12 @@ per-image comparison of two runs. They read eval JSONs only (no worker, no datas
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
-from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK
+from ..errors import EXIT_OK
 from ..evaluation import shards
 from ..evaluation.verdicts import check_against_published
 from ..harness import write_json
@@ -56,7 +55,7 @@ class _Shown:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from .eval import deployed, float_results, judge, show
+    from .eval import conclude, float_results, judge, show
     out = json_out(args, get_workdir(args), "eval-merged.json")
     head, merged = shards.merge(args.shards)
     n_images = head["dataset"]["n"]
@@ -86,19 +85,7 @@ def run_merge(args: argparse.Namespace) -> int:
                                     "problems": problems, "identity": r["identity"], "images": r["images"]})
     show(rows, _Shown(head["dataset"]["layout"] + f" (merged from {len(head['merged_from'])} shards)", n_images),
          weights)
-    head["deployed"] = deployed(rows)
-    evaluated = sum(r.n for _, _, r, _ in rows)
-    head["status"] = "fail" if bad else ("nothing" if not evaluated else "pass")
-    write_json(head, out)
-    for why in bad:
-        console.print(f"[bold red]FAIL[/] {escape(why)}")
-    say(f"results: {out}")
-    if bad:
-        return EXIT_FAILED
-    if not evaluated:
-        print("mbv2-parity: nothing evaluated: every card was skipped in every shard", file=sys.stderr)
-        return EXIT_NOTHING
-    return EXIT_OK
+    return conclude(head, rows, bad, out, "every card was skipped in every shard")
 
 
 def _names(path: str | None) -> dict[int, str]:
