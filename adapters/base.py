@@ -76,6 +76,32 @@ def quiet_fds():
             captured.append(buf.read().decode(errors="replace"))
 
 
+class DownloadIntercepted(Exception):
+    """Raised by ``intercept_download``'s stand-in: the framework is stopped right where it would download."""
+
+
+@contextlib.contextmanager
+def intercept_download(owner: Any, attr: str):
+    """Replace the framework's download function ``owner.attr`` by a recorder that stops the caller before any
+    transfer; yields the arguments it was called with, by name (empty when it was never called). The real function
+    is restored on the way out, whatever happened."""
+    import inspect
+    real = getattr(owner, attr)
+    asked: dict[str, Any] = {}
+
+    def stand_in(*args: Any, **kwargs: Any) -> None:
+        asked.update(inspect.signature(real).bind_partial(*args, **kwargs).arguments)
+        raise DownloadIntercepted
+
+    setattr(owner, attr, stand_in)
+    try:
+        yield asked
+    except DownloadIntercepted:
+        pass
+    finally:
+        setattr(owner, attr, real)
+
+
 def check_state_dict_fits(name: str, framework: str, model: dict[str, tuple], file: dict[str, tuple]) -> None:
     """A weight file against the model it is loaded into: the first tensor whose shape differs (both shapes), then
     missing and unexpected names; one AdapterError naming the file and the framework."""

@@ -32,37 +32,25 @@ from keras.src.applications import mobilenet_v2 as kmv2  # the implementation mo
 from parity.kit import SeededRecipe
 from parity.spec import PreprocessSpec
 
-from .base import AdapterError, BaseAdapter, check_state_dict_fits, quiet_fds
+from .base import AdapterError, BaseAdapter, check_state_dict_fits, intercept_download, quiet_fds
 from .tf_common import TfCanonical, keras_file_shapes
 from .tf_common import bn_layers as _bn_layers
 from .tf_deploy import TfLiteDeploy
 
 
-class _Fetch(Exception):
-    """Raised by the intercepted ``get_file`` to stop keras right where it would download."""
-
-
 def _would_download(alpha: float, rows: int) -> dict:
     """What ``keras.applications.MobileNetV2(alpha, (rows, rows, 3), weights='imagenet')`` asks ``get_file`` for
     (keras's own argument checks run first: a combination keras refuses raises AdapterError with keras's reason)."""
-    asked: dict = {}
-
-    def fake_get_file(fname=None, origin=None, **kw):
-        asked.update(fname=fname, origin=origin, file_hash=kw.get("file_hash"), cache_subdir=kw.get("cache_subdir"))
-        raise _Fetch
-
-    real = kmv2.file_utils.get_file
-    kmv2.file_utils.get_file = fake_get_file
-    try:
-        kmv2.MobileNetV2(input_shape=(rows, rows, 3), alpha=alpha, weights="imagenet")
-    except _Fetch:
-        return asked
-    except ValueError as e:
-        raise AdapterError(f"keras refuses ImageNet weights for alpha={alpha} rows={rows}: {' '.join(str(e).split())}") from None
-    finally:
-        kmv2.file_utils.get_file = real
-    raise AdapterError(f"keras built MobileNetV2(alpha={alpha}, rows={rows}, weights='imagenet') without asking "
-                       "get_file for a weight file: its loading code changed")
+    with intercept_download(kmv2.file_utils, "get_file") as asked:
+        try:
+            kmv2.MobileNetV2(input_shape=(rows, rows, 3), alpha=alpha, weights="imagenet")
+        except ValueError as e:
+            raise AdapterError(f"keras refuses ImageNet weights for alpha={alpha} rows={rows}: "
+                               f"{' '.join(str(e).split())}") from None
+    if not asked:
+        raise AdapterError(f"keras built MobileNetV2(alpha={alpha}, rows={rows}, weights='imagenet') without asking "
+                           "get_file for a weight file: its loading code changed")
+    return {k: asked.get(k) for k in ("fname", "origin", "file_hash", "cache_subdir")}
 
 
 class Adapter(TfLiteDeploy, TfCanonical, BaseAdapter):

@@ -10,7 +10,7 @@ from parity import faults as F
 from parity.spec import PreprocessSpec
 
 from . import torch_common as tc
-from .base import AdapterError, BaseAdapter
+from .base import AdapterError, BaseAdapter, intercept_download
 
 
 class Adapter(tc.TorchAdapter, BaseAdapter):
@@ -75,10 +75,6 @@ class Adapter(tc.TorchAdapter, BaseAdapter):
                 "published": {k: {"field": f, "value": v} for k, (f, v) in fields.items() if v is not None}}
 
 
-class _Fetch(Exception):
-    """Raised by the intercepted download to stop torchvision right where it would fetch the weights."""
-
-
 def legacy_pretrained_url(arch: str) -> str | None:
     """The file ``torchvision.models.<arch>(pretrained=True)`` asks for: the call seed 004's torch.hub entry point
     makes (``hubconf`` re-exports the model builders). torchvision's download is intercepted; nothing is fetched."""
@@ -86,22 +82,10 @@ def legacy_pretrained_url(arch: str) -> str | None:
 
     import torchvision.models as tvm
     import torchvision.models._api as api
-    asked: dict = {}
-
-    def fake(url, *a, **k):
-        asked["url"] = url
-        raise _Fetch
-
-    real = api.load_state_dict_from_url
-    api.load_state_dict_from_url = fake
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # 'pretrained' is deprecated: that is the legacy path being shown
+    with intercept_download(api, "load_state_dict_from_url") as asked, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'pretrained' is deprecated: that is the legacy path being shown
+        try:
             getattr(tvm, arch)(pretrained=True)
-    except _Fetch:
-        pass
-    except TypeError:  # the legacy keyword is gone from this torchvision
-        return None
-    finally:
-        api.load_state_dict_from_url = real
+        except TypeError:  # the legacy keyword is gone from this torchvision
+            return None
     return asked.get("url")

@@ -129,6 +129,13 @@ class PreprocessSpec:
     def replace(self, **changes: Any) -> PreprocessSpec:
         return dataclasses.replace(self, **changes)
 
+    def digest(self) -> str:
+        """Identity of the spec (16 hex digits of the sha256 of its sorted JSON): what calibration files and eval
+        shards record to prove which preprocessing produced them."""
+        import hashlib
+        import json
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
     # ------------------------------------------------------------------ deployment arithmetic
     @staticmethod
     def std_from_scale(scale_values: tuple[float, ...] | list[float]) -> tuple[float, ...]:

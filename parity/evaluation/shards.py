@@ -119,15 +119,11 @@ def images_block(r: EvalResult, ds: Dataset) -> dict[str, Any]:
             "skipped_id": skipped, "skipped_label": [labels[i] for i in skipped]}
 
 
-def spec_digest(spec: Any) -> str:
-    return _h(json.dumps(spec.to_dict(), sort_keys=True))[:16]
-
-
 def result_identity(card: Any, weights_kind: str, weights_sha256: str, r: EvalResult,
                     options: dict[str, Any]) -> dict[str, Any]:
     """What must be equal for two shards' results to be parts of one evaluation."""
     return {"card": card.id, "build_digest": card.build_digest, "weights": weights_kind,
-            "weights_sha256": weights_sha256, "spec_sha256": spec_digest(card.preprocess), "runtime": r.backend,
+            "weights_sha256": weights_sha256, "spec_sha256": card.preprocess.digest(), "runtime": r.backend,
             "precision": r.runtime.get("precision"), "runtime_version": r.runtime.get("version"),
             "options": json.loads(json.dumps(options, sort_keys=True, default=str))}
 

@@ -4,6 +4,7 @@ understand, the calibration preprocessing when the format declares it apart) and
 format (``fix``). A plug-in registers more with ``register`` (like runtimes and checks, ``parity.plugins``)."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -159,6 +160,13 @@ def load_yaml(text: str, path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path.name} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def load_json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path.name} is not valid JSON: {e.msg} (line {e.lineno})") from None
 
 
 def dump_yaml(doc: Any) -> str:

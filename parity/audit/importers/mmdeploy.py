@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec
-from . import ConfigError, Declared, Importer, numbers, register, upstream_model_norm
+from . import ConfigError, Declared, Importer, load_json, numbers, register, upstream_model_norm
 
 IGNORED = ("LoadImageFromFile", "ImageToTensor", "Collect", "PackClsInputs", "PackInputs", "DefaultFormatBundle")
 
@@ -44,10 +44,7 @@ class Pipeline(Importer):
         return path.suffix == ".json" and '"pipeline"' in text and '"transforms"' in text
 
     def load(self, path: Path, text: str) -> Declared:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path.name} is not valid JSON: {e.msg} (line {e.lineno})") from None
+        doc = load_json(text, path)
         d = Declared(self.name, str(path), {})
         f = d.fields
         f.update(decoder="cv2", backend="cv2", antialias=False, channel_order="BGR", layout="NCHW")
@@ -86,7 +83,7 @@ class Pipeline(Importer):
         d.unknown += [f"{kind}.{k}" for k in t if k not in ("keys", "meta_keys", "to_float32")]
 
     def fix(self, path: Path, text: str, target: PreprocessSpec) -> str:
-        doc = json.loads(text)
+        doc = load_json(text, path)
         mean, std = upstream_model_norm(target)
         if target.resize_mode not in ("shorter_side", "stretch"):
             raise ConfigError(f"the SDK's Resize cannot express resize_mode {target.resize_mode!r}")

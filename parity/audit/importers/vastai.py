@@ -29,7 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec, fp16_bits, fp16_from_bits
-from . import ConfigError, Declared, Importer, dump_yaml, load_yaml, numbers, register, upstream_model_norm, vastai_opconfig
+from . import (
+    ConfigError,
+    Declared,
+    Importer,
+    dump_yaml,
+    load_json,
+    load_yaml,
+    numbers,
+    register,
+    upstream_model_norm,
+    vastai_opconfig,
+)
 
 INTERP = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic",
           "cubic": "bicubic", "area": "area", "lanczos": "lanczos"}
@@ -142,10 +153,7 @@ class VdspParams(Importer):
         return path.suffix == ".json" and ("meanr" in text or "OpConfig" in text or "vdsp_op_type" in text)
 
     def load(self, path: Path, text: str) -> Declared:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path.name} is not valid JSON: {e.msg} (line {e.lineno})") from None
+        doc = load_json(text, path)
         d = Declared(self.name, str(path), {})
         if isinstance(doc, dict) and "OpConfig" in doc:
             vastai_opconfig.load(doc, d)
@@ -171,7 +179,7 @@ class VdspParams(Importer):
         return d
 
     def fix(self, path: Path, text: str, target: PreprocessSpec) -> str:
-        doc = json.loads(text)
+        doc = load_json(text, path)
         if "OpConfig" in doc:
             return json.dumps(vastai_opconfig.fix(doc, target), indent=4) + "\n"
         mean, std = upstream_model_norm(target)
