@@ -142,3 +142,31 @@ def test_published_deployed_numbers_are_cited_and_validated():
         reg = Registry([], REGISTRY.sources, sections={"deployed": [bad]})
         with pytest.raises(RegistryError, match=why):
             deployed_cells(reg)
+
+
+def test_cpu_int8_names_the_saturating_x86_path_only_without_vnni(monkeypatch):
+    from parity.runtimes.onnxruntime import cpu_int8
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    plain = cpu_int8("processor: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    assert plain["x86"] and plain["saturating"] and plain["vnni"] == []
+    for flag in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        got = cpu_int8(f"flags\t: avx avx2 avx512f {flag}\n")
+        assert not got["saturating"] and got["vnni"] == [flag]
+    assert not cpu_int8("")["saturating"]                                  # unknown CPU: no claim
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert not cpu_int8("Features\t: fp asimd asimddp\n")["saturating"]     # not x86: not that kernel
+
+
+@pytest.mark.parametrize(("unfused_noise", "where"), [(0.02, "integer kernels, not the scheme"),
+                                                      (3.0, "the quantization scheme itself")])
+def test_an_int8_failure_says_whether_the_scheme_or_the_kernels_lose_it(monkeypatch, unfused_noise, where):
+    from types import SimpleNamespace
+
+    from parity.checks.deploy import DeployCheck
+    ref = logits()
+    rng = np.random.default_rng(1)
+    monkeypatch.setattr("parity.runtimes.onnxruntime.run",
+                        lambda path, x, opt="off", **kw: ref + rng.normal(0, unfused_noise, ref.shape).astype(np.float32))
+    metrics: dict = {}
+    said = DeployCheck._split(ref, None, SimpleNamespace(artifact="q.onnx"), False, "ort-int8", metrics)
+    assert where in said and "unfused" in said and metrics["unfused"]["sqnr_db"] > -10

@@ -3,7 +3,7 @@ fp16/int8, OpenVINO f32/default/bf16/int8, TFLite float/int8, TorchScript, Paddl
 reference on the probe batch (synthetic and real images), judged by the precision it actually ran
 (``parity.deploy.precisions``). It also fails when a runtime runs another precision than it promised (read back from
 the runtime), and when a quantized artifact was calibrated on images preprocessed with another spec than the card's.
-A quantized ONNX artifact's failure names the layers that lose the most (``parity.deploy.blame``)."""
+A quantized artifact's failure (QDQ ONNX, NNCF IR) names the layers that lose the most (``parity.deploy.blame``)."""
 from __future__ import annotations
 
 import logging
@@ -88,14 +88,30 @@ class DeployCheck(Check):
         fails += c.failures
         metrics: dict[str, Any] = {runtime: c.metrics, "judged_as": precision, "runtime": info.to_dict()}
         reason = "; ".join(fails) or (f"{info.precision} ({precision} budget): " + c.summary())
+        if fails and info.detail.get("suspect"):  # a hazard the runtime itself names for what it ran
+            reason += f" | suspect: {info.detail['suspect']}"
+        if fails and precision == "int8" and info.artifact.endswith(".onnx"):
+            reason += " | " + self._split(ref, x_rt, info, probs, runtime, metrics)
         recorded = info.detail.get("made_by", {}).get("layer_blame")
         if fails and blame and recorded:          # the artifact's own tool measured it (TFLite)
             from ..deploy.blame import Blame
             metrics["blame"] = recorded
             reason += f" | {recorded.get('tool', 'layer blame')}: " + Blame.from_dict(recorded).worst()
-        elif fails and blame and info.artifact.endswith(".onnx") and precision == "int8":
+        elif fails and blame and info.artifact.endswith((".onnx", ".xml")) and precision == "int8":
             reason += " | " + self._blame(h, card, mode, opset, info, metrics)
         return CheckResult(card.id, self.name(runtime=runtime), "fail" if fails else "pass", reason, mode, metrics)
+
+    @staticmethod
+    def _split(ref: Any, x: Any, info: Any, probs: bool, runtime: str, metrics: dict[str, Any]) -> str:
+        """Scheme or kernels: the QDQ file run with graph optimizations off is the quantization scheme alone
+        (fake-quantized float: every QuantizeLinear/DequantizeLinear pair evaluated as written, no integer kernel);
+        where it passes and the integer kernels fail, the runtime's kernels lose what the scheme keeps."""
+        from ..runtimes.onnxruntime import run
+        u = run(info.artifact, x, opt="off")
+        cu = judge(softmax(ref) if probs else ref, u, "int8", f"{runtime} unfused", logits=ref if probs else None)
+        metrics["unfused"] = cu.metrics
+        where = "the quantization scheme itself" if cu.failures else f"{runtime}'s integer kernels, not the scheme"
+        return f"the QDQ file run unfused (the scheme alone, no integer kernel): {cu.summary()}: the loss is in {where}"
 
     @staticmethod
     def _blame(h: Harness, card: Card, mode: str, opset: int, info: Any, metrics: dict[str, Any]) -> str:

@@ -73,14 +73,23 @@ def int8(h: Harness, card: Card, mode: str, opset: int, calib: CalibSet, tool: s
         return Artifact(str(dst), "int8", made, calib.to_dict())
     art = h.artifact(("int8", card.id, card.build_digest, mode, opset, tool, method, granularity, calib.fingerprint),
                      make)
-    return damaged(art, fault) if fault else art
+    return damaged(h, art, fault) if fault else art
 
 
-def damaged(art: Artifact, fault: str) -> Artifact:
-    """``double_scale:N``: the N-th weight DequantizeLinear's scale doubled in a copy of a QDQ artifact."""
+def damaged(h: Harness, art: Artifact, fault: str) -> Artifact:
+    """``double_scale:N``: the N-th weight's dequantization scale doubled in a copy of the artifact (a QDQ file's
+    N-th weight DequantizeLinear, an IR's N-th weight decompression Multiply)."""
     f = F.parse(fault)
-    if f.name != "double_scale" or not art.path.endswith(".onnx"):
+    if f.name != "double_scale" or not art.path.endswith((".onnx", ".xml")):
         raise ValueError(f"fault {fault} does not apply to {Path(art.path).name}")
+    if art.path.endswith(".xml"):
+        out = Path(art.path).with_suffix(f".{f.name}{f.arg}.xml")
+        r = h.deploy().ov_double_scale(Path(art.path), out, int(f.arg))
+        if not r["path"]:
+            raise UsageError(f"fault {fault}: the artifact has {r['weights']} weight scales (0..{r['weights'] - 1})")
+        made = {**art.made_by, "fault": fault, "damaged_node": r["node"]}
+        out.with_suffix(".made_by.json").write_text(json.dumps(made, indent=1, sort_keys=True))
+        return Artifact(str(out), art.precision, made, art.calib)
     m = onnx.load(art.path)
     inits = {i.name: i for i in m.graph.initializer}
     weight_dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits

@@ -143,7 +143,9 @@ def deployed_failures(results: dict[str, EvalResult]) -> list[str]:
         budget = EVAL_MAX_DROP_PTS[precision]
         if 100 * lo > budget:
             out.append(f"{name} ({precision}) loses {100 * d:.2f} pts of top-1 [95 % CI {100 * lo:.2f}, {100 * hi:.2f}] "
-                       f"against native fp32 on the same images: more than the {precision} budget of {budget} pts")
+                       f"against native fp32 on the same images: more than the {precision} budget of {budget} pts"
+                       + (f" (suspect: {r.runtime['detail']['suspect']})"
+                          if r.runtime.get("detail", {}).get("suspect") else ""))
     return out
 
 

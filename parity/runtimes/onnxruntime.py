@@ -19,14 +19,23 @@ OPT_LEVELS = {"off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "on": ort.Graph
 CHUNK = 32  # images per inference call: constant memory for any batch size
 
 
-def session(path: str | Path, opt: str = "off", threads: int = 0, spinning: bool = True) -> ort.InferenceSession:
+# ORT's int8 kernel modes on x86-64: "default" (u8s8 through VPMADDUBSW, whose int16 pair sums saturate on CPUs without
+# VNNI) or "exact" (session.x64quantprecision=1: int8 promoted to int16 before the multiply, ORT PR #12088)
+INT8_KERNEL_CONFIG: dict[str, tuple[tuple[str, str], ...]] = {"default": (), "exact": (("session.x64quantprecision", "1"),)}
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def session(path: str | Path, opt: str = "off", threads: int = 0, spinning: bool = True,
+            config: tuple[tuple[str, str], ...] = ()) -> ort.InferenceSession:
     """A cached session; the file's mtime is part of the key so a rewritten model is reloaded. ``spinning=False``
-    stops ORT's idle threads from busy-waiting (they would steal the cores decode processes need)."""
-    return _session(str(path), opt, threads, spinning, Path(path).stat().st_mtime_ns)
+    stops ORT's idle threads from busy-waiting (they would steal the cores decode processes need); ``config``: more
+    session config entries."""
+    return _session(str(path), opt, threads, spinning, config, Path(path).stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
-def _session(path: str, opt: str, threads: int, spinning: bool, _mtime: int) -> ort.InferenceSession:
+def _session(path: str, opt: str, threads: int, spinning: bool, config: tuple[tuple[str, str], ...],
+             _mtime: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.graph_optimization_level = OPT_LEVELS[opt]
     so.log_severity_level = 3
@@ -35,11 +44,14 @@ def _session(path: str, opt: str, threads: int, spinning: bool, _mtime: int) -> 
     if not spinning:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    for k, v in config:
+        so.add_session_config_entry(k, v)
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def run(path: str | Path, x: Array, opt: str = "off", spinning: bool = True, threads: int = 0) -> Array:
-    sess = session(path, opt, threads=threads, spinning=spinning)
+def run(path: str | Path, x: Array, opt: str = "off", spinning: bool = True, threads: int = 0,
+        config: tuple[tuple[str, str], ...] = ()) -> Array:
+    sess = session(path, opt, threads=threads, spinning=spinning, config=config)
     name = sess.get_inputs()[0].name
     return np.concatenate([np.asarray(sess.run(None, {name: np.ascontiguousarray(x[i:i + CHUNK], dtype=np.float32)})[0])
                            for i in range(0, len(x), CHUNK)])
@@ -111,6 +123,24 @@ def executed_precision(path: str | Path) -> tuple[str, dict[str, Any]]:
     return "fp32", detail
 
 
+def cpu_int8(cpuinfo: str | None = None) -> dict[str, Any]:
+    """What this CPU offers ORT's int8 kernels (``/proc/cpuinfo``; ORT does not report its kernel choice): on x86-64
+    without a VNNI flag, MLAS multiplies u8 x s8 with VPMADDUBSW, whose int16 pair sums saturate (ORT issues #14642,
+    #16105; PR #24220 adds a saturation checker for that path)."""
+    import platform
+    machine = platform.machine().lower()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), []))
+    x86 = machine in ("x86_64", "amd64") or "avx2" in flags
+    vnni = sorted(f for f in VNNI_FLAGS if f in flags)
+    return {"machine": machine, "x86": x86, "vnni": vnni, "known": bool(flags),
+            "saturating": bool(x86 and flags and not vnni)}
+
+
 class OrtDeployRuntime(Runtime):
     """A deployed artifact of the card in ONNX Runtime CPU: ``fp16`` (onnxconverter-common) or ``int8`` (ORT static
     quantization, QDQ). Reports the precision ORT really runs (``executed_precision``)."""
@@ -120,9 +150,13 @@ class OrtDeployRuntime(Runtime):
 
     def __init__(self, name: str, precision: str = "fp16", method: str = "minmax", granularity: str = "per-channel",
                  calib_dir: str | None = None, calib_images: int = 1000, opt: str = "on", threads: int = 0,
-                 spinning: bool = True, fault: str | None = None, calib_spec: Any = None) -> None:
+                 spinning: bool = True, fault: str | None = None, calib_spec: Any = None,
+                 kernels: str = "default") -> None:
+        if kernels not in INT8_KERNEL_CONFIG:
+            raise ValueError(f"{name}: int8 kernels {kernels!r}: one of {', '.join(INT8_KERNEL_CONFIG)}")
         super().__init__(name, precision=precision, method=method, granularity=granularity, calib_dir=calib_dir,
-                         calib_images=calib_images, opt=opt, threads=threads, spinning=spinning, fault=fault)
+                         calib_images=calib_images, opt=opt, threads=threads, spinning=spinning, fault=fault,
+                         kernels=kernels)
         self.calib_spec = calib_spec          # fault injection: calibration images preprocessed with another spec
         self.art: Any = None
         self.ran: tuple[str, dict[str, Any]] = ("", {})
@@ -147,23 +181,40 @@ class OrtDeployRuntime(Runtime):
                                       o["method"], o["granularity"], o["fault"])
         else:
             raise ValueError(f"{self.name}: precision {o['precision']!r}: fp16 or int8 (fp32 is ort-opt-off/on)")
-        session(self.art.path, o["opt"], o["threads"], o["spinning"])
+        session(self.art.path, o["opt"], o["threads"], o["spinning"], self.config)
         self.ran = executed_precision(self.art.path)
 
+    @property
+    def config(self) -> tuple[tuple[str, str], ...]:
+        return INT8_KERNEL_CONFIG[self.options["kernels"]] if self.options["precision"] == "int8" else ()
+
     def infer(self, x: Array) -> Array:
-        return run(self.art.path, x, self.options["opt"], self.options["spinning"], self.options["threads"])
+        return run(self.art.path, x, self.options["opt"], self.options["spinning"], self.options["threads"],
+                   self.config)
 
     def info(self) -> RuntimeInfo:
         notes = []
+        detail: dict[str, Any] = {"made_by": self.art.made_by, "executed": self.ran[1]}
         if self.options["precision"] != self.ran[0]:
             notes.append(f"asked for {self.options['precision']}, ORT runs {self.ran[0]} "
                          f"(casts {self.ran[1].get('casts')}, int8 kernels {self.ran[1].get('int8_kernels')})")
+        if self.ran[0] == "int8":
+            cpu = cpu_int8()
+            detail["cpu"] = cpu
+            detail["session_config"] = dict(self.config)
+            if cpu["saturating"] and self.options["kernels"] == "default":
+                # a known hazard of what ran, said beside every verdict on it (deploy check and eval)
+                detail["suspect"] = ("ORT's x86 int8 kernels on a CPU without VNNI multiply u8 x s8 with VPMADDUBSW, "
+                                     "whose int16 sums saturate; ort-int8-exact (session.x64quantprecision=1) "
+                                     "runs the same file without it")
+                notes.append(detail["suspect"])
         return RuntimeInfo(self.name, self.family, ort.__version__, self.ran[0],
-                           {k: v for k, v in self.options.items() if v is not None}, self.art.path, notes,
-                           {"made_by": self.art.made_by, "executed": self.ran[1]})
+                           {k: v for k, v in self.options.items() if v is not None}, self.art.path, notes, detail)
 
 
 register("ort-fp16", OrtDeployRuntime, tags=("deploy",), precision="fp16",
          doc="ONNX Runtime CPU on the fp16 ONNX (onnxconverter-common, float32 I/O kept)")
 register("ort-int8", OrtDeployRuntime, tags=("deploy",), precision="int8",
          doc="ONNX Runtime CPU on a static int8 QDQ ONNX (ORT quantization; --quant, --calib-method)")
+register("ort-int8-exact", OrtDeployRuntime, tags=("deploy",), precision="int8", kernels="exact",
+         doc="ort-int8's file with session.x64quantprecision=1: no int16 saturation on x86 CPUs without VNNI")

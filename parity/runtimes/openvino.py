@@ -23,15 +23,16 @@ NORMAL = {"f32": "fp32", "bf16": "bf16", "int8": "int8", "default": "default"}
 
 class OpenVinoRuntime(Runtime):
     family = "openvino"
-    honors = ("calib_dir", "calib_images")
+    honors = ("calib_dir", "calib_images", "fault")
 
     def __init__(self, name: str, precision: str = "f32", threads: int = 0, calib_dir: str | None = None,
                  calib_images: int = 1000, method: str = "minmax", granularity: str = "per-channel",
-                 config: dict[str, str] | None = None, load_precision: str | None = None) -> None:
+                 config: dict[str, str] | None = None, load_precision: str | None = None,
+                 fault: str | None = None) -> None:
         if precision not in CONFIGS:
             raise ValueError(f"{name}: OpenVINO precision {precision!r}: one of {', '.join(CONFIGS)}")
         super().__init__(name, precision=precision, threads=threads, calib_dir=calib_dir, calib_images=calib_images,
-                         method=method, granularity=granularity, load_precision=load_precision)
+                         method=method, granularity=granularity, load_precision=load_precision, fault=fault)
         # `config` replaces the configuration of the precision (fault injection: another precision's settings)
         self.config = dict(CONFIGS[precision] if config is None else config)
         self.loaded: Any = None
@@ -55,7 +56,7 @@ class OpenVinoRuntime(Runtime):
             from ..deploy.calibration import calibration
             calib = calibration(target.harness, target.card.preprocess, o["calib_dir"], o["calib_images"])
             art = artifacts.int8(target.harness, target.card, target.mode, target.opset, calib, "nncf-openvino",
-                                 o["method"], o["granularity"])
+                                 o["method"], o["granularity"], o["fault"])
             self.path, self.made_by = art.path, art.made_by
         else:
             self.path = target.harness.export(target.card, target.mode, target.opset, target.exporter).path

@@ -180,6 +180,9 @@ class DeployClient:
     def ov_release(self, handle: str) -> None:
         self._call("ov_release", handle=handle)
 
+    def ov_double_scale(self, src: Path, dst: Path, index: int) -> dict[str, Any]:
+        return self._call("ov_double_scale", src=str(src), dst=str(dst), index=index)
+
     def layer_errors(self, float_path: Path, quant_path: Path, calib: str, images: int = 8) -> dict[str, Any]:
         return self._call("layer_errors", float_path=str(float_path), quant_path=str(quant_path), calib=calib,
                           images=images)

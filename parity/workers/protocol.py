@@ -84,7 +84,10 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
     Op("ov_bench", ("handle", "input", "repeats"), ("times",), "latency of one batch call, timed in the worker"),
     Op("ov_release", ("handle",), ("released",), "forget a compiled model"),
     Op("layer_errors", ("float_path", "quant_path", "calib", "images"), ("activations", "weights"),
-       "per-tensor SQNR (dB) float vs QDQ (onnxruntime qdq_loss_debug)"),
+       "per-layer SQNR (dB) float vs quantized: a QDQ ONNX (onnxruntime qdq_loss_debug) or an NNCF IR (cut models)"),
+    Op("ov_double_scale", ("src", "dst", "index"), ("weights", "path", "node"),
+       "fault injection: the index-th weight's dequantization scale doubled in a copy of an int8 IR (path '' "
+       "when the IR has fewer weights)"),
 )}
 
 
