@@ -8,20 +8,31 @@ from parity import checks, frameworks
 from parity.registry import load_registry
 
 REGISTRY = load_registry()
-# Every card of every framework is in the matrix. `tox -e parity` checks every card; in CI (`-m "not slow"`) keras's
-# resolution variants (16 cards: input sizes 96-192, the same code path at another size) run behind the slow marker
-# except two representatives, smallest and mid-size, to keep CI in its time budget.
-RESOLUTION_REPRESENTATIVES = ("keras/mobilenet_v2.alpha_0.35_96", "keras/mobilenet_v2.alpha_1.0_160")
-HEAVY = {c.id for c in REGISTRY if c.framework == "keras" and int(c.build.get("input_size", 224)) != 224
-         and c.id not in RESOLUTION_REPRESENTATIVES}
+# Every card of every framework is in the matrix. `tox -e parity` checks every card. In CI (`-m "not slow"`) the cheap
+# per-card tests (spec, metadata, the reference preprocessing pipeline: `matrix(light=True)`) run on every card, and
+# the expensive ones (a model built, exported, run, counted) on representatives: each source's reference card and one
+# card per distinct code path -- width below and above 1 in each framework's own rounding, timm's depth multiplier,
+# keras's resolution, torchvision's other weights and preprocessing, tonylins's unpinned card. The other cards take
+# the same paths at other sizes and run behind the slow marker, to keep CI in its time budget.
+REPRESENTATIVES = ("torchvision/mobilenet_v2.IMAGENET1K_V1", "torchvision/mobilenet_v2.IMAGENET1K_V2",
+                   "timm/mobilenetv2_100.ra_in1k", "timm/mobilenetv2_110d.ra_in1k", "timm/mobilenetv2_140.ra_in1k",
+                   "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af",
+                   "tonylins/mobilenet_v2.omz", "tonylins/mobilenet_v2.csail",
+                   "ppcls/MobileNetV2.pretrained", "ppcls/MobileNetV2_x0_25.pretrained",
+                   "ppcls/MobileNetV2_x1_5.pretrained",
+                   "keras/mobilenet_v2.alpha_1.0_224", "keras/mobilenet_v2.alpha_0.35_96",
+                   "keras/mobilenet_v2.alpha_1.4_224")
+HEAVY = {c.id for c in REGISTRY if c.id not in REPRESENTATIVES}
 CARDS = list(REGISTRY)
 
 
-def matrix(cards=None, *extra):
-    """Cards as pytest parameters (``extra`` appended to each), heavy ones marked slow."""
-    return [pytest.param(c, *extra, marks=pytest.mark.slow) if c.id in HEAVY else ((c, *extra) if extra else c)
-            for c in (CARDS if cards is None else cards)]
+def matrix(cards=None, *extra, light=False):
+    """Cards as pytest parameters (``extra`` appended to each); unless ``light``, the non-representative cards are
+    marked slow."""
+    return [pytest.param(c, *extra, marks=pytest.mark.slow) if c.id in HEAVY and not light
+            else ((c, *extra) if extra else c) for c in (CARDS if cards is None else cards)]
 REFERENCE = [REGISTRY.get(f.reference_card) for f in frameworks.FRAMEWORKS.values()]   # one per framework
+assert {c.id for c in REFERENCE} <= set(REPRESENTATIVES) and set(REPRESENTATIVES) <= {c.id for c in REGISTRY}
 
 
 def spec_check(h, card):
