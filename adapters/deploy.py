@@ -187,27 +187,7 @@ class Adapter:
         return self.compiled[handle]
 
     def op_ov_double_scale(self, src: str, dst: str, index: int) -> dict:
-        """The ``index``-th weight (in graph order) of an NNCF IR dequantized with twice its scale: the Constant
-        that multiplies the Convert of the int8 weight is replaced by its double, the IR saved at ``dst``."""
-        import openvino as ov
-        model = self.core.read_model(src)
-        scales = []
-        for op in model.get_ordered_ops():
-            if op.get_type_name() not in OV_BLAME:
-                continue
-            w = op.input_value(1).get_node()
-            while w.get_type_name() in ("Reshape", "Unsqueeze"):
-                w = w.input_value(0).get_node()
-            const = [i for i in w.inputs() if i.get_source_output().get_node().get_type_name() == "Constant"]
-            if w.get_type_name() == "Multiply" and const:
-                scales.append((op.get_friendly_name(), const[0]))
-        if not 0 <= index < len(scales):
-            return {"weights": len(scales), "path": "", "node": ""}
-        name, port = scales[index]
-        old = np.asarray(port.get_source_output().get_node().get_data())
-        port.replace_source_output(ov.op.Constant(np.ascontiguousarray(old * 2)).output(0))
-        ov.save_model(model, dst, compress_to_fp16=False)
-        return {"weights": len(scales), "path": dst, "node": name}
+        return ov_double_scale(self.core, src, dst, index)
 
     # ------------------------------------------------------------------ layer blame
     def op_layer_errors(self, float_path: str, quant_path: str, calib: str, images: int = 8) -> dict:
@@ -217,7 +197,7 @@ class Adapter:
         output and weight (``_ov_layer_errors``)."""
         x = np.load(calib)[:images]
         if quant_path.endswith(".xml"):
-            return self._ov_layer_errors(float_path, quant_path, x)
+            return ov_layer_errors(self.core, float_path, quant_path, x)
         from onnxruntime.quantization import qdq_loss_debug as d
         with tempfile.TemporaryDirectory() as tmp:
             fa, qa = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
@@ -231,40 +211,64 @@ class Adapter:
         return {"activations": act, "weights": wts, "images": len(x)}
 
 
-    def _ov_layer_errors(self, float_path: str, quant_path: str, x: np.ndarray) -> dict:
-        """OpenVINO's counterpart of qdq_loss_debug's cross-model error for an NNCF IR. NNCF keeps the float graph's
-        layer names, so each Convolution/GroupConvolution/MatMul of the IR is matched by name to the float model's
-        (``convert_model`` of the same ONNX). Per layer, both models are cut at that layer (an ``ov.Model`` whose
-        result is the layer's output), compiled at f32 precision hint (the IR still runs its int8 layers) and run:
-        the SQNR of the two outputs is the error accumulated up to that layer. Cutting, not extra results: extra
-        results on the int8 IR break the CPU plugin's low-precision fusions and change what it computes (measured:
-        logits at -4.8 dB against the plain IR). Weights: the IR's decompression subgraph (Constant i8 -> Convert ->
-        Multiply by the scale) evaluated against the float constant."""
-        import openvino as ov
-        fm, qm = ov.convert_model(float_path), self.core.read_model(quant_path)
-        fops = {o.get_friendly_name(): o for o in fm.get_ordered_ops()}
-        qops = {o.get_friendly_name(): o for o in qm.get_ordered_ops()}
-        names = [n for n, o in qops.items() if o.get_type_name() in OV_BLAME and n in fops]
-        if not names:
-            raise AdapterError(f"{quant_path}: no compute layer of the IR has a name in the float model {float_path}")
+def ov_double_scale(core: Any, src: str, dst: str, index: int) -> dict:
+    """The ``index``-th weight (in graph order) of an NNCF IR dequantized with twice its scale: the Constant
+    that multiplies the Convert of the int8 weight is replaced by its double, the IR saved at ``dst``."""
+    import openvino as ov
+    model = core.read_model(src)
+    scales = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in OV_BLAME:
+            continue
+        w = op.input_value(1).get_node()
+        while w.get_type_name() in ("Reshape", "Unsqueeze"):
+            w = w.input_value(0).get_node()
+        const = [i for i in w.inputs() if i.get_source_output().get_node().get_type_name() == "Constant"]
+        if w.get_type_name() == "Multiply" and const:
+            scales.append((op.get_friendly_name(), const[0]))
+    if not 0 <= index < len(scales):
+        return {"weights": len(scales), "path": "", "node": ""}
+    name, port = scales[index]
+    old = np.asarray(port.get_source_output().get_node().get_data())
+    port.replace_source_output(ov.op.Constant(np.ascontiguousarray(old * 2)).output(0))
+    ov.save_model(model, dst, compress_to_fp16=False)
+    return {"weights": len(scales), "path": dst, "node": name}
 
-        def cut(model: Any, op: Any) -> np.ndarray:
-            c = self.core.compile_model(ov.Model([op.output(0)], model.get_parameters(), "cut"), "CPU",
-                                        {"INFERENCE_PRECISION_HINT": "f32"})
-            return np.concatenate([np.asarray(c(x[i:i + 1])[c.outputs[0]], np.float64) for i in range(len(x))])
-        acts = {}
-        for n in names:
-            f, q = cut(fm, fops[n]), cut(qm, qops[n])
-            acts[n] = _sqnr(float(np.sum(f ** 2)), float(np.sum((f - q) ** 2)))
-        wts: dict[str, float] = {}
-        for n in names:
-            try:
-                wf, wq = _ov_const(fops[n].input_value(1).get_node()), _ov_const(qops[n].input_value(1).get_node())
-            except ValueError:
-                continue                                  # an activation x activation MatMul: no weight
-            wts[n] = _sqnr(float(np.sum(wf ** 2)), float(np.sum((wf - wq) ** 2)))
-        return {"activations": acts, "weights": wts, "images": len(x),
-                "tool": "OpenVINO per-layer outputs, NNCF IR vs float model"}
+
+def ov_layer_errors(core: Any, float_path: str, quant_path: str, x: np.ndarray) -> dict:
+    """OpenVINO's counterpart of qdq_loss_debug's cross-model error for an NNCF IR. NNCF keeps the float graph's
+    layer names, so each Convolution/GroupConvolution/MatMul of the IR is matched by name to the float model's
+    (``convert_model`` of the same ONNX). Per layer, both models are cut at that layer (an ``ov.Model`` whose
+    result is the layer's output), compiled at f32 precision hint (the IR still runs its int8 layers) and run:
+    the SQNR of the two outputs is the error accumulated up to that layer. Cutting, not extra results: extra
+    results on the int8 IR break the CPU plugin's low-precision fusions and change what it computes (measured:
+    logits at -4.8 dB against the plain IR). Weights: the IR's decompression subgraph (Constant i8 -> Convert ->
+    Multiply by the scale) evaluated against the float constant."""
+    import openvino as ov
+    fm, qm = ov.convert_model(float_path), core.read_model(quant_path)
+    fops = {o.get_friendly_name(): o for o in fm.get_ordered_ops()}
+    qops = {o.get_friendly_name(): o for o in qm.get_ordered_ops()}
+    names = [n for n, o in qops.items() if o.get_type_name() in OV_BLAME and n in fops]
+    if not names:
+        raise AdapterError(f"{quant_path}: no compute layer of the IR has a name in the float model {float_path}")
+
+    def cut(model: Any, op: Any) -> np.ndarray:
+        c = core.compile_model(ov.Model([op.output(0)], model.get_parameters(), "cut"), "CPU",
+                                {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.concatenate([np.asarray(c(x[i:i + 1])[c.outputs[0]], np.float64) for i in range(len(x))])
+    acts = {}
+    for n in names:
+        f, q = cut(fm, fops[n]), cut(qm, qops[n])
+        acts[n] = _sqnr(float(np.sum(f ** 2)), float(np.sum((f - q) ** 2)))
+    wts: dict[str, float] = {}
+    for n in names:
+        try:
+            wf, wq = _ov_const(fops[n].input_value(1).get_node()), _ov_const(qops[n].input_value(1).get_node())
+        except ValueError:
+            continue                                  # an activation x activation MatMul: no weight
+        wts[n] = _sqnr(float(np.sum(wf ** 2)), float(np.sum((wf - wq) ** 2)))
+    return {"activations": acts, "weights": wts, "images": len(x),
+            "tool": "OpenVINO per-layer outputs, NNCF IR vs float model"}
 
 
 def _sqnr(signal: float, noise: float) -> float:
