@@ -7,19 +7,22 @@ fresh work directory (no ONNX file or model reused between the two); the results
 ``--parity`` checks with the flags of ``tox -e parity`` (read from tox.ini: both opsets, seeded/pretrained/real
 weights, every deployment runtime that fits), the environment's cost; without it, check's defaults.
 
-Prints each wall time, the ratio concurrent / sequential, and whether every (card, check, weights) has the same status
+Prints each wall time, the ratio concurrent / sequential, the CPU seconds each run used (check and its worker
+processes) and so how many cores were busy on average, and whether every (card, check, weights) has the same status
 and the same max |diff| per runtime in both runs."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+CPU: dict[int, float] = {}
 CARDS = ["torchvision/mobilenet_v2.IMAGENET1K_V1", "keras/mobilenet_v2.alpha_1.0_224", "ppcls/MobileNetV2.pretrained"]
 
 
@@ -32,10 +35,12 @@ def parity_flags() -> list[str]:
 
 def run(cards: list[str], jobs: int, wd: Path, flags: list[str] | None = None) -> tuple[
         float, dict[tuple[str, str, str], tuple[str, dict[str, float]]], list[str]]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([sys.executable, "-m", "parity.cli", "check", *cards, *(flags or ["--fresh"]), "--jobs",
                         str(jobs), "--workdir", str(wd)], capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # check and its workers (reaped children): CPU seconds used
+    CPU[jobs] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     if p.returncode not in (0, 1):
         sys.exit(f"check --jobs {jobs} exited {p.returncode}: {p.stderr[-400:]}")
     doc = json.loads((wd / "results.json").read_text())
@@ -64,6 +69,9 @@ def main() -> None:
     print(json.dumps({"load_average": os.getloadavg(), "flags": flags or ["--fresh"],
                       "cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
                       "concurrent_s": round(con, 1), "ratio": round(con / seq, 3), "checks": len(rs),
+                      # CPU seconds of check and its workers: wall >= cpu / cores bounds what concurrency can gain
+                      "cpu_s": {"sequential": round(CPU[1], 1), "concurrent": round(CPU[a.jobs], 1)},
+                      "cores_busy": {"sequential": round(CPU[1] / seq, 2), "concurrent": round(CPU[a.jobs] / con, 2)},
                       "same_results": same, "same_order": order_s == order_c == a.cards}, indent=1))
 
 

@@ -168,5 +168,6 @@ def test_an_int8_failure_says_whether_the_scheme_or_the_kernels_lose_it(monkeypa
     monkeypatch.setattr("parity.runtimes.onnxruntime.run",
                         lambda path, x, opt="off", **kw: ref + rng.normal(0, unfused_noise, ref.shape).astype(np.float32))
     metrics: dict = {}
-    said = DeployCheck._split(ref, None, SimpleNamespace(artifact="q.onnx"), False, "ort-int8", metrics)
+    said, scheme_loses = DeployCheck._split(ref, None, SimpleNamespace(artifact="q.onnx"), False, "ort-int8", metrics)
     assert where in said and "unfused" in said and metrics["unfused"]["sqnr_db"] > -10
+    assert scheme_loses == (where == "the quantization scheme itself")

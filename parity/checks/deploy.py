@@ -88,10 +88,13 @@ class DeployCheck(Check):
         fails += c.failures
         metrics: dict[str, Any] = {runtime: c.metrics, "judged_as": precision, "runtime": info.to_dict()}
         reason = "; ".join(fails) or (f"{info.precision} ({precision} budget): " + c.summary())
-        if fails and info.detail.get("suspect"):  # a hazard the runtime itself names for what it ran
-            reason += f" | suspect: {info.detail['suspect']}"
+        split, scheme_loses = ("", False)
         if fails and precision == "int8" and info.artifact.endswith(".onnx"):
-            reason += " | " + self._split(ref, x_rt, info, probs, runtime, metrics)
+            split, scheme_loses = self._split(ref, x_rt, info, probs, runtime, metrics)
+        if fails and info.detail.get("suspect") and not scheme_loses:   # a hazard the runtime names for what it ran
+            reason += f" | suspect: {info.detail['suspect']}"
+        if split:
+            reason += " | " + split
         recorded = info.detail.get("made_by", {}).get("layer_blame")
         if fails and blame and recorded:          # the artifact's own tool measured it (TFLite)
             from ..deploy.blame import Blame
@@ -102,16 +105,18 @@ class DeployCheck(Check):
         return CheckResult(card.id, self.name(runtime=runtime), "fail" if fails else "pass", reason, mode, metrics)
 
     @staticmethod
-    def _split(ref: Any, x: Any, info: Any, probs: bool, runtime: str, metrics: dict[str, Any]) -> str:
+    def _split(ref: Any, x: Any, info: Any, probs: bool, runtime: str, metrics: dict[str, Any]) -> tuple[str, bool]:
         """Scheme or kernels: the QDQ file run with graph optimizations off is the quantization scheme alone
         (fake-quantized float: every QuantizeLinear/DequantizeLinear pair evaluated as written, no integer kernel);
-        where it passes and the integer kernels fail, the runtime's kernels lose what the scheme keeps."""
+        where it passes and the integer kernels fail, the runtime's kernels lose what the scheme keeps. Returns the
+        sentence and whether the scheme itself fails (then a kernel suspect the runtime names is beside the point)."""
         from ..runtimes.onnxruntime import run
         u = run(info.artifact, x, opt="off")
         cu = judge(softmax(ref) if probs else ref, u, "int8", f"{runtime} unfused", logits=ref if probs else None)
         metrics["unfused"] = cu.metrics
         where = "the quantization scheme itself" if cu.failures else f"{runtime}'s integer kernels, not the scheme"
-        return f"the QDQ file run unfused (the scheme alone, no integer kernel): {cu.summary()}: the loss is in {where}"
+        return (f"the QDQ file run unfused (the scheme alone, no integer kernel): {cu.summary()}: the loss is in "
+                f"{where}", bool(cu.failures))
 
     @staticmethod
     def _blame(h: Harness, card: Card, mode: str, opset: int, info: Any, metrics: dict[str, Any]) -> str:
