@@ -226,6 +226,8 @@ def ov_double_scale(core: Any, src: str, dst: str, index: int) -> dict:
         const = [i for i in w.inputs() if i.get_source_output().get_node().get_type_name() == "Constant"]
         if w.get_type_name() == "Multiply" and const:
             scales.append((op.get_friendly_name(), const[0]))
+    if not scales:   # the IR is not what NNCF makes (Constant i8 -> Convert -> Multiply by a scale): a bug, not a typo
+        raise AdapterError(f"{src}: no weight decompression (Convert -> Multiply by a constant scale) found")
     if not 0 <= index < len(scales):
         return {"weights": len(scales), "path": "", "node": ""}
     name, port = scales[index]
@@ -265,7 +267,7 @@ def ov_layer_errors(core: Any, float_path: str, quant_path: str, x: np.ndarray) 
         try:
             wf, wq = _ov_const(fops[n].input_value(1).get_node()), _ov_const(qops[n].input_value(1).get_node())
         except ValueError:
-            continue                                  # an activation x activation MatMul: no weight
+            continue    # computed from an input (an activation x activation MatMul) or an op the walk does not know
         wts[n] = _sqnr(float(np.sum(wf ** 2)), float(np.sum((wf - wq) ** 2)))
     return {"activations": acts, "weights": wts, "images": len(x),
             "tool": "OpenVINO per-layer outputs, NNCF IR vs float model"}
@@ -281,6 +283,8 @@ def _ov_const(node: Any) -> np.ndarray:
     t = node.get_type_name()
     if t == "Constant":
         return np.asarray(node.get_data(), np.float64)
+    if t not in ("Convert", "Multiply", "Subtract", "Add", "Reshape", "Unsqueeze", "Squeeze"):
+        raise ValueError(f"{t} {node.get_friendly_name()} is not a constant subgraph")
     ins = [_ov_const(i.get_source_output().get_node()) for i in node.inputs()]
     if t == "Convert":
         return ins[0]

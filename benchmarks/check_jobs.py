@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CPU: dict[int, float] = {}
+CPU: dict[str, float] = {}
 CARDS = ["torchvision/mobilenet_v2.IMAGENET1K_V1", "keras/mobilenet_v2.alpha_1.0_224", "ppcls/MobileNetV2.pretrained"]
 
 
@@ -40,7 +40,7 @@ def run(cards: list[str], jobs: int, wd: Path, flags: list[str] | None = None) -
                         str(jobs), "--workdir", str(wd)], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # check and its workers (reaped children): CPU seconds used
-    CPU[jobs] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    CPU["sequential" if jobs == 1 else "concurrent"] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     if p.returncode not in (0, 1):
         sys.exit(f"check --jobs {jobs} exited {p.returncode}: {p.stderr[-400:]}")
     doc = json.loads((wd / "results.json").read_text())
@@ -70,8 +70,9 @@ def main() -> None:
                       "cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
                       "concurrent_s": round(con, 1), "ratio": round(con / seq, 3), "checks": len(rs),
                       # CPU seconds of check and its workers: wall >= cpu / cores bounds what concurrency can gain
-                      "cpu_s": {"sequential": round(CPU[1], 1), "concurrent": round(CPU[a.jobs], 1)},
-                      "cores_busy": {"sequential": round(CPU[1] / seq, 2), "concurrent": round(CPU[a.jobs] / con, 2)},
+                      "cpu_s": {k: round(v, 1) for k, v in CPU.items()},
+                      "cores_busy": {"sequential": round(CPU["sequential"] / seq, 2),
+                                     "concurrent": round(CPU["concurrent"] / con, 2)},
                       "same_results": same, "same_order": order_s == order_c == a.cards}, indent=1))
 
 

@@ -15,7 +15,8 @@ REGISTRY = load_registry()
 # keras's resolution, torchvision's other weights and preprocessing, tonylins's unpinned card. The other cards take
 # the same paths at other sizes and run behind the slow marker, to keep CI in its time budget.
 REPRESENTATIVES = ("torchvision/mobilenet_v2.IMAGENET1K_V1", "torchvision/mobilenet_v2.IMAGENET1K_V2",
-                   "timm/mobilenetv2_100.ra_in1k", "timm/mobilenetv2_110d.ra_in1k", "timm/mobilenetv2_140.ra_in1k",
+                   "timm/mobilenetv2_050.lamb_in1k", "timm/mobilenetv2_100.ra_in1k", "timm/mobilenetv2_110d.ra_in1k",
+                   "timm/mobilenetv2_140.ra_in1k",
                    "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af",
                    "tonylins/mobilenet_v2.omz", "tonylins/mobilenet_v2.csail",
                    "ppcls/MobileNetV2.pretrained", "ppcls/MobileNetV2_x0_25.pretrained",

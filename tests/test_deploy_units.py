@@ -171,3 +171,14 @@ def test_an_int8_failure_says_whether_the_scheme_or_the_kernels_lose_it(monkeypa
     said, scheme_loses = DeployCheck._split(ref, None, SimpleNamespace(artifact="q.onnx"), False, "ort-int8", metrics)
     assert where in said and "unfused" in said and metrics["unfused"]["sqnr_db"] > -10
     assert scheme_loses == (where == "the quantization scheme itself")
+
+
+def test_int8_only_options_on_a_float_runtime_are_refused_not_ignored():
+    with pytest.raises(ValueError, match="makes none"):
+        runtimes.create("openvino-f32", fault="double_scale:3")
+    with pytest.raises(ValueError, match="int8 artifacts only"):
+        runtimes.create("ort-fp16", kernels="exact")
+    with pytest.raises(ValueError, match="int8 artifacts only"):
+        runtimes.create("ort-fp16", fault="double_scale:3")
+    runtimes.create("openvino-int8", fault="double_scale:3")              # where they apply, they are taken
+    runtimes.create("ort-int8", kernels="exact")

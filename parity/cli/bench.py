@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 if unfit:
                     say(f"{card.id} {name}: not run: {unfit}")
                     continue
-                opts = {"calib_images": args.calib_images} if name.endswith("int8") else {}
+                opts = {"calib_images": args.calib_images} if "calib_images" in runtimes.quantizes(name) else {}
                 try:
                     row = measure(h, card, args.weights, name, opts, args.repeats)
                 except Skip as e:

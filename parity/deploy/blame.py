@@ -1,7 +1,9 @@
-"""Layer blame: where a quantized model loses precision. Per-tensor SQNR (dB) between the float model and the QDQ
-model -- every activation the quantized graph quantizes and every weight -- computed by onnxruntime's
-``qdq_loss_debug`` in the deploy host; the layers are named by the ONNX node that produces each tensor (torch and
-paddle exports carry the module path, e.g. ``/features/features.4/conv/conv.1/conv.1.0/Conv``)."""
+"""Layer blame: where a quantized model loses precision. Per-tensor SQNR (dB) between the float model and the quantized
+one, computed in the deploy host: for a QDQ file by onnxruntime's ``qdq_loss_debug`` (every activation the quantized
+graph quantizes and every weight), named by the ONNX node that produces each tensor (torch and paddle exports carry
+the module path, e.g. ``/features/features.4/conv/conv.1/conv.1.0/Conv``); for an NNCF IR per compute layer through
+cut models (``adapters/deploy.py`` ``ov_layer_errors``), named by OpenVINO's layer name (the ONNX node's name, e.g.
+``Conv__409/WithoutBiases``), which the ONNX table below leaves as it is."""
 from __future__ import annotations
 
 from dataclasses import dataclass

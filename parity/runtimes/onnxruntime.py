@@ -154,6 +154,8 @@ class OrtDeployRuntime(Runtime):
                  kernels: str = "default") -> None:
         if kernels not in INT8_KERNEL_CONFIG:
             raise ValueError(f"{name}: int8 kernels {kernels!r}: one of {', '.join(INT8_KERNEL_CONFIG)}")
+        if precision != "int8" and (kernels != "default" or fault):
+            raise ValueError(f"{name}: kernels={kernels!r} and fault={fault!r} apply to int8 artifacts only")
         super().__init__(name, precision=precision, method=method, granularity=granularity, calib_dir=calib_dir,
                          calib_images=calib_images, opt=opt, threads=threads, spinning=spinning, fault=fault,
                          kernels=kernels)

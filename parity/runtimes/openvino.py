@@ -31,6 +31,8 @@ class OpenVinoRuntime(Runtime):
                  fault: str | None = None) -> None:
         if precision not in CONFIGS:
             raise ValueError(f"{name}: OpenVINO precision {precision!r}: one of {', '.join(CONFIGS)}")
+        if fault and (load_precision or precision) != "int8":
+            raise ValueError(f"{name}: fault {fault} damages an int8 IR; this runtime makes none")
         super().__init__(name, precision=precision, threads=threads, calib_dir=calib_dir, calib_images=calib_images,
                          method=method, granularity=granularity, load_precision=load_precision, fault=fault)
         # `config` replaces the configuration of the precision (fault injection: another precision's settings)
