@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from parity.deploy.precisions import sqnr_db
 from parity.workers.protocol import DEPLOY_OPS, unknown_op
 
 from .base import AdapterError, timed
@@ -260,21 +261,16 @@ def ov_layer_errors(core: Any, float_path: str, quant_path: str, x: np.ndarray) 
         return np.concatenate([np.asarray(c(x[i:i + 1])[c.outputs[0]], np.float64) for i in range(len(x))])
     acts = {}
     for n in names:
-        f, q = cut(fm, fops[n]), cut(qm, qops[n])
-        acts[n] = _sqnr(float(np.sum(f ** 2)), float(np.sum((f - q) ** 2)))
+        acts[n] = sqnr_db(cut(fm, fops[n]), cut(qm, qops[n]))
     wts: dict[str, float] = {}
     for n in names:
         try:
             wf, wq = _ov_const(fops[n].input_value(1).get_node()), _ov_const(qops[n].input_value(1).get_node())
         except ValueError:
             continue    # computed from an input (an activation x activation MatMul) or an op the walk does not know
-        wts[n] = _sqnr(float(np.sum(wf ** 2)), float(np.sum((wf - wq) ** 2)))
+        wts[n] = sqnr_db(wf, wq)
     return {"activations": acts, "weights": wts, "images": len(x),
             "tool": "OpenVINO per-layer outputs, NNCF IR vs float model"}
-
-
-def _sqnr(signal: float, noise: float) -> float:
-    return float("inf") if noise == 0 else 10.0 * float(np.log10(max(signal, 1e-300) / noise))
 
 
 def _ov_const(node: Any) -> np.ndarray:

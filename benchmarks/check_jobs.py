@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-CPU: dict[str, float] = {}
 CARDS = ["torchvision/mobilenet_v2.IMAGENET1K_V1", "keras/mobilenet_v2.alpha_1.0_224", "ppcls/MobileNetV2.pretrained"]
 
 
@@ -34,13 +33,13 @@ def parity_flags() -> list[str]:
 
 
 def run(cards: list[str], jobs: int, wd: Path, flags: list[str] | None = None) -> tuple[
-        float, dict[tuple[str, str, str], tuple[str, dict[str, float]]], list[str]]:
+        float, float, dict[tuple[str, str, str], tuple[str, dict[str, float]]], list[str]]:
     t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([sys.executable, "-m", "parity.cli", "check", *cards, *(flags or ["--fresh"]), "--jobs",
                         str(jobs), "--workdir", str(wd)], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)   # check and its workers (reaped children): CPU seconds used
-    CPU["sequential" if jobs == 1 else "concurrent"] = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     if p.returncode not in (0, 1):
         sys.exit(f"check --jobs {jobs} exited {p.returncode}: {p.stderr[-400:]}")
     doc = json.loads((wd / "results.json").read_text())
@@ -48,7 +47,7 @@ def run(cards: list[str], jobs: int, wd: Path, flags: list[str] | None = None) -
                                                               if isinstance(v, dict) and "max_abs" in v})
            for r in doc["results"]}
     order = [ln.strip() for ln in p.stdout.splitlines() if ln.strip() in cards]
-    return wall, out, order
+    return wall, cpu, out, order
 
 
 def main() -> None:
@@ -61,18 +60,17 @@ def main() -> None:
     flags = parity_flags() if a.parity else None
     with tempfile.TemporaryDirectory() as tmp:
         if a.concurrent_first:
-            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con", flags)
-        seq, rs, order_s = run(a.cards, 1, Path(tmp) / "seq", flags)
+            con, cpu_c, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con", flags)
+        seq, cpu_s, rs, order_s = run(a.cards, 1, Path(tmp) / "seq", flags)
         if not a.concurrent_first:
-            con, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con", flags)
+            con, cpu_c, rc, order_c = run(a.cards, a.jobs, Path(tmp) / "con", flags)
     same = rs.keys() == rc.keys() and all(rs[k][0] == rc[k][0] and rs[k][1] == rc[k][1] for k in rs)
     print(json.dumps({"load_average": os.getloadavg(), "flags": flags or ["--fresh"],
                       "cards": a.cards, "cores": os.cpu_count(), "jobs": a.jobs, "sequential_s": round(seq, 1),
                       "concurrent_s": round(con, 1), "ratio": round(con / seq, 3), "checks": len(rs),
                       # CPU seconds of check and its workers: wall >= cpu / cores bounds what concurrency can gain
-                      "cpu_s": {k: round(v, 1) for k, v in CPU.items()},
-                      "cores_busy": {"sequential": round(CPU["sequential"] / seq, 2),
-                                     "concurrent": round(CPU["concurrent"] / con, 2)},
+                      "cpu_s": {"sequential": round(cpu_s, 1), "concurrent": round(cpu_c, 1)},
+                      "cores_busy": {"sequential": round(cpu_s / seq, 2), "concurrent": round(cpu_c / con, 2)},
                       "same_results": same, "same_order": order_s == order_c == a.cards}, indent=1))
 
 

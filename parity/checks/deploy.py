@@ -37,6 +37,12 @@ def softmax(z: Any) -> Any:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def judge_output(ref: Any, y: Any, precision: str, label: str, probs: bool) -> Any:
+    """``judge`` of a runtime's output against the reference logits; ``probs``: the output is probabilities (a file
+    ending in softmax), compared with the reference's softmax, the logits judged for being non-trivial."""
+    return judge(softmax(ref) if probs else ref, y, precision, label, logits=ref if probs else None)
+
+
 @register
 class DeployCheck(Check):
     kind = "deploy"
@@ -79,7 +85,7 @@ class DeployCheck(Check):
                          f"card's ({card.preprocess.digest()})")
         probs = info.detail.get("executed", {}).get("output") == "probabilities"   # a file that ends in softmax
         precision = judged_as(str(artifact), info.precision)
-        c = judge(softmax(ref) if probs else ref, y, precision, runtime, logits=ref if probs else None)
+        c = judge_output(ref, y, precision, runtime, probs)
         if precision == "int8" and mode == "seeded" and not fails:
             # seeded weights are not trained: no int8 scheme keeps them (measured: per-channel SQNR ~5 dB, top-1
             # agreement ~0.15 where the real weights give 8.7 dB / 0.86), so only the structural checks above judge
@@ -115,7 +121,7 @@ class DeployCheck(Check):
         sentence and whether the scheme itself fails (then a kernel suspect the runtime names is beside the point)."""
         from ..runtimes.onnxruntime import run
         u = run(info.artifact, x, opt="off")
-        cu = judge(softmax(ref) if probs else ref, u, "int8", f"{runtime} unfused", logits=ref if probs else None)
+        cu = judge_output(ref, u, "int8", f"{runtime} unfused", probs)
         metrics["unfused"] = cu.metrics
         where = "the quantization scheme itself" if cu.failures else f"{runtime}'s integer kernels, not the scheme"
         return (f"the QDQ file run unfused (the scheme alone, no integer kernel): {cu.summary()}: the loss is in "
