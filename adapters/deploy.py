@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.deploy.precisions import sqnr_db
+from parity.kit import sqnr_db
 from parity.workers.protocol import DEPLOY_OPS, unknown_op
 
 from .base import AdapterError, timed

@@ -9,6 +9,7 @@ framework-specific assignment. Allowed imports for ``adapters/`` (with ``parity.
   deviation ``LOGIT_STD_TARGET``.
 * ``shift_variance``: a native weight file is read by a *stock* model with the ecosystem's own BatchNorm epsilon;
   the running variance is shifted so ``var + eps`` (what BatchNorm computes with) is unchanged.
+* ``sqnr_db``: the logits' signal-to-quantization-noise ratio, the deploy budgets' and the per-layer blame's measure.
 """
 from __future__ import annotations
 
@@ -69,3 +70,14 @@ def softmax(z: Array) -> Array:
 def build_digest(build: dict[str, Any]) -> str:
     """Identity of a card's build section (the parent and the workers compute it the same way)."""
     return hashlib.sha256(json.dumps(build, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def sqnr_db(ref: Array, test: Array) -> float:
+    """Signal-to-quantization-noise ratio in dB: 10 log10(|ref|^2 / |ref - test|^2); inf when identical. Shared by
+    the deploy budgets (core) and the deploy host's per-layer blame (adapter)."""
+    ref = np.asarray(ref, np.float64)
+    noise = float(np.sum((ref - np.asarray(test, np.float64)) ** 2))
+    signal = float(np.sum(ref ** 2))
+    if noise == 0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(signal, 1e-300) / noise))

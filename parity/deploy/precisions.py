@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..compare import ONNX_FP32, Comparison, compare_logits, nontrivial_failures, topk
+from ..kit import sqnr_db
 
 Array = npt.NDArray[Any]
 
@@ -67,15 +68,6 @@ def judged_as(artifact: str, executed: str) -> str:
 def judged_precision(info: dict[str, Any]) -> str:
     """``judged_as`` for a runtime's ``RuntimeInfo.to_dict()``."""
     return judged_as(str(info.get("options", {}).get("precision") or "fp32"), str(info.get("precision") or "fp32"))
-
-
-def sqnr_db(ref: Array, test: Array) -> float:
-    ref = np.asarray(ref, np.float64)
-    noise = float(np.sum((ref - np.asarray(test, np.float64)) ** 2))
-    signal = float(np.sum(ref ** 2))
-    if noise == 0:
-        return float("inf")
-    return 10.0 * float(np.log10(max(signal, 1e-300) / noise))
 
 
 def top1_in_top5(ref: Array, test: Array) -> float:
