@@ -263,19 +263,23 @@ def tf_same_padding(model: nn.Module) -> nn.Module:
     bottom/right at even sizes) instead of torch's symmetric padding 1: how TF/keras-trained weights expect it."""
     import torch.nn.functional as F
 
-    def pre(mod, args):
-        x = args[0]
-        h, w = x.shape[-2:]
-        kh, kw = mod.kernel_size
-        sh, sw = mod.stride
-        ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
-        pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
-        return (F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)),)
+    def same(kernel: tuple[int, ...], stride: tuple[int, ...]):
+        # kernel and stride bound here, not read from the module: eager quantization's fusion moves the hook onto a
+        # ConvReLU2d container, which has neither
+        (kh, kw), (sh, sw) = kernel, stride
+
+        def pre(mod, args):
+            x = args[0]
+            h, w = x.shape[-2:]
+            ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
+            pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
+            return (F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)),)
+        return pre
 
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
             m.padding = (0, 0)
-            m.register_forward_pre_hook(pre)
+            m.register_forward_pre_hook(same(tuple(m.kernel_size), tuple(m.stride)))
     model._mbv2_padding = "same"
     return model
 

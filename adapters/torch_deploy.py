@@ -1,5 +1,7 @@
 """TorchScript, the deployment runtime of the torch stack (seed 004): ``torch.jit.trace``, save, load, run, and the
-model's root operator list (``torch.jit.export_opnames``, what a custom mobile build is made from)."""
+model's root operator list (``torch.jit.export_opnames``, what a custom mobile build is made from). ``torch-quantized``
+(torchvision models) is torchvision's quantized model (``torch_quantized``) saved and run the same way, on the
+quantized engine the runtime names."""
 from __future__ import annotations
 
 import functools
@@ -23,22 +25,51 @@ def load_script(path: str, _mtime: int):
         return torch.jit.load(path).eval()
 
 
+RUNTIMES = ("torchscript", "torch-quantized")
+
+
+def _hosted(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise AdapterError(f"{runtime!r} is not a runtime of the torch stack ({', '.join(RUNTIMES)})")
+
+
+def onnx_of_quantized(q, path: str, hw: int) -> dict:
+    """torch's ONNX export of a quantized model (the TorchScript-based exporter: the dynamo one takes no eager
+    quantized modules): the file, or torch's refusal in one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(q, (torch.zeros(1, 3, hw, hw),), path, opset_version=17, dynamo=False)
+    except Exception as e:  # noqa: BLE001 - any refusal of torch's exporter is the finding, recorded as said
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        first = first if len(first) <= 300 else f"{first[:140]} ... {first[-150:]}"
+        return {"refused": f"{type(e).__name__}: {first}"}
+    return {"path": path}
+
+
 class TorchScriptDeploy:
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
-        if runtime != "torchscript":
-            raise AdapterError(f"{runtime!r} is not a runtime of the torch stack (torchscript)")
+        _hosted(runtime)
         hw = int(getattr(model, "_mbv2_input_size", 224))
+        made: dict = {}
+        if runtime == "torch-quantized":
+            from .torch_quantized import quantize
+            calib = np.load(options["calib"]) if options.get("calib") else None
+            model, made = quantize(model, options["engine"], float(options.get("width_mult") or 1.0), calib,
+                                   options.get("quantized_state"), path + ".state.pth")
+            made["onnx_export"] = onnx_of_quantized(model, path + ".onnx", hw)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # trace's deprecation and tracer warnings; the result is checked by parity
             traced = torch.jit.trace(model.eval(), torch.zeros(1, 3, hw, hw))
             traced.save(path)
             ops = sorted(torch.jit.export_opnames(traced))
         return {"path": path, "made_by": {"tool": "torch.jit.trace + save", "torch": torch.__version__,
-                                          "opnames": ops}}
+                                          "opnames": ops, **made}}
 
     def deploy_run(self, runtime: str, path: str, x: np.ndarray, options: dict) -> tuple:
-        if runtime != "torchscript":
-            raise AdapterError(f"{runtime!r} is not a runtime of the torch stack (torchscript)")
+        _hosted(runtime)
+        if options.get("engine"):   # before loading: a quantized module packs its weights for the engine in use
+            torch.backends.quantized.engine = options["engine"]
         threads = int(options.get("threads") or 0)
         saved = torch.get_num_threads()
         if threads:
@@ -57,4 +88,7 @@ class TorchScriptDeploy:
         ops = torch.jit.export_opnames(m)
         quant = [o for o in ops if o.startswith("quantized::")]
         dtypes = sorted({str(p.dtype) for p in m.parameters()})
-        return y, "int8" if quant else "fp32", {"opnames": len(ops), "quantized_ops": quant, "param_dtypes": dtypes}, times
+        detail = {"opnames": len(ops), "quantized_ops": quant, "param_dtypes": dtypes}
+        if quant:
+            detail["engine"] = torch.backends.quantized.engine
+        return y, "int8" if quant else "fp32", detail, times

@@ -81,7 +81,7 @@ _TORCH_OPSETS = ((7, 20), "torch.onnx._constants: ONNX_MIN_OPSET 7, ONNX_TORCHSC
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
     Framework("torchvision", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle",
               "torch-hub", "torchvision/mobilenet_v2.IMAGENET1K_V1", *_TORCH_OPSETS, any_card_canonical=True,
-              deploy_runtimes=("torchscript",)),
+              deploy_runtimes=("torchscript", "torch-quantized")),
     Framework("timm", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle", "torch-hub",
               "timm/mobilenetv2_100.ra_in1k", *_TORCH_OPSETS, deploy_runtimes=("torchscript",)),
     Framework("mmcls", "torch", "symmetric", ("symmetric", "same"), (".pth", ".pt"), "torch-pickle", "torch-hub",

@@ -265,3 +265,84 @@ def test_a_failing_tflite_int8_names_its_layers_from_tflites_own_debugger(harnes
     assert "QuantizationDebugger: lowest activation SQNR" in r.reason
     acts = r.metrics["blame"]["activations"]
     assert len(acts) > 50 and acts[0][1] <= acts[-1][1] and all(isinstance(v, float) for _, v in acts)
+
+
+@needs_real
+@pytest.mark.parametrize(("runtime", "engine", "scheme"), [("torch-qnnpack", "qnnpack", "per_tensor_affine"),
+                                                           ("torch-fbgemm", "fbgemm", "per_channel_affine")])
+def test_torchvision_quantization_recipe_on_float_weights_fails_and_names_the_relu_swap(harness, runtime, engine,
+                                                                                        scheme):
+    """torchvision's eager recipe (its QuantizableMobileNetV2, _replace_relu, fuse, its qconfig, calibrate, convert)
+    on float weights trained with ReLU6: its published weights are QAT-trained with ReLU; these are not, and the
+    ReLU6 -> ReLU swap alone moves the logits (measured: 0.3 dB, top-1 agreement ~0.6 before any quantization)."""
+    r = deploy(harness, TORCH, runtime, mode="real", options=CALIB)
+    assert r.status == "fail", r.reason
+    info = r.metrics["runtime"]
+    assert info["precision"] == "int8" and info["detail"]["executed"]["engine"] == engine     # read back in the run
+    made = info["detail"]["made_by"]
+    assert made["engine"] == engine and made["weight_qschemes"] == {scheme: 53}
+    assert made["relu6_replaced_by_relu"] == 35 and made["architecture_sqnr_db"] < 3.0, made
+    assert "suspect: torchvision's quantizable MobileNetV2 replaces ReLU6 with ReLU" in r.reason
+    assert made["same_pads"] == 5                       # TF 'SAME' padding carried into the quantized model
+    onnx = info["detail"]["onnx_export"]
+    assert "refused" in onnx or "vs_engine" in onnx or "ort_refused" in onnx, onnx   # measured or refused, said
+
+
+def test_torch_quantized_runs_torchvision_models_only(harness):
+    timm = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    r = deploy(harness, timm, "torch-qnnpack")
+    assert r.status == "skip" and "torchvision" in r.reason, r.reason
+    r = deploy(harness, TORCH, "torch-qnnpack", options=CALIB)           # seeded: built and run, not judged
+    assert r.status == "skip" and "untrained weights quantize to noise" in r.reason, r.reason
+
+
+@needs_real
+def test_the_published_quantized_weights_are_downloaded_verified_and_loaded(harness, tmp_path, monkeypatch):
+    """--weights pretrained: the float file and the card's deployed_weights file come through the real download path
+    (served on 127.0.0.1: upstream is not reachable here); the quantized state dict of a calibrated run stands in
+    for IMAGENET1K_QNNPACK_V1. The weights' scheme is read back from the loaded model: torch loads a per-channel
+    (fbgemm) state dict into the per-tensor qnnpack model without a word, and the run says per-channel."""
+    import dataclasses
+    import functools
+    import hashlib
+    import http.server
+    import shutil
+    import threading
+
+    from parity.harness import Harness
+    from parity.registry import WeightsRef
+    served = tmp_path / "served"
+    served.mkdir()
+    harness.client("torchvision").save_native(harness.build(TORCH, "real").key, served / "float.pth")
+    for runtime in ("torch-qnnpack", "torch-fbgemm"):
+        made = deploy(harness, TORCH, runtime, mode="real", options=CALIB).metrics["runtime"]["detail"]["made_by"]
+        shutil.copy(made["state_dict"], served / f"{runtime}.pth")
+    sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(served)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    monkeypatch.setenv("MBV2_PARITY_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MBV2_PARITY_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def card(quantized):
+        q = {"url": f"{base}/{quantized}", "sha256": sha[quantized], "cache": "torch-hub"}
+        return dataclasses.replace(TORCH, weights=WeightsRef(url=f"{base}/float.pth", sha256=sha["float.pth"],
+                                                             cache="torch-hub"),
+                                   raw={**TORCH.raw, "deployed_weights": {"torch-qnnpack": q}})
+    try:
+        with Harness(REGISTRY, workdir=tmp_path / "work") as h:
+            r = deploy(h, card("torch-qnnpack.pth"), "torch-qnnpack", mode="pretrained", options=CALIB)
+            assert r.status in ("pass", "fail"), r.reason
+            detail = r.metrics["runtime"]["detail"]
+            assert detail["published_weights"]["sha256"] == sha["torch-qnnpack.pth"]
+            assert detail["published_weights"]["downloaded"] is True
+            assert detail["made_by"]["loaded_state"] == detail["published_weights"]["path"]
+            assert "quantization_sqnr_db" not in detail["made_by"]        # loaded, not calibrated
+            assert detail["made_by"]["weight_qschemes"] == {"per_tensor_affine": 53}
+            other = deploy(h, card("torch-fbgemm.pth"), "torch-qnnpack", mode="pretrained", options=CALIB)
+            made = other.metrics["runtime"]["detail"]["made_by"]
+            assert made["weight_qschemes"] == {"per_channel_affine": 53} and made["engine"] == "qnnpack", made
+    finally:
+        srv.shutdown()

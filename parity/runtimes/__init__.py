@@ -76,7 +76,8 @@ FAMILIES = {("ort", None): "ort-opt-on", ("ort", "fp32"): "ort-opt-on", ("ort", 
             ("tflite", "fp32"): "tflite", ("tflite", "int8"): "tflite-int8",
             ("paddle-inference", None): "paddle-inference", ("paddle-inference", "fp32"): "paddle-inference",
             ("paddle-inference", "bf16"): "paddle-inference-bf16", ("torchscript", None): "torchscript",
-            ("torchscript", "fp32"): "torchscript"}
+            ("torchscript", "fp32"): "torchscript", ("torch-quantized", None): "torch-qnnpack",
+            ("torch-quantized", "int8"): "torch-qnnpack"}
 
 
 def resolve(name: str, precision: str | None = None) -> str:
@@ -135,7 +136,7 @@ def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str,
 
 def _load_builtins() -> None:
     from .. import plugins
-    from . import native, onnxruntime, openvino, paddle_inference, tflite, torchscript  # noqa: F401  (each registers)
+    from . import native, onnxruntime, openvino, paddle_inference, tflite, torch_quantized, torchscript  # noqa: F401  (each registers)
     plugins.load()
 
 
