@@ -258,28 +258,44 @@ def conv_bn_units(model: nn.Module) -> tuple[list[tuple[nn.Conv2d, nn.modules.ba
     return list(zip(convs, bns)), linears[-1]
 
 
-def tf_same_padding(model: nn.Module) -> nn.Module:
-    """Rebuild every stride-2 conv with TF 'SAME' padding (pad computed from the input size: 0 top/left, 1
-    bottom/right at even sizes) instead of torch's symmetric padding 1: how TF/keras-trained weights expect it."""
+def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """TF 'SAME' padding of ``x`` for a conv of ``kernel``/``stride`` (pad from the input size: 0 top/left, 1
+    bottom/right at even sizes); works on quantized tensors too (the pad is a real 0)."""
     import torch.nn.functional as F
+    h, w = x.shape[-2:]
+    (kh, kw), (sh, sw) = kernel, stride
+    ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
+    pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
-    def same(kernel: tuple[int, ...], stride: tuple[int, ...]):
-        # kernel and stride bound here, not read from the module: eager quantization's fusion moves the hook onto a
-        # ConvReLU2d container, which has neither
-        (kh, kw), (sh, sw) = kernel, stride
 
-        def pre(mod, args):
-            x = args[0]
-            h, w = x.shape[-2:]
-            ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
-            pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
-            return (F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)),)
-        return pre
+class SamePad(nn.Module):
+    """``same_pad`` as a module, for where a pre-hook cannot go (a traced quantized model)."""
 
+    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return same_pad(x, self.kernel, self.stride)
+
+
+def same_hook(kernel: tuple[int, int], stride: tuple[int, int]):
+    """A forward pre-hook applying ``same_pad``; kernel and stride are bound here (``hook.same``), not read from the
+    module: eager quantization's fusion moves the hook onto a ``ConvReLU2d``, which has neither."""
+    def pre(mod, args):
+        return (same_pad(args[0], kernel, stride),)
+    pre.same = (kernel, stride)  # type: ignore[attr-defined]
+    return pre
+
+
+def tf_same_padding(model: nn.Module) -> nn.Module:
+    """Rebuild every stride-2 conv with TF 'SAME' padding instead of torch's symmetric padding 1: how TF/keras-trained
+    weights expect it."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
             m.padding = (0, 0)
-            m.register_forward_pre_hook(same(tuple(m.kernel_size), tuple(m.stride)))
+            m.register_forward_pre_hook(same_hook(tuple(m.kernel_size), tuple(m.stride)))
     model._mbv2_padding = "same"
     return model
 

@@ -1,8 +1,10 @@
-"""torchvision's own quantized MobileNetV2, the deployment runtime of the torch stack for torchvision models
+"""torchvision's own quantized MobileNetV2, a deployment runtime of the torch stack for torchvision models
 (``torch-qnnpack`` / ``torch-fbgemm``): ``torchvision.models.quantization``'s eager-mode recipe, as its builder
 ``mobilenet_v2(quantize=True)`` runs it -- ``QuantizableMobileNetV2`` (QuantStub/DeQuantStub, ``FloatFunctional`` adds),
 ``_replace_relu`` (every ReLU6 becomes a ReLU), ``fuse_model()``, the backend's qconfig (``quantize_model``), prepare,
-calibration, convert -- saved as TorchScript and run with ``torch.backends.quantized.engine`` set to the backend.
+calibration, convert -- saved as TorchScript and loaded and run with ``torch.backends.quantized.engine`` set to the
+backend (restored after). torch has no per-module read-back of the engine: what is read back is each quantized
+weight's ``qscheme()`` and the module's ``quantized::`` ops.
 
 Calibration is the suite's calibration set (the card's spec); with ``quantized_state`` the published quantized state
 dict (``IMAGENET1K_QNNPACK_V1``, quantization-aware trained) is loaded instead, as the builder does with weights.
@@ -11,36 +13,23 @@ What the recipe changes besides quantizing is measured, not assumed: the unquant
 of ReLU6) against the float model on the first calibration images (``architecture_sqnr_db``)."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from parity.kit import sqnr_db
 
 from .base import AdapterError
+from .torch_common import SamePad, same_hook
+from .torch_deploy import forward_chunked
 
 ENGINES = ("qnnpack", "fbgemm")
+SCHEMES = {"qnnpack": "per_tensor_affine", "fbgemm": "per_channel_affine"}   # the weights each recipe makes
 ARCH_IMAGES = 32          # images the unquantized quantizable model is compared on
-CHUNK = 50
-
-
-class SamePad(nn.Module):
-    """TF 'SAME' padding as a module: the float model's pre-hook does not survive fusion and scripting."""
-
-    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]) -> None:
-        super().__init__()
-        self.kernel, self.stride = kernel, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
-        pw = max((-(-w // sw) - 1) * sw + kw - w, 0)
-        return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
 
 def qconfig(engine: str):
@@ -49,12 +38,6 @@ def qconfig(engine: str):
     q = torch.ao.quantization
     weight = q.default_weight_observer if engine == "qnnpack" else q.default_per_channel_weight_observer
     return q.QConfig(activation=q.default_observer, weight=weight)
-
-
-def _same_hook(mod: nn.Module, args: tuple) -> tuple:
-    """TF 'SAME' padding of a 3x3 stride-2 conv as a pre-hook: fusion and convert carry it to the fused and the
-    quantized module; before saving it becomes a ``SamePad`` module (scripting cannot take hooks)."""
-    return (SamePad((3, 3), (2, 2))(args[0]),)
 
 
 def _quantizable(model: nn.Module, width_mult: float) -> tuple[nn.Module, int]:
@@ -82,30 +65,27 @@ def _quantizable(model: nn.Module, width_mult: float) -> tuple[nn.Module, int]:
         for m in q.modules():
             if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
                 m.padding = (0, 0)
-                m.register_forward_pre_hook(_same_hook)
+                m.register_forward_pre_hook(same_hook(tuple(m.kernel_size), tuple(m.stride)))
     return q.eval(), relu6
 
 
 def _hooks_to_pads(module: nn.Module) -> int:
-    """After convert: every module carrying ``_same_hook`` loses it and gets a ``SamePad`` in front."""
+    """After convert: every module carrying a ``same_hook`` (moved there by fusion and convert) loses it and gets a
+    ``SamePad`` in front: ``torch.jit.trace`` compiles hooks, and fails on the quantized fused modules' ones."""
     n = 0
     for name, child in list(module.named_children()):
         hooks = child._forward_pre_hooks
-        mine = [k for k, h in hooks.items() if h is _same_hook]
+        mine = {k: h for k, h in hooks.items() if hasattr(h, "same")}
+        if len(mine) > 1:
+            raise AdapterError(f"{name}: {len(mine)} SAME-padding hooks on one module")
         if mine:
-            for k in mine:
-                del hooks[k]
-            module._modules[name] = nn.Sequential(SamePad((3, 3), (2, 2)), child)
+            (k, h), = mine.items()
+            del hooks[k]
+            module._modules[name] = nn.Sequential(SamePad(*h.same), child)
             n += 1
         else:
             n += _hooks_to_pads(child)
     return n
-
-
-def _forward(m: nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([m(torch.from_numpy(np.ascontiguousarray(x[i:i + CHUNK], np.float32))).numpy()
-                               for i in range(0, len(x), CHUNK)])
 
 
 def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray | None,
@@ -113,18 +93,37 @@ def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray
     """torchvision's recipe on ``model``'s weights: calibrated on ``calib``, or loading the quantized ``state`` (then
     ``calib`` only measures the architecture). ``save_state``: where to write the quantized state dict, as
     torchvision publishes one."""
+    if calib is None and state is None:
+        raise AdapterError("torch quantization needs a calibration set or a quantized state dict")
+    if torch.backends.quantized.engine != engine:
+        raise AdapterError(f"quantize({engine!r}) called with the {torch.backends.quantized.engine} engine set: "
+                           "a bug (use quantized_engine)")
+    return _quantize(model, engine, width_mult, calib, state, save_state)
+
+
+@contextlib.contextmanager
+def quantized_engine(engine: str):
+    """``torch.backends.quantized.engine`` set to ``engine`` for the block (prepare, convert, trace, export, load and
+    run: packed weights and ops such as ``quantized::add`` follow it), restored after."""
     if engine not in ENGINES or engine not in torch.backends.quantized.supported_engines:
         raise AdapterError(f"quantized engine {engine!r} is not available in torch {torch.__version__}",
                            hint=f"this torch has {', '.join(torch.backends.quantized.supported_engines)}")
-    if calib is None and state is None:
-        raise AdapterError("torch quantization needs a calibration set or a quantized state dict")
+    saved = torch.backends.quantized.engine
     torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = saved
+
+
+def _quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray | None,
+              state: str | None, save_state: str | None) -> tuple[nn.Module, dict]:
     q, relu6 = _quantizable(model, width_mult)
     made: dict[str, Any] = {"recipe": "torchvision.models.quantization eager mode (quantize_model's qconfig)",
                             "relu6_replaced_by_relu": relu6}
     if calib is not None:
         sample = calib[:ARCH_IMAGES]
-        ref, arch = _forward(model, sample), _forward(q, sample)   # q unquantized yet: ReLU for ReLU6 only
+        ref, arch = forward_chunked(model, sample), forward_chunked(q, sample)   # q unquantized yet: ReLU for ReLU6 only
         made["architecture_sqnr_db"] = round(sqnr_db(ref, arch), 2)
         made["architecture_top1_agree"] = float(np.mean(ref.argmax(1) == arch.argmax(1)))
         made["architecture_images"] = len(sample)
@@ -134,7 +133,7 @@ def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray
         q.qconfig = qconfig(engine)
         torch.ao.quantization.prepare(q, inplace=True)
         hw = int(getattr(model, "_mbv2_input_size", 224))
-        _forward(q, np.zeros((1, 3, hw, hw), np.float32) if calib is None or state is not None else calib)
+        forward_chunked(q, np.zeros((1, 3, hw, hw), np.float32) if calib is None or state is not None else calib)
         torch.ao.quantization.convert(q, inplace=True)
     if state is not None:
         from .torch_common import load_checkpoint
@@ -151,13 +150,14 @@ def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray
         made["state_dict"] = save_state
     made["same_pads"] = _hooks_to_pads(q)
     if calib is not None and state is None:   # the quantization alone: the int8 model against its own unquantized architecture
-        made["quantization_sqnr_db"] = round(sqnr_db(arch, _forward(q, sample)), 2)
+        made["quantization_sqnr_db"] = round(sqnr_db(arch, forward_chunked(q, sample)), 2)
     schemes: dict[str, int] = {}
     for m in q.modules():
         w = getattr(m, "weight", None)
         if callable(w):
             s = str(w().qscheme()).replace("torch.", "")
             schemes[s] = schemes.get(s, 0) + 1
-    made.update({"engine": torch.backends.quantized.engine, "weight_qschemes": schemes,
-                 "activation_observer": "MinMaxObserver quint8 0..127 (torch.ao.quantization.default_observer)"})
+    made.update({"engine_set": engine, "weight_qschemes": schemes, "recipe_scheme": SCHEMES[engine],
+                 "activation_observer_configured": "MinMaxObserver quint8 0..127 (default_observer)",
+                 "input_quantization": {"scale": float(q.quant.scale), "zero_point": int(q.quant.zero_point)}})
     return q, made

@@ -208,6 +208,16 @@ class HubEntry:
         return f"hub:{self.repo}:{self.ref}/{self.entry}"
 
 
+def _checked_deployed_weights(d: dict[str, Any]) -> dict[str, Any]:
+    """``deployed_weights.<runtime>``: a published file of another precision (a weights entry each), read by that
+    deploy runtime in pretrained mode; checked here so a typo is a registry error, not a traceback in a run."""
+    for runtime, entry in (d.get("deployed_weights") or {}).items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"card {d.get('id', '?')}: deployed_weights.{runtime} is not a table")
+        WeightsRef(**entry)   # TypeError on an unknown or missing field: reported by the caller as a RegistryError
+    return d
+
+
 def _card_from_dict(d: dict[str, Any]) -> Card:
     try:
         card_id = d["id"]
@@ -228,7 +238,7 @@ def _card_from_dict(d: dict[str, Any]) -> Card:
             preprocess=PreprocessSpec.from_dict(d["preprocess"]),
             published=tuple(Published(**p) for p in d.get("published", [])),
             unpublished=d.get("unpublished", ""),
-            raw=d,
+            raw=_checked_deployed_weights(d),
         )
     except KeyError as e:
         raise RegistryError(f"card {d.get('id', '?')}: missing field {e}") from None

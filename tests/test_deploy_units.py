@@ -182,3 +182,14 @@ def test_int8_only_options_on_a_float_runtime_are_refused_not_ignored():
         runtimes.create("ort-fp16", fault="double_scale:3")
     runtimes.create("openvino-int8", fault="double_scale:3")              # where they apply, they are taken
     runtimes.create("ort-int8", kernels="exact")
+
+
+def test_a_cards_published_deployed_weights_are_validated_when_the_registry_loads():
+    from parity.registry import RegistryError, _card_from_dict
+    tv = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+    entry = tv.raw["deployed_weights"]["torch-qnnpack"]
+    assert entry["hash_prefix"] == "37f702c5" and entry["url"].endswith("mobilenet_v2_qnnpack_37f702c5.pth")
+    for bad, why in (({"torch-qnnpack": {**entry, "urll": "x"}}, "urll"), ({"torch-qnnpack": "a url"}, "not a table"),
+                     ({"torch-qnnpack": {"hash_prefix": "37f702c5"}}, "url")):
+        with pytest.raises(RegistryError, match=why):
+            _card_from_dict({**tv.raw, "deployed_weights": bad})

@@ -1,7 +1,7 @@
 """The deployment runtimes hosted by a framework's own worker (its stack's runtime: TFLite, TorchScript, Paddle
 Inference): the artifact is made from the card's built model by the worker (``deploy_export``), run there
-(``deploy_run``), and the worker reports the precision it ran. Shared by ``tflite.py``, ``torchscript.py`` and
-``paddle_inference.py``."""
+(``deploy_run``), and the worker reports the precision it ran. Shared by ``tflite.py``, ``torchscript.py``,
+``torch_quantized.py`` and ``paddle_inference.py``."""
 from __future__ import annotations
 
 import hashlib

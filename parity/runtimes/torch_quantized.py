@@ -5,8 +5,9 @@ the torch worker: ``torch-qnnpack`` (the engine and qconfig of the published ``I
 With ``--weights pretrained`` the artifact is the published quantized file (the card's ``deployed_weights`` entry,
 downloaded and verified like any upstream file), else torchvision's recipe applied to the card's float weights and
 calibrated on the calibration set. Either way the worker saves TorchScript and reports the quantized ops and the engine
-it ran; what torchvision's quantizable model changes before quantizing (ReLU6 -> ReLU) is measured at export and, when
-it is what breaks the model, named as the suspect of a failing verdict."""
+it ran (the engine is the one it set: torch reads no engine back per module; the weights' qschemes are read back);
+what torchvision's quantizable model changes before quantizing (ReLU6 -> ReLU) is measured at export and, when it is
+what breaks float weights, named as the suspect of a failing verdict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import frameworks
 from ..harness import Skip
 from . import register
 from .base import Array, RuntimeInfo, Target
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from ..registry import Card
     from ..weights.download import Fetched
 
-ARCHITECTURE_SUSPECT_DB = 10.0   # below this the unquantized quantizable model alone is the loss (measured: 0.7 dB)
+# the framework whose quantization recipe this is: the one whose stack hosts the runtime (parity.frameworks)
+HOST = ", ".join(f.name for f in frameworks.FRAMEWORKS.values() if "torch-quantized" in f.deploy_runtimes)
+ARCHITECTURE_SUSPECT_DB = 10.0   # below this the unquantized quantizable model alone is the loss (measured: 0.3 dB)
 
 
 class TorchQuantizedRuntime(HostedRuntime):
@@ -38,6 +42,13 @@ class TorchQuantizedRuntime(HostedRuntime):
         self.options["engine"] = engine
         self.onnx: dict[str, Any] = {}
         self.published: dict[str, Any] = {}
+
+    def unfit(self, card: Card, mode: str) -> str:
+        why = self.fits(card, mode)
+        if not why and mode == "pretrained" and self.name not in (card.raw.get("deployed_weights") or {}):
+            why = (f"{card.id} has no published {self.name} weights (registry deployed_weights.{self.name}); "
+                   "with other weights it quantizes the card's float model")
+        return why
 
     def export_options(self, target: Target) -> dict[str, Any]:
         card, engine = target.card, self.options["engine"]
@@ -80,13 +91,19 @@ class TorchQuantizedRuntime(HostedRuntime):
         info.detail["onnx_export"] = self.onnx
         if self.published:
             info.detail["published_weights"] = self.published
-        arch = self.made_by.get("architecture_sqnr_db")
-        if arch is not None and arch < ARCHITECTURE_SUSPECT_DB:
+        made = self.made_by
+        if made.get("weight_qschemes") and set(made["weight_qschemes"]) != {made.get("recipe_scheme")}:
+            info.notes.append(f"weights are {', '.join(sorted(made['weight_qschemes']))}, not the "
+                              f"{made.get('recipe_scheme')} the {self.options['engine']} recipe makes: "
+                              "the loaded file decides")
+        arch = made.get("architecture_sqnr_db")
+        if arch is not None and arch < ARCHITECTURE_SUSPECT_DB and "loaded_state" not in made:
+            # float weights through the recipe; a loaded (QAT) state was trained with the swap, so it is no suspect
             info.detail["suspect"] = (
-                f"torchvision's quantizable MobileNetV2 replaces ReLU6 with ReLU ({self.made_by['relu6_replaced_by_relu']}"
+                f"{HOST}'s quantizable MobileNetV2 replaces ReLU6 with ReLU ({made['relu6_replaced_by_relu']}"
                 f" modules, _replace_relu): unquantized it is already {arch:.1f} dB from the float model "
-                f"({self.made_by['architecture_top1_agree']:.0%} top-1 agreement on "
-                f"{self.made_by['architecture_images']} calibration images); the published quantized weights are "
+                f"({made['architecture_top1_agree']:.0%} top-1 agreement on "
+                f"{made['architecture_images']} calibration images); the published quantized weights are "
                 "quantization-aware trained with it, float weights trained with ReLU6 need QAT too")
         return info
 
@@ -95,9 +112,7 @@ def published_file(card: Card, runtime: str) -> Fetched:
     """The card's published quantized weights for ``runtime`` (registry ``deployed_weights``), fetched and verified."""
     from ..registry import WeightsRef
     from ..weights.download import WeightsUnavailable, fetch
-    entry = (card.raw.get("deployed_weights") or {}).get(runtime)
-    if entry is None:
-        raise Skip(f"{card.id} has no published {runtime} weights in the registry (deployed_weights.{runtime})")
+    entry = (card.raw.get("deployed_weights") or {})[runtime]   # unfit() has said why when there is none
     try:
         return fetch(WeightsRef(**entry))
     except WeightsUnavailable as e:
@@ -105,6 +120,6 @@ def published_file(card: Card, runtime: str) -> Fetched:
 
 
 register("torch-qnnpack", TorchQuantizedRuntime, tags=("deploy",), precision="int8", engine="qnnpack",
-         doc="torchvision's quantized MobileNetV2 (eager recipe, per-tensor weights) on torch's QNNPACK engine")
+         doc=f"{HOST}'s quantized MobileNetV2 (eager recipe, per-tensor weights) on torch's QNNPACK engine")
 register("torch-fbgemm", TorchQuantizedRuntime, tags=("deploy",), precision="int8", engine="fbgemm",
-         doc="torchvision's quantized MobileNetV2 (eager recipe, per-channel weights) on torch's FBGEMM engine")
+         doc=f"{HOST}'s quantized MobileNetV2 (eager recipe, per-channel weights) on torch's FBGEMM engine")
