@@ -22,6 +22,7 @@ needs_real = pytest.mark.skipif(REAL is None or not REAL.joinpath(*REAL_TFLITE).
                                 reason="../shared/realdata is absent")
 PRECISIONS = {"fp32", "fp16", "bf16", "int8"}
 CALIB = {"calib_images": 200}   # fewer than the default 1000: the judging does not depend on it (README "Deployment")
+TORCH_CALIB = {"calib_images": 50}   # torch's eager observers are slow; the ReLU swap is measured on 32 of them
 
 
 def deploy(h, card, runtime, mode="seeded", **kw):
@@ -275,7 +276,7 @@ def test_torchvision_quantization_recipe_on_float_weights_fails_and_names_the_re
     """torchvision's eager recipe (its QuantizableMobileNetV2, _replace_relu, fuse, its qconfig, calibrate, convert)
     on float weights trained with ReLU6: its published weights are QAT-trained with ReLU; these are not, and the
     ReLU6 -> ReLU swap alone moves the logits (measured: 0.3 dB, top-1 agreement ~0.6 before any quantization)."""
-    r = deploy(harness, TORCH, runtime, mode="real", options=CALIB)
+    r = deploy(harness, TORCH, runtime, mode="real", options=TORCH_CALIB)
     assert r.status == "fail", r.reason
     info = r.metrics["runtime"]
     assert info["precision"] == "int8" and info["detail"]["executed"]["quantized_ops"]        # read back in the run
@@ -292,7 +293,7 @@ def test_torchvision_quantization_recipe_on_float_weights_fails_and_names_the_re
 def test_torch_quantized_onnx_export_is_run_against_the_engine(harness):
     """Symmetric padding (torchvision's own): torch exports the quantized model, and the file is run in ORT against
     torch's engine on the probes. Recorded, not judged: seeded int8 is noise (README "Deployment")."""
-    with runtimes.create("torch-qnnpack", **CALIB) as rt:
+    with runtimes.create("torch-qnnpack", **TORCH_CALIB) as rt:
         rt.load(runtimes.Target(harness, TORCH, "seeded"))
         info = rt.info()
     onnx = info.detail["onnx_export"]
@@ -306,7 +307,7 @@ def test_torch_quantized_runs_torchvision_models_only(harness):
     timm = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
     r = deploy(harness, timm, "torch-qnnpack")
     assert r.status == "skip" and "torchvision" in r.reason, r.reason
-    r = deploy(harness, TORCH, "torch-qnnpack", options=CALIB)           # seeded: built and run, not judged
+    r = deploy(harness, TORCH, "torch-qnnpack", options=TORCH_CALIB)           # seeded: built and run, not judged
     assert r.status == "skip" and "untrained weights quantize to noise" in r.reason, r.reason
     r = deploy(harness, TORCH, "torch-fbgemm", mode="pretrained")        # no published fbgemm file: before any build
     assert r.status == "skip" and "no published torch-fbgemm weights" in r.reason, r.reason
@@ -331,7 +332,7 @@ def test_the_published_quantized_weights_are_downloaded_verified_and_loaded(harn
     served.mkdir()
     harness.client("torchvision").save_native(harness.build(TORCH, "real").key, served / "float.pth")
     for runtime in ("torch-qnnpack", "torch-fbgemm"):
-        made = deploy(harness, TORCH, runtime, mode="real", options=CALIB).metrics["runtime"]["detail"]["made_by"]
+        made = deploy(harness, TORCH, runtime, mode="real", options=TORCH_CALIB).metrics["runtime"]["detail"]["made_by"]
         shutil.copy(made["state_dict"], served / f"{runtime}.pth")
     sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
@@ -349,7 +350,7 @@ def test_the_published_quantized_weights_are_downloaded_verified_and_loaded(harn
                                    raw={**TORCH.raw, "deployed_weights": {"torch-qnnpack": q}})
     try:
         with Harness(REGISTRY, workdir=tmp_path / "work") as h:
-            r = deploy(h, card("torch-qnnpack.pth"), "torch-qnnpack", mode="pretrained", options=CALIB)
+            r = deploy(h, card("torch-qnnpack.pth"), "torch-qnnpack", mode="pretrained", options=TORCH_CALIB)
             assert r.status in ("pass", "fail"), r.reason
             detail = r.metrics["runtime"]["detail"]
             assert detail["published_weights"]["sha256"] == sha["torch-qnnpack.pth"]
@@ -358,7 +359,7 @@ def test_the_published_quantized_weights_are_downloaded_verified_and_loaded(harn
             assert "quantization_sqnr_db" not in detail["made_by"]        # loaded, not calibrated
             assert detail["made_by"]["weight_qschemes"] == {"per_tensor_affine": 53}
             assert "suspect" not in detail and "suspect:" not in r.reason   # the swap is no suspect for a QAT file
-            other = deploy(h, card("torch-fbgemm.pth"), "torch-qnnpack", mode="pretrained", options=CALIB)
+            other = deploy(h, card("torch-fbgemm.pth"), "torch-qnnpack", mode="pretrained", options=TORCH_CALIB)
             made = other.metrics["runtime"]["detail"]["made_by"]
             assert made["weight_qschemes"] == {"per_channel_affine": 53} and made["engine_set"] == "qnnpack", made
             assert any("not the per_tensor_affine" in n for n in other.metrics["runtime"]["notes"])
