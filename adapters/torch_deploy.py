@@ -4,6 +4,7 @@ model's root operator list (``torch.jit.export_opnames``, what a custom mobile b
 quantized engine the runtime names."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
@@ -56,8 +57,7 @@ def onnx_of_quantized(q, path: str, hw: int) -> dict:
     return {"path": path}
 
 
-def trace_save(model, path: str, made: dict, hw: int | None = None) -> dict:
-    hw = hw or int(getattr(model, "_mbv2_input_size", 224))
+def trace_save(model, path: str, made: dict, hw: int) -> dict:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # trace's deprecation and tracer warnings; the result is checked by parity
         traced = torch.jit.trace(model.eval(), torch.zeros(1, 3, hw, hw))
@@ -70,15 +70,16 @@ def trace_save(model, path: str, made: dict, hw: int | None = None) -> dict:
 class TorchScriptDeploy:
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
         _hosted(runtime)
+        hw = int(getattr(model, "_mbv2_input_size", 224))
         if runtime != "torch-quantized":
-            return trace_save(model, path, {})
+            return trace_save(model, path, {}, hw)
         from .torch_quantized import quantize, quantized_engine
         calib = np.load(options["calib"]) if options.get("calib") else None
         with quantized_engine(options["engine"]):
             q, made = quantize(model, options["engine"], float(options.get("width_mult") or 1.0), calib,
                                options.get("quantized_state"), path + ".state.pth")
-            made["onnx_export"] = onnx_of_quantized(q, path + ".onnx", int(getattr(model, "_mbv2_input_size", 224)))
-            return trace_save(q, path, made, int(getattr(model, "_mbv2_input_size", 224)))
+            made["onnx_export"] = onnx_of_quantized(q, path + ".onnx", hw)
+            return trace_save(q, path, made, hw)
 
     def deploy_run(self, runtime: str, path: str, x: np.ndarray, options: dict) -> tuple:
         _hosted(runtime)
@@ -87,11 +88,11 @@ class TorchScriptDeploy:
         if threads:
             torch.set_num_threads(threads)
         try:
-            if runtime == "torch-quantized":
+            engine: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if runtime == "torch-quantized":   # a quantized module packs its weights for the engine set at load
                 from .torch_quantized import quantized_engine
-                with quantized_engine(options["engine"]):   # before loading: the module packs its weights for it
-                    m, y, times = _load_run(path, x, options)
-            else:
+                engine = quantized_engine(options["engine"])
+            with engine:
                 m, y, times = _load_run(path, x, options)
         finally:
             torch.set_num_threads(saved)

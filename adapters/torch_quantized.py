@@ -24,7 +24,7 @@ import torch.nn as nn
 from parity.kit import sqnr_db
 
 from .base import AdapterError
-from .torch_common import SamePad, same_hook
+from .torch_common import SamePad, load_checkpoint, tf_same_padding
 from .torch_deploy import forward_chunked
 
 ENGINES = ("qnnpack", "fbgemm")
@@ -62,10 +62,7 @@ def _quantizable(model: nn.Module, width_mult: float) -> tuple[nn.Module, int]:
                     (m for m in q.modules() if isinstance(m, nn.BatchNorm2d)), strict=True):
         b.eps = a.eps      # a model-stage fault (bn_eps) reaches the quantized model too
     if getattr(model, "_mbv2_padding", "symmetric") == "same":
-        for m in q.modules():
-            if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
-                m.padding = (0, 0)
-                m.register_forward_pre_hook(same_hook(tuple(m.kernel_size), tuple(m.stride)))
+        tf_same_padding(q)
     return q.eval(), relu6
 
 
@@ -88,19 +85,6 @@ def _hooks_to_pads(module: nn.Module) -> int:
     return n
 
 
-def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray | None,
-             state: str | None, save_state: str | None = None) -> tuple[nn.Module, dict]:
-    """torchvision's recipe on ``model``'s weights: calibrated on ``calib``, or loading the quantized ``state`` (then
-    ``calib`` only measures the architecture). ``save_state``: where to write the quantized state dict, as
-    torchvision publishes one."""
-    if calib is None and state is None:
-        raise AdapterError("torch quantization needs a calibration set or a quantized state dict")
-    if torch.backends.quantized.engine != engine:
-        raise AdapterError(f"quantize({engine!r}) called with the {torch.backends.quantized.engine} engine set: "
-                           "a bug (use quantized_engine)")
-    return _quantize(model, engine, width_mult, calib, state, save_state)
-
-
 @contextlib.contextmanager
 def quantized_engine(engine: str):
     """``torch.backends.quantized.engine`` set to ``engine`` for the block (prepare, convert, trace, export, load and
@@ -116,8 +100,16 @@ def quantized_engine(engine: str):
         torch.backends.quantized.engine = saved
 
 
-def _quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray | None,
-              state: str | None, save_state: str | None) -> tuple[nn.Module, dict]:
+def quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarray | None,
+             state: str | None, save_state: str | None = None) -> tuple[nn.Module, dict]:
+    """torchvision's recipe on ``model``'s weights: calibrated on ``calib``, or loading the quantized ``state`` (then
+    ``calib`` only measures the architecture). ``save_state``: where to write the quantized state dict, as
+    torchvision publishes one."""
+    if calib is None and state is None:
+        raise AdapterError("torch quantization needs a calibration set or a quantized state dict")
+    if torch.backends.quantized.engine != engine:
+        raise AdapterError(f"quantize({engine!r}) called with the {torch.backends.quantized.engine} engine set: "
+                           "a bug (use quantized_engine)")
     q, relu6 = _quantizable(model, width_mult)
     made: dict[str, Any] = {"recipe": "torchvision.models.quantization eager mode (quantize_model's qconfig)",
                             "relu6_replaced_by_relu": relu6}
@@ -136,7 +128,6 @@ def _quantize(model: nn.Module, engine: str, width_mult: float, calib: np.ndarra
         forward_chunked(q, np.zeros((1, 3, hw, hw), np.float32) if calib is None or state is not None else calib)
         torch.ao.quantization.convert(q, inplace=True)
     if state is not None:
-        from .torch_common import load_checkpoint
         try:
             q.load_state_dict(load_checkpoint(state), strict=True)
         except RuntimeError as e:

@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import frameworks
 from ..harness import Skip
 from . import register
@@ -74,17 +72,15 @@ class TorchQuantizedRuntime(HostedRuntime):
         said = dict(self.made_by.get("onnx_export") or {})
         if "path" not in said or not Path(said["path"]).is_file():
             return said
+        from ..compare import ONNX_FP32, compare_logits
         from .onnxruntime import run
         x = target.harness.probe_tensor(target.card.preprocess)[0]
         try:
             y = run(said["path"], x, opt="on")
         except Exception as e:  # noqa: BLE001 - ORT refusing torch's file is the finding, recorded in one line
             return {**said, "ort_refused": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-        eng = np.asarray(self.infer(x), np.float64)
-        y = np.asarray(y, np.float64)
-        cos = np.sum(eng * y, 1) / np.maximum(np.linalg.norm(eng, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
-        return {**said, "vs_engine": {"max_abs": float(np.max(np.abs(eng - y))), "cosine_min": float(cos.min()),
-                                      "top1_agree": float(np.mean(eng.argmax(1) == y.argmax(1))), "probes": len(x)}}
+        m = compare_logits(self.infer(x), y, ONNX_FP32).metrics     # recorded, not judged (README "Deployment")
+        return {**said, "vs_engine": {**m, "probes": len(x)}}
 
     def info(self) -> RuntimeInfo:
         info = super().info()
