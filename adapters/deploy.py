@@ -27,9 +27,10 @@ from .base import AdapterError, timed
 ORT_QUANT: dict[str, Any] = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False,
              "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True, "CalibMovingAverage": False,
                                "CalibPercentile": 99.999,
-                               # MinMax merges its ranges every 16 images; the histogram calibrators (entropy,
-                               # percentile) ignore this bound: they are fed in strides instead (stride_for)
-                               "CalibMaxIntermediateOutputs": 16}}
+                               # ORT's default, pinned: set, it *drops* the images of a collect_data call that reaches
+                               # it without computing their ranges (onnxruntime#18893, still in 1.32: "No data is
+                               # collected" on 16 images). Memory is bounded by feeding in strides (stride_for).
+                               "CalibMaxIntermediateOutputs": None}}
 OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "GroupConvolution")
 OV_BLAME = ("Convolution", "GroupConvolution", "MatMul")     # the layers an IR's blame names (graph ops, not runtime)
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16", "u8": "int8", "i8": "int8", "dynamic": "dynamic"}
@@ -319,7 +320,7 @@ def _Reader(model_path: str, x: np.ndarray) -> Any:  # noqa: N802 - a class fact
 
 
 def stride_for(n: int, most: int = 16) -> int:
-    """The images per ``collect_data`` call (ORT's CalibStridedMinMax, which must divide n): the histogram
-    calibrators (entropy, percentile) ignore CalibMaxIntermediateOutputs and keep every image's activations until
-    the reader is exhausted -- 1000 images were an OOM kill at 22 GB here; fed 8 at a time they merge and clear."""
+    """The images per ``collect_data`` call (ORT's CalibStridedMinMax, which must divide n): a calibrator keeps every
+    image's activations until the reader is exhausted -- 1000 images through entropy were an OOM kill at 22 GB
+    here; fed at most 16 at a time, each call merges its ranges (or histograms) and clears."""
     return next(d for d in range(min(most, n), 0, -1) if n % d == 0)
