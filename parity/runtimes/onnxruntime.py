@@ -17,6 +17,14 @@ from .base import Array, Runtime, RuntimeInfo, Target
 
 OPT_LEVELS = {"off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "on": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 CHUNK = 32  # images per inference call: constant memory for any batch size
+# ORT's CPU arena keeps the peak of a session's largest call: ~400-700 MB after a chunk of 32 at 224 px, so the
+# cached sessions of a few cards held 8 GB in `tox -e parity`. A call of more than BULK images shrinks the arena
+# back when it ends (~140 MB per MobileNetV2 session, weights included); bench's batches (1 and 8) keep ORT's
+# default allocation.
+BULK = 8
+SESSIONS = 8  # sessions cached: a card's checks reuse theirs; the next cards' evict them
+_SHRINK = ort.RunOptions()
+_SHRINK.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
 
 # ORT's int8 kernel modes on x86-64: "default" (u8s8 through VPMADDUBSW, whose int16 pair sums saturate on CPUs without
@@ -33,7 +41,7 @@ def session(path: str | Path, opt: str = "off", threads: int = 0, spinning: bool
     return _session(str(path), opt, threads, spinning, config, Path(path).stat().st_mtime_ns)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=SESSIONS)
 def _session(path: str, opt: str, threads: int, spinning: bool, config: tuple[tuple[str, str], ...],
              _mtime: int) -> ort.InferenceSession:
     so = ort.SessionOptions()
@@ -53,7 +61,9 @@ def run(path: str | Path, x: Array, opt: str = "off", spinning: bool = True, thr
         config: tuple[tuple[str, str], ...] = ()) -> Array:
     sess = session(path, opt, threads=threads, spinning=spinning, config=config)
     name = sess.get_inputs()[0].name
-    return np.concatenate([np.asarray(sess.run(None, {name: np.ascontiguousarray(x[i:i + CHUNK], dtype=np.float32)})[0])
+    opts = _SHRINK if len(x) > BULK else None
+    return np.concatenate([np.asarray(sess.run(None, {name: np.ascontiguousarray(x[i:i + CHUNK], dtype=np.float32)},
+                                               opts)[0])
                            for i in range(0, len(x), CHUNK)])
 
 
