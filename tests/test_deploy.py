@@ -70,8 +70,8 @@ def test_openvino_reports_what_it_compiled_not_what_was_asked(harness):
     if "BF16" not in caps and "FP16" not in caps:   # a CPU without reduced-precision float: the plugin runs fp32
         assert info.precision == "fp32"
     r = deploy(harness, TORCH, "openvino-bf16")
-    if "BF16" in caps:
-        assert r.status in ("pass", "fail") and r.metrics["runtime"]["precision"] == "bf16"
+    if "BF16" in caps:   # the promise (bf16, read back) is checked before seeded weights' bf16 is left unjudged
+        assert r.status == "skip" and "bf16 on seeded weights is not judged" in r.reason, r.reason
     else:
         assert r.status == "skip" and "no bf16" in r.reason
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import faults as F
 from .. import runtimes
-from ..deploy.precisions import judge, judged_as
+from ..deploy.precisions import SEEDED_NOT_JUDGED, judge, judged_as
 from ..errors import UsageError
 from ..harness import DEFAULT_OPSET, Harness, Skip
 from ..registry import Card
@@ -37,10 +37,10 @@ def softmax(z: Any) -> Any:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def judge_output(ref: Any, y: Any, precision: str, label: str, probs: bool) -> Any:
+def judge_output(ref: Any, y: Any, precision: str, label: str, probs: bool, seeded: bool = False) -> Any:
     """``judge`` of a runtime's output against the reference logits; ``probs``: the output is probabilities (a file
     ending in softmax), compared with the reference's softmax, the logits judged for being non-trivial."""
-    return judge(softmax(ref) if probs else ref, y, precision, label, logits=ref if probs else None)
+    return judge(softmax(ref) if probs else ref, y, precision, label, logits=ref if probs else None, seeded=seeded)
 
 
 @register
@@ -85,11 +85,10 @@ class DeployCheck(Check):
                          f"card's ({card.preprocess.digest()})")
         probs = info.detail.get("executed", {}).get("output") == "probabilities"   # a file that ends in softmax
         precision = judged_as(str(artifact), info.precision)
-        c = judge_output(ref, y, precision, runtime, probs)
-        if precision == "int8" and mode == "seeded" and not fails:
-            # seeded weights are not trained: no int8 scheme keeps them (measured: per-channel SQNR ~5 dB, top-1
-            # agreement ~0.15 where the real weights give 8.7 dB / 0.86), so only the structural checks above judge
-            raise Skip(f"{runtime}: int8 on seeded weights is not judged (untrained weights quantize to noise: "
+        c = judge_output(ref, y, precision, runtime, probs, seeded=mode == "seeded")
+        if precision in SEEDED_NOT_JUDGED and mode == "seeded" and not fails:
+            # seeded weights are not trained: only the structural checks above judge them (precisions.py has why)
+            raise Skip(f"{runtime}: {precision} on seeded weights is not judged ({SEEDED_NOT_JUDGED[precision]}: "
                        f"{c.summary()}); promise and calibration spec checked; use real weights")
         fails += c.failures
         metrics: dict[str, Any] = {runtime: c.metrics, "judged_as": precision, "runtime": info.to_dict()}

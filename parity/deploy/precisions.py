@@ -25,16 +25,16 @@ class Budget:
     name: str
     min_cosine: float      # worst per-probe cosine similarity of the logits
     min_sqnr_db: float     # 10 log10(|ref|^2 / |ref - test|^2) over the batch
-    min_top1: float        # share of probes with the same top-1
+    min_top1: float | None  # share of probes with the same top-1 (None: reported, not judged)
     min_top5: float        # share of probes whose top-1 is in the other's top-5 (both ways)
     why: str
 
 
 # Measured here (parity/deploy, README "Deployment"): see each `why`.
 FP16 = Budget("fp16", min_cosine=0.99, min_sqnr_db=25.0, min_top1=0.85, min_top5=0.95,
-              why="fp16 weights (fp16 activations where kernels run fp16): measured on the probe batch, seeded "
-                  "weights worst over the cards cosine 0.9938, SQNR 31 dB, top-1 0.88; the real TFLite weights "
-                  "cosine 0.9995, SQNR 35 dB, top-1 0.99")
+              why="trained weights at fp16 (fp16 activations where kernels run fp16), 14 probes: the real TFLite "
+                  "weights through ORT fp16 on the keras card at 96-224 px and the torchvision card: cosine >= 0.9994, "
+                  "SQNR 34.7-37.8 dB, top-1 0.93-1.0, top-1 in top-5 1.0. Seeded weights: FP16_SEEDED")
 BF16 = Budget("bf16", min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.75, min_top5=0.9,
               why="bf16 keeps 8 mantissa bits (2^-8 relative): on real weights OpenVINO bf16 moves logits by up to 2 "
                   "and top-1 on ~2.5 % of images (issue 15, measured on an AVX512_BF16 CPU); not measurable on a "
@@ -45,6 +45,22 @@ INT8 = Budget("int8", min_cosine=0.5, min_sqnr_db=6.0, min_top1=0.5, min_top5=0.
                   "0.84; NNCF 12.4 dB, 0.79, 1.0; TFLite 21.3 dB, 1.0, 1.0. The flips are probes whose reference "
                   "top-2 margin is under 1.0. Per-tensor weights collapse MobileNetV2 (SQNR about -3 dB, top-1 about "
                   "0.05). Seeded (untrained) weights are not judged at int8; `eval` measures agreement on real images")
+# Seeded (untrained) weights prove the conversion, not what the precision costs a trained model. The same fp16
+# rounding (73.6 dB on the weights of seeded and real files alike) costs them 22.5-31.8 dB at the logits over the 39
+# cards, and trained weights 34.7-37.8 dB; it moves top-1 on up to 6 of the 14 probes, whose margins are those of
+# random filters. A conversion fault (transposed input, bn_eps) gives SQNR <= 0 dB and cosine <= 0.1.
+FP16_SEEDED = Budget("fp16", min_cosine=0.95, min_sqnr_db=15.0, min_top1=None, min_top5=0.85,
+                     why="seeded weights, 14 probes, ORT fp16 on all 39 cards: worst SQNR 22.5 dB "
+                         "(ppcls x0_75), cosine 0.9868 (timm 120d), top-1 agreement 0.571 (tonylins omz), top-1 in "
+                         "the other's top-5 0.929 (keras 1.0_128); top-1 agreement is reported, not judged")
+# Not judged on seeded weights at all (the check skips with the measurement, after the promise and calibration checks)
+SEEDED_NOT_JUDGED = {
+    "int8": "untrained weights quantize to noise (measured: per-channel SQNR ~5 dB, top-1 agreement ~0.15 where the "
+            "real weights give 8.7 dB / 0.86)",
+    "bf16": "bf16 rounds 8x coarser than fp16 (-18 dB), and fp16 already costs untrained weights down to 22.5 dB "
+            "SQNR: within reach of a fault's ~0 dB (not measured here: this CPU has no bf16)",
+}
+SEEDED_BUDGETS = {"fp16": FP16_SEEDED}
 # `eval` on real images: the top-1 a deployment may lose against native fp32 on the same images, in points. It fails
 # only when the paired 95 % interval of the drop lies entirely above the budget (a drop significantly larger), so a
 # small sample never fails by chance. Issue 15 measured (real weights, 1000 one-per-class images): ORT int8 per-channel
@@ -77,12 +93,14 @@ def top1_in_top5(ref: Array, test: Array) -> float:
     return float(np.mean(both)) if both else 0.0
 
 
-def judge(ref: Array, test: Array, precision: str, label: str, logits: Array | None = None) -> Comparison:
-    """fp32: the ONNX fp32 tolerance. fp16/bf16/int8: cosine, SQNR, top-1 and top-5 agreement within the budget.
-    ``logits``: the reference logits when ``ref`` is their softmax (judged for being non-trivial)."""
+def judge(ref: Array, test: Array, precision: str, label: str, logits: Array | None = None,
+          seeded: bool = False) -> Comparison:
+    """fp32: the ONNX fp32 tolerance. fp16/bf16/int8: cosine, SQNR, top-1 and top-5 agreement within the budget
+    (``seeded``: the seeded weights' budget where it has one). ``logits``: the reference logits when ``ref`` is their
+    softmax (judged for being non-trivial)."""
     if precision == "fp32":
         return compare_logits(ref, test, ONNX_FP32, label)
-    budget = BUDGETS.get(precision)
+    budget = (SEEDED_BUDGETS.get(precision) if seeded else None) or BUDGETS.get(precision)
     if budget is None:
         raise ValueError(f"no budget for precision {precision!r}; known: fp32, {', '.join(BUDGETS)}")
     base = compare_logits(ref, test, ONNX_FP32, label)   # the metrics (its fp32 failures are not the verdict)
@@ -97,7 +115,7 @@ def judge(ref: Array, test: Array, precision: str, label: str, logits: Array | N
         fails.append(f"cosine {m['cosine_min']:.5f} < {budget.min_cosine}")
     if m["sqnr_db"] < budget.min_sqnr_db:
         fails.append(f"SQNR {m['sqnr_db']:.1f} dB < {budget.min_sqnr_db} dB")
-    if m["top1_agree"] < budget.min_top1:
+    if budget.min_top1 is not None and m["top1_agree"] < budget.min_top1:
         fails.append(f"top-1 agreement {m['top1_agree']:.3f} < {budget.min_top1}")
     if m["top1_in_top5"] < budget.min_top5:
         fails.append(f"top-1 within the other's top-5 {m['top1_in_top5']:.3f} < {budget.min_top5}")
