@@ -182,6 +182,9 @@ class Harness:
                 kind, path = parse_mode(mode)
                 if kind == "real" and "width mismatch" in str(e):
                     raise Skip("the real weights are MobileNetV2 1.0; this card's widths differ") from None
+                if kind == "real" and e.kind == "AdapterError" and "conv units, canonical MobileNetV2" in str(e):
+                    units = str(e).rsplit("AdapterError: ", 1)[-1]
+                    raise Skip(f"the real weights are MobileNetV2 1.0; this card's depth differs ({units})") from None
                 if kind == "file" and path and e.kind == "AdapterError" and "in the file but" in str(e):
                     raise WorkerError(str(e), e.kind, self.fitting_cards(card, Path(path))) from None
                 raise
