@@ -46,6 +46,14 @@ class AdapterError(RuntimeError):
         self.hint = hint
 
 
+class WidthMismatch(AdapterError):
+    """Canonical weights whose channel widths are not the model's (its class name is the worker error's kind)."""
+
+
+class DepthMismatch(AdapterError):
+    """Canonical weights with another number of conv units than the model: a deeper or shallower card."""
+
+
 @contextlib.contextmanager
 def quiet_fds():
     """Capture what C/C++ code prints on fds 1 and 2 (converters' banners) into a buffer.

@@ -16,7 +16,7 @@ import paddle
 
 from parity.kit import shift_variance
 
-from .base import AdapterError, quiet_fds
+from .base import AdapterError, WidthMismatch, quiet_fds
 
 
 def bns(model):
@@ -93,7 +93,7 @@ class PaddleCanonical:
         for u, layer in zip(UNITS, mapped):
             w = canon.conv(u)
             if list(layer._conv.weight.shape) != list(w.shape):
-                raise AdapterError(
+                raise WidthMismatch(
                     f"width mismatch at {u.label}: PaddleClas conv {list(layer._conv.weight.shape)} vs canonical "
                     f"{list(w.shape)} (PaddleClas rounds widths with int(), torchvision/keras with make_divisible: "
                     f"these channel counts cannot match)", hint="transplant between width 1.0 models")

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from parity.kit import shift_variance
 
-from .base import AdapterError
+from .base import AdapterError, DepthMismatch, WidthMismatch
 
 
 def bn_layers(model):
@@ -87,14 +87,14 @@ class TfCanonical:
         from parity.weights.canonical import UNITS
         units, fc = self.units(model)
         if len(units) != len(UNITS):
-            raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
+            raise DepthMismatch(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
         for u, (conv, bn) in zip(UNITS, units):
             w = canon.conv(u)
             if u.index == bad_unit:
                 w = w.transpose(0, 1, 3, 2)
             k = w.transpose(2, 3, 0, 1) if isinstance(conv, keras.layers.DepthwiseConv2D) else w.transpose(2, 3, 1, 0)
             if tuple(conv.kernel.shape) != k.shape:
-                raise AdapterError(f"width mismatch at {u.label}: keras kernel {tuple(conv.kernel.shape)} vs canonical "
+                raise WidthMismatch(f"width mismatch at {u.label}: keras kernel {tuple(conv.kernel.shape)} vs canonical "
                                    f"{w.shape}", hint="build the alpha whose width matches the weights")
             conv.kernel.assign(np.ascontiguousarray(k))
             b = canon.bn(u)

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from parity.kit import SeededRecipe, shift_variance
 
-from .base import AdapterError, check_state_dict_fits, transpose_dw_unit  # noqa: F401
+from .base import AdapterError, DepthMismatch, WidthMismatch, check_state_dict_fits, transpose_dw_unit  # noqa: F401
 from .torch_deploy import TorchScriptDeploy
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -307,7 +307,7 @@ def export_canonical(model: nn.Module, padding: str) -> dict:
         raise AdapterError(f"BatchNorm epsilons differ inside the model: {sorted(eps)}")
     from parity.weights.canonical import BN_FIELDS, CLASSIFIER, UNITS
     if len(units) != len(UNITS):
-        raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
+        raise DepthMismatch(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
     t: dict[str, np.ndarray] = {}
     for u, (conv, bn) in zip(UNITS, units):
         t[f"{u.conv}.weight"] = conv.weight.detach().numpy().astype(np.float32)
@@ -325,12 +325,12 @@ def import_canonical(model: nn.Module, canon, bad_unit: int | None = None) -> nn
     from parity.weights.canonical import UNITS
     units, fc = conv_bn_units(model)
     if len(units) != len(UNITS):
-        raise AdapterError(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
+        raise DepthMismatch(f"{len(units)} conv units, canonical MobileNetV2 has {len(UNITS)}")
     with torch.no_grad():
         for u, (conv, bn) in zip(UNITS, units):
             w = canon.conv(u)
             if tuple(conv.weight.shape) != w.shape:
-                raise AdapterError(f"width mismatch at {u.label}: model conv {tuple(conv.weight.shape)} vs canonical "
+                raise WidthMismatch(f"width mismatch at {u.label}: model conv {tuple(conv.weight.shape)} vs canonical "
                                    f"{w.shape}", hint="build the variant whose width matches the weights")
             if u.index == bad_unit:
                 w = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
