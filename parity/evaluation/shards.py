@@ -131,12 +131,13 @@ def result_identity(card: Any, weights_kind: str, weights_sha256: str, r: EvalRe
 def document(full: Dataset, evaluated: Dataset, shard_kn: tuple[int, int] | None, run_id: str) -> dict[str, Any]:
     """The head of an eval JSON (results are appended by the caller)."""
     from .. import __version__
+    from ..machine import read_cpu
     ids = image_ids(full)
     doc: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "suite": __version__, "run": run_id,
         "dataset": {"path": str(full.root), "layout": full.layout, "n": len(full),
                     "fingerprint": fingerprint(ids, full.labels.tolist())},
-        "shard": None, "results": []}
+        "shard": None, "results": [], "machine": {"cpu": read_cpu()}}
     if shard_kn:
         doc["shard"] = {"k": shard_kn[0], "n": shard_kn[1], "images": len(evaluated),
                         "fingerprint": fingerprint(image_ids(evaluated), evaluated.labels.tolist())}

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import runlog
+from .. import findings, runlog
 from ..registry import Card, Registry
 from . import audit, deploy
 from .verdict import card_status, skip_groups
@@ -73,7 +73,8 @@ def _row(card: Card, results: list[Doc], counts: list[Doc], evals: list[Doc]) ->
 def collect(workdir: Path, reg: Registry) -> Doc:
     problems: list[str] = []
     checked = step_outputs(workdir, "check", "results.json", problems)
-    results = _results(checked)
+    results = findings.apply(_results(checked), findings.load(findings.default_path()))   # re-judged: the file may
+    # have changed since the check ran (an entry removed or tightened turns its results red here)
     counts = _results(step_outputs(workdir, "count", "counts.json", problems))
     evals = [e for e in _results(step_outputs(workdir, "eval", "eval.json", problems)) if "top1" in e]
     versions: dict[str, Any] = {}
@@ -84,7 +85,9 @@ def collect(workdir: Path, reg: Registry) -> Doc:
     statuses = [r["status"] for r in results]
     return {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "run": run.id if run else None,
             "steps": [{"command": s.command, "state": s.state, "started": s.started} for s in (run.steps if run else [])],
-            "rows": rows, "summary": {s: statuses.count(s) for s in ("pass", "fail", "skip", "error")},
+            "rows": rows, "summary": {s: statuses.count(s) for s in ("pass", "fail", "skip", "error", findings.EXPECTED)},
+            "expected": [r for r in results if r["status"] == findings.EXPECTED],
+            "machine": _machine(checked),
             "cards": {s: sum(r["status"] == s for r in rows) for s in ("pass", "fail", "skip", "not run")},
             "failures": [r for r in results if r["status"] in ("fail", "error")], "skips": skip_groups(results),
             "cross": _load(workdir / "cross.json"), "watch": _load(workdir / "watch.json"),
@@ -92,6 +95,11 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "versions": versions, "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
             "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems))}
+
+
+def _machine(checked: list[Doc]) -> Doc | None:
+    """The machine profile the run's (last) check recorded."""
+    return next((d["machine"] for d in reversed(checked) if d.get("machine")), None)
 
 
 def _latest(docs: list[Doc]) -> Doc | None:

@@ -21,12 +21,17 @@ def _pct(x: float | None) -> str:
 def markdown(doc: Doc) -> str:
     s, c = doc["summary"], doc["cards"]
     lines = [f"# mbv2-parity run report ({doc['generated']}, run {doc['run']})", "",
-             f"checks: {s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: "
+             f"checks: {s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors, "
+             f"{s.get('expected', 0)} known findings as expected; cards: "
              f"{c['pass']} pass, {c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run", ""]
     lines += [f"* run problem: {p}" for p in doc["problems"]]
     if doc["failures"]:
         lines += ["", "## Failures", ""] + [f"* **{r['card']}** {r['check']} [{r['mode']}] {r['status']}: {r['reason']}"
                                             for r in doc["failures"]]
+    if doc.get("expected"):
+        lines += ["", "## Known findings, as expected", ""] + [
+            f"* **{r['card']}** {r['check']} [{r['mode']}]: {r['reason']}" for r in doc["expected"]]
+    lines += ["", "## Machine", "", f"* {machine_line(doc.get('machine'))}"]
     lines += ["", "## Cards", "",
               "| card | status | ONNX parity (seeded, max abs) | FLOPs/params cells (exact / tol / mismatch) | top-1 published "
               "| top-1 measured | checks |", "|---|---|---|---|---|---|---|"]
@@ -136,6 +141,26 @@ def _card(doc: Doc, row: Doc) -> str:
             f"<h4>preprocessing spec</h4>{spec}</details>")
 
 
+def machine_line(m: Doc | None) -> str:
+    """The machine profile the check recorded: the CPU read and each runtime's capability read-back."""
+    if not m:
+        return "no machine profile recorded (a check of an older version)"
+    from ..machine import describe
+    rts = "; ".join(f"{fam}: " + ", ".join(f"{k} {v}" for k, v in sorted(caps.items()))
+                    for fam, caps in sorted(m.get("runtimes", {}).items()))
+    return describe(m.get("cpu", {})) + (f"; runtimes reported {rts}" if rts else "")
+
+
+def _expected(doc: Doc) -> str:
+    rows = doc.get("expected") or []
+    if not rows:
+        return ""
+    body = [[e(r["card"]), e(r["check"]), e(r["mode"]), e(r["metrics"]["finding"]["id"]), e(r["reason"])] for r in rows]
+    return ("<h2 id='expected'>Known findings, as expected</h2><p>examined and accepted (fixtures/known_findings.toml); "
+            "red when one disappears, moves or fails differently</p>"
+            + _table(["card", "check", "weights", "finding", "reason"], body, "expected"))
+
+
 def _versions(doc: Doc) -> str:
     if not doc["versions"]:
         return "<h2 id='versions'>Versions</h2><p>no check step recorded versions</p>"
@@ -163,9 +188,11 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
     cards = "".join(_card(doc, r) for r in doc["rows"])
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>mbv2-parity report</title><style>{CSS}</style></head>"
             f"<body><h1>mbv2-parity run report</h1><p id='summary'>{e(doc['generated'])}, run {e(str(doc['run']))}: "
-            f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: {c['pass']} pass, "
+            f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors, "
+            f"{s.get('expected', 0)} known findings as expected; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
-            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
+            f"{_failures(doc)}{_expected(doc)}<h2 id='machine'>Machine</h2><p>{e(machine_line(doc.get('machine')))}</p>"
+            f"<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 
@@ -182,5 +209,7 @@ def junit(results: list[Doc], path: Path) -> Path:
             ET.SubElement(tc, "failure" if r["status"] == "fail" else "error", message=r["reason"][:500])
         elif r["status"] == "skip":
             ET.SubElement(tc, "skipped", message=r["reason"][:500])
+        elif r["status"] == "expected":     # a known finding reproduced: a pass of the suite, its reason kept
+            ET.SubElement(tc, "system-out").text = r["reason"][:2000]
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
     return path

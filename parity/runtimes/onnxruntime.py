@@ -30,7 +30,6 @@ _SHRINK.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 # ORT's int8 kernel modes on x86-64: "default" (u8s8 through VPMADDUBSW, whose int16 pair sums saturate on CPUs without
 # VNNI) or "exact" (session.x64quantprecision=1: int8 promoted to int16 before the multiply, ORT PR #12088)
 INT8_KERNEL_CONFIG: dict[str, tuple[tuple[str, str], ...]] = {"default": (), "exact": (("session.x64quantprecision", "1"),)}
-VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def session(path: str | Path, opt: str = "off", threads: int = 0, spinning: bool = True,
@@ -134,21 +133,16 @@ def executed_precision(path: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def cpu_int8(cpuinfo: str | None = None) -> dict[str, Any]:
-    """What this CPU offers ORT's int8 kernels (``/proc/cpuinfo``; ORT does not report its kernel choice): on x86-64
-    without a VNNI flag, MLAS multiplies u8 x s8 with VPMADDUBSW, whose int16 pair sums saturate (ORT issues #14642,
-    #16105; PR #24220 adds a saturation checker for that path)."""
-    import platform
-    machine = platform.machine().lower()
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    flags = set(next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), []))
-    x86 = machine in ("x86_64", "amd64") or "avx2" in flags
+    """What the CPU offers ORT's int8 kernels, read from ``/proc/cpuinfo`` (``cpuinfo``: a recorded text; ORT does not
+    report its kernel choice): on x86-64 without a VNNI flag, MLAS multiplies u8 x s8 with VPMADDUBSW, whose int16 pair
+    sums saturate (ORT issues #14642, #16105; PR #24220 adds a saturation checker for that path)."""
+    from ..machine import VNNI_FLAGS, describe, read_cpu
+    cpu = read_cpu(cpuinfo)
+    flags = set(cpu["flags"])
+    x86 = cpu["machine"] in ("x86_64", "amd64") or "avx2" in flags
     vnni = sorted(f for f in VNNI_FLAGS if f in flags)
-    return {"machine": machine, "x86": x86, "vnni": vnni, "known": bool(flags),
-            "saturating": bool(x86 and flags and not vnni)}
+    return {"machine": cpu["machine"], "x86": x86, "vnni": vnni, "known": cpu["known"],
+            "saturating": bool(x86 and cpu["known"] and not vnni), "read": describe(cpu)}
 
 
 class OrtDeployRuntime(Runtime):
@@ -216,9 +210,9 @@ class OrtDeployRuntime(Runtime):
             detail["session_config"] = dict(self.config)
             if cpu["saturating"] and self.options["kernels"] == "default":
                 # a known hazard of what ran, said beside every verdict on it (deploy check and eval)
-                detail["suspect"] = ("ORT's x86 int8 kernels on a CPU without VNNI multiply u8 x s8 with VPMADDUBSW, "
-                                     "whose int16 sums saturate; ort-int8-exact (session.x64quantprecision=1) "
-                                     "runs the same file without it")
+                detail["suspect"] = (f"ORT's x86 int8 kernels without VNNI (read: {cpu['read']}) multiply u8 x s8 "
+                                     "with VPMADDUBSW, whose int16 sums saturate; ort-int8-exact "
+                                     "(session.x64quantprecision=1) runs the same file without it")
                 notes.append(detail["suspect"])
         return RuntimeInfo(self.name, self.family, ort.__version__, self.ran[0],
                            {k: v for k, v in self.options.items() if v is not None}, self.art.path, notes, detail)

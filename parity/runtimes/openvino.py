@@ -1,7 +1,8 @@
 """OpenVINO's CPU plugin on the card's exported ONNX (or an NNCF-quantized IR), in the deploy host worker.
 
-Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``), ``default`` (the plugin's own choice on this CPU: f32 here, bf16
-on CPUs with AVX512_BF16 or AMX), ``bf16`` (where the CPU has it; skipped with the reason where it does not) and
+Precisions: ``f32`` (``INFERENCE_PRECISION_HINT=f32``), ``default`` (the plugin's own choice on the CPU it runs on: bf16
+where the plugin reports BF16 among its capabilities, else f32), ``bf16`` (where it reports BF16; skipped with what it
+reported where it does not) and
 ``int8`` (NNCF post-training quantization). What it ran is read back from the compiled model: the precision hint and
 every Convolution/FullyConnected/MatMul layer's ``runtimePrecision``, never what was asked for.
 """
@@ -19,6 +20,13 @@ from .base import Array, Runtime, RuntimeInfo, Target
 CONFIGS: dict[str, dict[str, str]] = {"f32": {"INFERENCE_PRECISION_HINT": "f32"}, "default": {},
                                       "bf16": {"INFERENCE_PRECISION_HINT": "bf16"}, "int8": {}}
 NORMAL = {"f32": "fp32", "bf16": "bf16", "int8": "int8", "default": "default"}
+
+
+def no_bf16(caps: list[str], cpu: dict[str, Any] | None = None) -> str:
+    """Why ``openvino-bf16`` cannot run here, from what the plugin and /proc/cpuinfo reported (never assumed)."""
+    from ..machine import describe, read_cpu
+    return (f"OpenVINO's CPU plugin reports no BF16 (OPTIMIZATION_CAPABILITIES: {', '.join(caps)}) on "
+            f"{describe(cpu or read_cpu())}: bf16 cannot run here")
 
 
 class OpenVinoRuntime(Runtime):
@@ -66,7 +74,7 @@ class OpenVinoRuntime(Runtime):
         caps = self.loaded.capabilities
         if o["precision"] == "bf16" and "BF16" not in caps:
             self.close()
-            raise Skip(f"this CPU has no bf16 (OpenVINO CPU OPTIMIZATION_CAPABILITIES: {', '.join(caps)})")
+            raise Skip(no_bf16(caps))
 
     def infer(self, x: Array) -> Array:
         assert self.target is not None
@@ -101,7 +109,7 @@ class OpenVinoRuntime(Runtime):
             self.loaded = None
 
 
-for _p, _doc in (("f32", "INFERENCE_PRECISION_HINT=f32"), ("default", "the CPU plugin's own choice on this CPU"),
-                 ("bf16", "INFERENCE_PRECISION_HINT=bf16, where the CPU has bf16"),
+for _p, _doc in (("f32", "INFERENCE_PRECISION_HINT=f32"), ("default", "the CPU plugin's own choice (bf16 where it reports BF16)"),
+                 ("bf16", "INFERENCE_PRECISION_HINT=bf16, where the plugin reports BF16"),
                  ("int8", "an NNCF post-training int8 IR")):
     register(f"openvino-{_p}", OpenVinoRuntime, tags=("deploy",), precision=_p, doc=f"OpenVINO CPU: {_doc}")

@@ -1,0 +1,59 @@
+"""The machine profile (``parity.machine``): what is read from /proc/cpuinfo and the runtimes' read-backs, said in
+sentences made only from what was read, and a changed machine named as the cause of verdicts that moved only on
+runtimes whose choice depends on the CPU."""
+import pytest
+
+from parity import machine
+
+pytestmark = pytest.mark.judging
+
+AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+SAPPHIRE = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: avx avx2 avx512f avx512_bf16 "
+            "avx512_vnni avx_vnni amx_tile amx_bf16 amx_int8 avx512_fp16\n")
+
+
+def test_the_cpu_is_read_not_assumed():
+    a = machine.read_cpu(AVX2, "x86_64")
+    assert a == {"model": "AMD EPYC", "machine": "x86_64", "source": "recorded", "known": True, "flags": ["avx2"]}
+    assert not machine.has_bf16(a) and not machine.has_vnni(a)
+    b = machine.read_cpu(SAPPHIRE, "x86_64")
+    assert machine.has_bf16(b) and machine.has_vnni(b) and "amx_bf16" in b["flags"]
+    unknown = machine.read_cpu("", "x86_64")
+    assert not unknown["known"] and "could not be read" in machine.describe(unknown)
+    here = machine.read_cpu()
+    assert here["source"] == "/proc/cpuinfo"
+
+
+def test_describe_names_what_it_has_and_lacks():
+    s = machine.describe(machine.read_cpu(AVX2, "x86_64"))
+    assert "'AMD EPYC'" in s and "avx2" in s and "no avx512_bf16, amx_bf16, avx512_vnni, avx_vnni, amx_int8" in s
+    s = machine.describe(machine.read_cpu(SAPPHIRE, "x86_64"))
+    assert "no " not in s and "avx512_bf16" in s
+
+
+def rt(family, precision, detail):
+    return {"card": "c", "check": "deploy-x", "status": "pass", "mode": "seeded",
+            "metrics": {"runtime": {"family": family, "options": {"precision": precision}, "detail": detail}}}
+
+
+def test_runtime_capabilities_come_from_the_results_read_backs():
+    res = [rt("openvino", "default", {"capabilities": ["FP32", "INT8"], "hint": "fp32"}),
+           rt("onnxruntime", "int8", {"cpu": {"vnni": [], "saturating": True}}),
+           rt("paddle-inference", "bf16", {"bf16_supported": False}), rt("tflite", "fp32", {})]
+    caps = machine.runtime_capabilities(res)
+    assert caps == {"openvino": {"OPTIMIZATION_CAPABILITIES": ["FP32", "INT8"], "default_hint": "fp32"},
+                    "onnxruntime": {"int8_vnni": [], "int8_saturating": True},
+                    "paddle-inference": {"supports_bfloat16": False}}
+
+
+def test_a_changed_machine_explains_only_cpu_dependent_verdicts():
+    a = {"cpu": machine.read_cpu(AVX2, "x86_64"), "runtimes": {"openvino": {"default_hint": "fp32"}}}
+    b = {"cpu": machine.read_cpu(SAPPHIRE, "x86_64"), "runtimes": {"openvino": {"default_hint": "bf16"}}}
+    diff = machine.differences(a, b)
+    assert any("+avx512_bf16" in d for d in diff) and "openvino default_hint: fp32 -> bf16" in diff
+    why = machine.explains({"deploy-openvino-default", "deploy-ort-int8"}, a, b)
+    assert "the machine changed" in why and "not upstream drift" in why
+    assert machine.explains({"deploy-openvino-default", "onnx"}, a, b) == ""      # an fp32 ONNX check moved too
+    assert machine.explains({"deploy-openvino-default"}, a, a) == ""              # the same machine
+    assert machine.explains({"deploy-openvino-default"}, None, b) == ""           # not recorded: no claim
+    assert machine.differences(a, a) == []
