@@ -262,7 +262,10 @@ def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) 
     """TF 'SAME' padding of ``x`` for a conv of ``kernel``/``stride`` (pad from the input size: 0 top/left, 1
     bottom/right at even sizes); works on quantized tensors too (the pad is a real 0)."""
     import torch.nn.functional as F
-    h, w = x.shape[-2:]
+    # Python ints, also when traced for ONNX: the pads become constants of the export's input size (a card's size is
+    # fixed; the batch stays dynamic) instead of Shape->Gather->Div arithmetic, which onnxconverter-common's fp16
+    # conversion breaks (ORT then refuses the fp16 file: issue 24, timm 100 with the real TF-SAME weights)
+    h, w = int(x.shape[-2]), int(x.shape[-1])
     (kh, kw), (sh, sw) = kernel, stride
     ph = max((-(-h // sh) - 1) * sh + kh - h, 0)
     pw = max((-(-w // sw) - 1) * sw + kw - w, 0)

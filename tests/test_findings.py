@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from parity import findings
-from parity.registry import RegistryError
 from parity.paths import FIXTURES
+from parity.registry import RegistryError
 
 pytestmark = pytest.mark.judging
 
@@ -137,3 +137,52 @@ def test_report_strict_is_green_with_a_reproduced_finding_and_red_when_it_is_rem
     assert report(f).returncode == 1
     f.write_text("")                                                                      # removed
     assert report(f).returncode == 1
+
+
+PLUGIN = '''
+from parity import checks
+from parity.checks import Check, CheckResult
+
+
+@checks.register
+class KnownToFail(Check):
+    """a check that fails the same way every run, with a measured number: what a known finding covers"""
+    kind = "demo-known-to-fail"
+    standard = True
+
+    def run(self, h, card, mode="seeded", **params):
+        return CheckResult(card.id, self.kind, "fail", "SQNR 5.2 dB < 20 dB", mode, {"demo": {"sqnr_db": 5.2}})
+'''
+
+
+def test_check_is_green_with_the_finding_and_red_without_it(tmp_path):
+    """`check` (the command `tox -e parity` runs) on one card: a failure its finding covers is `expected` and the run is
+    green (check and report --strict); the entry removed, or its tolerance tightened, and the same run is red."""
+    import os
+    (tmp_path / "known_to_fail_plugin.py").write_text(PLUGIN)
+    f = tmp_path / "f.toml"
+    f.write_text(ENTRY.replace('cards = ["torchvision/*"]', 'cards = ["timm/*"]')
+                 .replace('checks = ["deploy-torch-*"]', 'checks = ["demo-known-to-fail"]')
+                 .replace('modes = ["real"]', 'modes = ["seeded"]')
+                 .replace('"{runtime}.sqnr_db"', '"demo.sqnr_db"'))
+    env = {**os.environ, "MBV2_PARITY_PLUGINS": "known_to_fail_plugin", "MBV2_PARITY_FINDINGS": str(f),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    wd = tmp_path / "wd"
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "parity.cli", *argv, "--workdir", str(wd)], capture_output=True,
+                              text=True, env=env, timeout=900)
+    p = cli("check", "timm/mobilenetv2_050.lamb_in1k", "--weights", "seeded", "--fresh", "--jobs", "1")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "1 known findings as expected" in p.stdout
+    doc = json.loads((wd / "results.json").read_text())
+    (r,) = [r for r in doc["results"] if r["check"] == "demo-known-to-fail"]
+    assert r["status"] == "expected" and r["metrics"]["finding"]["id"] == "demo"
+    assert doc["machine"]["cpu"]["source"] == "/proc/cpuinfo"
+    assert cli("report", "--strict").returncode == 0
+    f.write_text(f.read_text().replace("value = 5.0, tol = 1.0", "value = 5.0, tol = 0.1"))    # tightened
+    assert cli("report", "--strict").returncode == 1
+    p = cli("check", "timm/mobilenetv2_050.lamb_in1k", "--weights", "seeded", "--fresh", "--jobs", "1")
+    assert p.returncode == 1 and "known finding demo moved" in p.stdout
+    f.write_text("")                                                                             # removed
+    assert cli("report", "--strict").returncode == 1
