@@ -44,6 +44,14 @@ class UsageError(ParityError):
     """A command-line argument or path that cannot work, refused before any worker starts."""
 
 
+class RuntimeRefused(ParityError):
+    """A third-party runtime refused or failed on a file the suite made (a session that cannot be created): the check
+    fails naming the runtime, its version, what it said and any known upstream report -- a finding about the runtime,
+    never "internal error (a bug)" of the suite."""
+
+    exit_code = EXIT_FAILED
+
+
 class NothingChecked(ParityError):
     """A run that would otherwise exit 0 having checked nothing."""
 

@@ -248,3 +248,24 @@ def test_ort_sessions_give_back_a_bulk_calls_memory(tmp_path, monkeypatch, image
         assert grown < peak / 4, f"a bulk call kept {grown:.0f} MB of a {peak:.0f} MB peak"
     else:
         assert grown > peak / 2, f"the control kept {grown:.0f} MB of a {peak:.0f} MB peak: the measure is blind"
+
+
+def test_a_runtime_that_refuses_a_suite_made_file_fails_naming_it_not_as_a_bug():
+    """ORT refusing a file the suite made (timm 100's int8 file with session.x64quantprecision=1 on the real weights)
+    is a finding about ORT: the check fails with the runtime, its version, the config and its message."""
+    from parity.checks.base import guard
+    from parity.runtimes.onnxruntime import refused
+    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    e = refused("m.int8.onnx", (("session.x64quantprecision", "1"),),
+                RuntimeError("[ONNXRuntimeError] : 1 : FAIL : graph_utils.cc:479 Attempt to replace the existing tensor"))
+
+    def boom():
+        raise e
+    r = guard(card, "deploy-ort-int8-exact", "real", boom)
+    assert r.status == "fail", r.reason
+    assert "onnxruntime" in r.reason and "x64quantprecision" in r.reason and "m.int8.onnx" in r.reason
+    assert "[known:" in r.reason and "internal error" not in r.reason
+
+    def bug():
+        raise KeyError("x")
+    assert guard(card, "deploy-ort-int8-exact", "real", bug).status == "error"    # a bug of the suite stays an error

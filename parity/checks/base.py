@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import ParityError, UsageError
+from ..errors import ParityError, RuntimeRefused, UsageError
 from ..harness import Skip
 from ..onnxfile import OnnxCheckError
 from ..weights.download import ChecksumError, DownloadError
@@ -76,7 +76,7 @@ def guard(card: Card, check: str, mode: str, fn: Callable[[], CheckResult]) -> C
         res = fn()
     except Skip as e:
         res = CheckResult(card.id, check, "skip", str(e), mode)
-    except (ChecksumError, DownloadError, OnnxCheckError) as e:
+    except (ChecksumError, DownloadError, OnnxCheckError, RuntimeRefused) as e:
         res = CheckResult(card.id, check, "fail", f"{type(e).__name__}: {e.one_line()}", mode)
     except WorkerError as e:
         res = CheckResult(card.id, check, "error", f"{e.kind}: {e}" + (f" (hint: {e.hint})" if e.hint else ""), mode)

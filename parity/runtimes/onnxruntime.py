@@ -145,6 +145,24 @@ def cpu_int8(cpuinfo: str | None = None) -> dict[str, Any]:
             "saturating": bool(x86 and cpu["known"] and not vnni), "read": describe(cpu)}
 
 
+# What ORT says when it refuses a file the suite made, and what is known of it upstream (the check cites it)
+KNOWN_REFUSALS = {
+    "Attempt to replace the existing tensor": "an ORT graph-optimizer failure on re-optimizing initializers "
+                                              "(graph.cc/graph_utils.cc AddInitializedOrtValue); no upstream report "
+                                              "of it with session.x64quantprecision was found",
+}
+
+
+def refused(path: str | Path, config: tuple[tuple[str, str], ...], e: Exception) -> Exception:
+    """ORT's refusal of a suite-made file as the check's failure: runtime, version, config, its message, what is known."""
+    from ..errors import RuntimeRefused
+    msg = " ".join(str(e).split())[:300]
+    known = next((why for k, why in KNOWN_REFUSALS.items() if k in msg), "")
+    return RuntimeRefused(f"onnxruntime {ort.__version__} cannot create a session for {Path(path).name} (session "
+                          f"config {dict(config) or 'default'}): {type(e).__name__}: {msg}"
+                          + (f" [known: {known}]" if known else ""))
+
+
 class OrtDeployRuntime(Runtime):
     """A deployed artifact of the card in ONNX Runtime CPU: ``fp16`` (onnxconverter-common) or ``int8`` (ORT static
     quantization, QDQ). Reports the precision ORT really runs (``executed_precision``)."""
@@ -187,7 +205,10 @@ class OrtDeployRuntime(Runtime):
                                       o["method"], o["granularity"], o["fault"])
         else:
             raise ValueError(f"{self.name}: precision {o['precision']!r}: fp16 or int8 (fp32 is ort-opt-off/on)")
-        session(self.art.path, o["opt"], o["threads"], o["spinning"], self.config)
+        try:
+            session(self.art.path, o["opt"], o["threads"], o["spinning"], self.config)
+        except Exception as e:   # ORT's own exception types (pybind Fail, InvalidGraph, ...): it refuses the file
+            raise refused(self.art.path, self.config, e) from e
         self.ran = executed_precision(self.art.path)
 
     @property
