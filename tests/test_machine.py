@@ -57,3 +57,40 @@ def test_a_changed_machine_explains_only_cpu_dependent_verdicts():
     assert machine.explains({"deploy-openvino-default"}, a, a) == ""              # the same machine
     assert machine.explains({"deploy-openvino-default"}, None, b) == ""           # not recorded: no claim
     assert machine.differences(a, a) == []
+
+
+def test_report_compare_names_the_machine_for_cpu_dependent_moves_only(tmp_path):
+    """`report --compare EARLIER/results.json`: the verdicts that changed, and the machine named as their cause only
+    when every one is on a runtime whose choice depends on the CPU."""
+    import json
+    import subprocess
+    import sys
+
+    from parity import runlog
+    before_cpu, after_cpu = machine.read_cpu(AVX2, "x86_64"), machine.read_cpu(SAPPHIRE, "x86_64")
+
+    def res(check, status):
+        return {"card": "timm/mobilenetv2_050.lamb_in1k", "check": check, "status": status, "reason": "r",
+                "mode": "seeded", "metrics": {}}
+    before = {"run": "old", "results": [res("deploy-openvino-default", "pass"), res("onnx-opset17", "pass")],
+              "machine": {"cpu": before_cpu, "runtimes": {}}}
+    (tmp_path / "before.json").write_text(json.dumps(before))
+
+    def report(after_results):
+        wd = tmp_path / "wd"
+        run, step = runlog.start(wd, "check", ["check"], [wd / "results.json"], fresh=True)
+        (wd / "results.json").write_text(json.dumps({"run": run.id, "partial": False, "versions": {},
+                                                     "results": after_results,
+                                                     "machine": {"cpu": after_cpu, "runtimes": {}}}))
+        runlog.finish(wd, step, 0)
+        subprocess.run([sys.executable, "-m", "parity.cli", "report", "--workdir", str(wd), "--compare",
+                        str(tmp_path / "before.json")], check=True, capture_output=True)
+        return (wd / "report.md").read_text()
+    md = report([res("deploy-openvino-default", "skip"), res("onnx-opset17", "pass")])
+    assert "deploy-openvino-default [seeded]: pass -> skip" in md and "the machine changed" in md
+    assert "+avx512_bf16" in md
+    md = report([res("deploy-openvino-default", "skip"), res("onnx-opset17", "fail")])
+    assert "onnx-opset17 [seeded]: pass -> fail" in md and "the machine changed" not in md   # not the machine's
+    bad = subprocess.run([sys.executable, "-m", "parity.cli", "report", "--workdir", str(tmp_path / "wd"),
+                          "--compare", str(tmp_path / "nope.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--compare" in bad.stderr

@@ -21,8 +21,26 @@ def add(sub: Any) -> None:
     p.add_argument("--cross", help="also compute the cross-framework matrix of these weights (skipped if absent)")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 unless a check ran in this run, every step finished with exit 0, nothing failed")
+    p.add_argument("--compare", metavar="RESULTS_JSON",
+                   help="an earlier run's results.json (another night or machine): list the verdicts that changed and "
+                        "name a changed machine profile when it explains them")
     add_workdir(p)
-    p.set_defaults(fn=run)
+    p.set_defaults(fn=run, prepare=prepare)
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from ..errors import UsageError
+    if args.compare:
+        p = Path(args.compare)
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--compare {p}: cannot read it as JSON ({type(e).__name__})",
+                             hint="pass an earlier run's results.json (e.g. WORKDIR/results.prev.json)") from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+            raise UsageError(f"--compare {p}: not a results.json of `check` (no results list)",
+                             hint="pass an earlier run's results.json")
+        args.compare_doc = doc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                      ["cross", str(src)])
         else:
             say(f"no cross matrix: {src} not found")
-    out = report.write(wd, load_registry())
+    out = report.write(wd, load_registry(), getattr(args, "compare_doc", None))
     for k, p in out.items():
         say(f"{k}: {p}")
     return verdict(wd, out) if args.strict else EXIT_OK

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ..registry import Registry
+from . import compare
 from .charts import charts
 from .collect import collect
 from .render import junit, markdown, render_html
 
 
-def write(workdir: Path, reg: Registry) -> dict[str, Path]:
+def write(workdir: Path, reg: Registry, before: dict[str, Any] | None = None) -> dict[str, Path]:
+    """``before``: an earlier run's results.json to compare with (``compare.changes``)."""
     workdir = Path(workdir)
     doc = collect(workdir, reg)
+    doc["compare"] = compare.changes(before, doc["results"], doc.get("machine")) if before is not None else None
     out = {"json": workdir / "report.json", "md": workdir / "report.md", "html": workdir / "report.html",
            "junit": workdir / "junit-parity.xml"}
     out["json"].write_text(json.dumps(doc, indent=1, default=str))

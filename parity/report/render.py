@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from . import audit, deploy
+from . import audit, compare, deploy
 
 Doc = dict[str, Any]
 e = html.escape
@@ -32,6 +32,7 @@ def markdown(doc: Doc) -> str:
         lines += ["", "## Known findings, as expected", ""] + [
             f"* **{r['card']}** {r['check']} [{r['mode']}]: {r['reason']}" for r in doc["expected"]]
     lines += ["", "## Machine", "", f"* {machine_line(doc.get('machine'))}"]
+    lines += compare.markdown(doc.get("compare"))
     lines += ["", "## Cards", "",
               "| card | status | ONNX parity (seeded, max abs) | FLOPs/params cells (exact / tol / mismatch) | top-1 published "
               "| top-1 measured | checks |", "|---|---|---|---|---|---|---|"]
@@ -192,7 +193,8 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             f"{s.get('expected', 0)} known findings as expected; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
             f"{_failures(doc)}{_expected(doc)}<h2 id='machine'>Machine</h2><p>{e(machine_line(doc.get('machine')))}</p>"
-            f"<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
+            + "".join(f"<p class='compare'>{e(ln[2:])}</p>" for ln in compare.markdown(doc.get("compare"))[3:])
+            + f"<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 
