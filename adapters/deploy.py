@@ -79,10 +79,15 @@ class Adapter:
         import onnx
         import onnxconverter_common
         from onnxconverter_common import float16
-        m = float16.convert_float_to_float16(onnx.load(src), keep_io_types=True)
+
+        from .onnx_static import fold_static_shapes
+        # shape arithmetic of a fixed input size folded first (timm's TF-SAME pads: the converter breaks it)
+        model, folded = fold_static_shapes(onnx.load(src))
+        m = float16.convert_float_to_float16(model, keep_io_types=True)
         onnx.save(m, dst)
         return {"path": dst, "made_by": {"tool": "onnxconverter-common", "version": onnxconverter_common.__version__,
-                                         "call": "float16.convert_float_to_float16(model, keep_io_types=True)"}}
+                                         "call": "float16.convert_float_to_float16(model, keep_io_types=True)",
+                                         "static_shapes_folded": folded}}
 
     def op_quantize(self, src: str, dst: str, calib: str, tool: str, method: str = "minmax",
                     granularity: str = "per-channel") -> dict:
@@ -103,8 +108,16 @@ class Adapter:
         if method not in methods:
             raise AdapterError(f"unknown calibration method {method!r}; known: {sorted(methods)}")
         with tempfile.TemporaryDirectory() as tmp:
+            import onnx
+
+            from .onnx_static import fold_static_shapes
+            # shape arithmetic of a fixed input size folded first: timm's TF-SAME pads otherwise leave a file that
+            # ORT 1.32 cannot initialize with session.x64quantprecision=1 ("Attempt to replace the existing tensor")
+            model, folded = fold_static_shapes(onnx.load(src))
+            static = os.path.join(tmp, "static.onnx")
+            onnx.save(model, static)
             pre = os.path.join(tmp, "pre.onnx")
-            quant_pre_process(src, pre)
+            quant_pre_process(static, pre)
             reader = _Reader(src, x)
             extra = {**ORT_QUANT["extra_options"], "CalibStridedMinMax": stride_for(len(x))}
             settings = {**ORT_QUANT, "extra_options": extra, "per_channel": granularity == "per-channel",
@@ -114,6 +127,7 @@ class Adapter:
                             calibrate_method=methods[method], extra_options=extra)
         return {"path": dst, "made_by": {"tool": "onnxruntime.quantization.quantize_static",
                                          "version": onnxruntime.__version__, "pre_process": "quant_pre_process",
+                                         "static_shapes_folded": folded,
                                          "settings": settings, "calibration_images": len(x)}}
 
     def _quantize_nncf(self, src: str, dst: str, x: np.ndarray, method: str, granularity: str) -> dict:

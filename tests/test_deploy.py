@@ -458,3 +458,24 @@ def test_ort_int8_names_the_saturation_suspect_by_the_cpu_read(harness, monkeypa
         assert ("suspect" in d) == saturating, (flags, d.get("suspect"))
         if saturating:
             assert "Recorded CPU" in d["suspect"] and "this CPU" not in d["suspect"]
+
+
+@needs_real
+def test_fp16_of_timms_tf_same_export_runs(harness):
+    """timm 100 with the real (TF-SAME) weights: its pads are shape arithmetic in the graph, which
+    onnxconverter-common's fp16 broke (ORT refused the file: 'Type (tensor(float16)) of output arg
+    (/conv_stem/Cast_3_output_0) ... does not match'); folded to constants first, the fp16 file runs and passes."""
+    timm100 = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    r = deploy(harness, timm100, "ort-fp16", mode="real")
+    assert r.status == "pass", r.reason
+    assert r.metrics["runtime"]["detail"]["made_by"]["static_shapes_folded"] > 100
+
+
+@needs_real
+def test_int8_exact_of_timms_tf_same_export_initializes(harness):
+    """The same export's int8 QDQ file: ORT 1.32 could not create a session with session.x64quantprecision=1
+    ("Attempt to replace the existing tensor") until the shape arithmetic was folded before quantizing."""
+    timm100 = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    r = deploy(harness, timm100, "ort-int8-exact", mode="real", options=CALIB)
+    assert r.status == "pass", r.reason
+    assert r.metrics["runtime"]["detail"]["made_by"]["static_shapes_folded"] > 100

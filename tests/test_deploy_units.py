@@ -269,3 +269,33 @@ def test_a_runtime_that_refuses_a_suite_made_file_fails_naming_it_not_as_a_bug()
     def bug():
         raise KeyError("x")
     assert guard(card, "deploy-ort-int8-exact", "real", bug).status == "error"    # a bug of the suite stays an error
+
+
+def test_static_shape_arithmetic_folds_to_constants_and_keeps_the_batch_dynamic():
+    """timm's TF-SAME pads (Shape -> Gather -> Cast -> Div -> Ceil -> ... -> Pad) fold to constant pads where the
+    spatial size is fixed; the folded graph computes the same at any batch (what the fp16 conversion then keeps)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from adapters.onnx_static import fold_static_shapes
+
+    def c(name, v, dt=np.int64):
+        return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(v, dt), name))
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), c("i2", 2), helper.make_node("Gather", ["s", "i2"], ["h"]),
+             helper.make_node("Cast", ["h"], ["hf"], to=TensorProto.FLOAT), c("two", 2.0, np.float32),
+             helper.make_node("Div", ["hf", "two"], ["q"]), helper.make_node("Ceil", ["q"], ["cq"]),
+             helper.make_node("Sub", ["cq", "hf"], ["p"]), helper.make_node("Cast", ["p"], ["pi"], to=TensorProto.INT64),
+             c("z", [0, 0, 0, 0, 0, 0, 0], np.int64), c("ax", [0], np.int64),
+             helper.make_node("Unsqueeze", ["pi", "ax"], ["pu"]), helper.make_node("Concat", ["z", "pu"], ["pads"], axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"])]
+    g = helper.make_graph(nodes, "same", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 7, 7])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3, 7, "w"])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    folded, n = fold_static_shapes(onnx.load_from_string(m.SerializeToString()))
+    assert n > 5 and {nd.op_type for nd in folded.graph.node} == {"Pad"}, [nd.op_type for nd in folded.graph.node]
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 7, 7)).astype(np.float32)
+        a = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+        b = ort.InferenceSession(folded.SerializeToString()).run(None, {"x": x})[0]
+        assert a.shape == b.shape == (batch, 3, 7, 4) and np.array_equal(a, b)
