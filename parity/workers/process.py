@@ -186,8 +186,9 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise self._died(op) from None
         reply = self._wait_reply(op, timeout or self.timeout)
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown worker error"), kind=reply.get("kind", "WorkerError"),
+        if not reply.get("ok"):   # the worker's text starts with its kind: the kind is said once, by whoever shows it
+            kind = reply.get("kind", "WorkerError")
+            raise WorkerError(str(reply.get("error", "unknown worker error")).removeprefix(f"{kind}: "), kind=kind,
                               hint=reply.get("hint", ""))
         result = reply.get("result")
         if op in ("build", "derive") and isinstance(result, dict) and result.get("key") not in self.loaded:
