@@ -86,11 +86,12 @@ def prepare(args: argparse.Namespace) -> None:
     args.dataset = open_dataset(data, synsets=args.synsets, label_base=args.label_base)
     args.full = args.dataset.subset(args.limit, args.seed) if args.limit else args.dataset
     args.sub = shards.shard(args.full, *args.shard_kn) if args.shard_kn else args.full
-    if not len(args.sub):
-        k, n = args.shard_kn
+    if args.shard_kn and not len(args.sub):   # a planning mistake, known before any work
+        (k, n), per_class = args.shard_kn, np.bincount(args.full.labels)
         raise UsageError(f"--shard {k}/{n}: shard {k} of {n} holds no images: the {len(args.full)} images "
-                         f"({len(set(args.full.labels.tolist()))} classes) are split by class, and a class of m images "
-                         f"fills m of the {n} shards", hint="use fewer shards (each class should have about N images)")
+                         f"({int((per_class > 0).sum())} classes) are split by class, a class of m images into m of "
+                         f"the {n} shards", hint=f"take N at most {int(per_class.max())}, the image count of the "
+                                                 "largest class: it then puts an image in every shard")
     calib_overlap_note(args)
     args.cards = select(args)
     weight_modes.validate(args.weights, args.cards)
