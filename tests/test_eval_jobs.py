@@ -170,3 +170,13 @@ def test_a_decode_cache_file_is_never_seen_half_written(tmp_path, data, monkeypa
     with np.load(dest) as z:
         assert z["x"].shape[0] == 2 and z["ok"].all()
     assert [p.name for p in tmp_path.iterdir()] == [dest.name]     # no temporary file left behind
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    from parity.fileio import atomic
+    f = tmp_path / "run.json"
+    f.write_text("old")
+    with pytest.raises(RuntimeError), atomic(f) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer died")
+    assert f.read_text() == "old" and list(tmp_path.iterdir()) == [f]
