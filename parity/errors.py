@@ -14,6 +14,7 @@ EXIT_NOTHING = 3       # nothing was checked: every check skipped, zero images e
 EXIT_INTERNAL = 4      # a bug in the suite: one-line summary on screen, traceback in the run's log
 EXIT_DIFFS = 10        # `watch`: upstream changed (diffs found and filed): an outcome, not a failure
 EXIT_INTERRUPTED = 130  # Ctrl-C: partial results written and marked partial
+EXIT_TERMINATED = 143   # SIGTERM (a CI runner's cancel or timeout): handled as Ctrl-C is, 128 + 15 as a shell reports it
 
 EXIT_CODES = {
     EXIT_OK: "everything that ran passed (skips only where a check could not run here, each with its reason)",
@@ -23,7 +24,13 @@ EXIT_CODES = {
     EXIT_INTERNAL: "a bug in mbv2-parity: one-line summary, full traceback in WORKDIR/mbv2-parity.log",
     EXIT_DIFFS: "`watch` found upstream changes (and filed them unless --dry-run)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): partial results written and marked partial",
+    EXIT_TERMINATED: "terminated (SIGTERM, e.g. a CI cancel or timeout): as 130, workers stopped, partial results written",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the CLI's handler: a KeyboardInterrupt, so every path that writes partial
+    results and stops workers and decoders on Ctrl-C does the same for it."""
 
 
 class ParityError(Exception):

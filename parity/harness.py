@@ -22,8 +22,9 @@ import numpy.typing as npt
 
 from . import frameworks
 from .errors import UsageError
+from .fileio import write_text
 from .onnxfile import attach_spec, check_model
-from .paths import realdata_dir
+from .paths import realdata_dir, workdir_path
 from .preprocess import preprocess_batch
 from .probes import calibration_images, probe_images
 from .registry import Card, Registry, load_registry
@@ -52,8 +53,9 @@ class Harness:
     def __init__(self, registry: Registry | None = None, workdir: Path | str | None = None,
                  pool: WorkerPool | None = None) -> None:
         self.registry = registry or load_registry()
-        self.pool = pool or WorkerPool(Path(workdir) / "workers" if workdir else None)
-        self.workdir = Path(workdir) if workdir else self.pool.workdir
+        workdir = workdir_path(workdir) if workdir else None   # workers run elsewhere: never a relative path
+        self.pool = pool or WorkerPool(workdir / "workers" if workdir else None)
+        self.workdir = workdir or self.pool.workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._clients: dict[str, AdapterClient] = {}
         self._tensors: dict[tuple[Any, ...], str] = {}
@@ -64,14 +66,14 @@ class Harness:
         self.timings: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
 
-    def close(self) -> None:
-        self.pool.close()
+    def close(self, kill: bool = False) -> None:
+        self.pool.close(kill)
 
     def __enter__(self) -> Harness:
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        self.close(kill=isinstance(e, KeyboardInterrupt))   # interrupted: the workers' current requests are abandoned
 
     def time(self, card: Card, what: str, seconds: float) -> None:
         with self._lock:
@@ -253,5 +255,4 @@ class Harness:
 def write_json(doc: dict[str, Any], path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, default=str))
-    return path
+    return write_text(path, json.dumps(doc, indent=2, default=str))   # never half a results file

@@ -32,5 +32,13 @@ def realdata_dir() -> Path | None:
 
 
 def default_workdir() -> Path:
-    """``$MBV2_PARITY_WORKDIR``, else ``./build`` of the current directory (never inside an installed package)."""
-    return settings.workdir() or Path.cwd() / "build"
+    """``$MBV2_PARITY_WORKDIR``, else ``./build`` of the current directory (never inside an installed package); absolute
+    (``workdir_path``)."""
+    return workdir_path(settings.workdir() or Path("build"))
+
+
+def workdir_path(raw: str | Path) -> Path:
+    """A work directory as it enters (``--workdir``, ``$MBV2_PARITY_WORKDIR``, ``Harness(workdir=)``), made absolute once:
+    workers run with their own directory as cwd and the work directory's code links on their PYTHONPATH, so a
+    relative path would name another place there."""
+    return Path(raw).expanduser().absolute()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .fileio import atomic
 from .paths import realdata_dir
 
 PROBE_SEED = 20261123
@@ -88,7 +89,8 @@ def edge_case_files(directory: Path | str) -> list[Path]:
     def save(name: str, img: Any, **kw: Any) -> None:
         p = d / name
         if not p.exists():
-            img.save(p, **kw)
+            with atomic(p) as tmp:   # another thread may read the probe while it is written
+                img.save(tmp, **kw)
         out.append(p)
 
     save("cmyk.JPEG", Image.fromarray(base).convert("CMYK"), format="JPEG", quality=92)

@@ -9,12 +9,13 @@ written elsewhere (``check --json X``). ``check --fresh`` starts a new run; with
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .fileio import write_text
 
 MANIFEST = "run.json"
 
@@ -64,9 +65,7 @@ def _now() -> str:
 
 
 def _write(path: Path, run: Run) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(run), indent=1))
-    os.replace(tmp, path)            # atomic: a crash never leaves half a manifest
+    write_text(path, json.dumps(asdict(run), indent=1))   # atomic, a temporary name per process and thread
 
 
 def load(workdir: Path) -> Run | None:

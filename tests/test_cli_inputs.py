@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from parity.paths import realdata_dir
@@ -39,6 +40,12 @@ CASES = {
     "weights file missing": (["check", TIMM, "--weights", "file:/nope.pth"], 2, ["no such file"]),
     "weights mode unknown": (["check", TIMM, "--weights", "sedded"], 2, ["unknown weights mode", "hint"]),
     "pdparams to a torch card": (["check", TIMM, "--weights", "file:{pdparams}"], 2, ["paddle-pickle", "ppcls"]),
+    "garbage .pth": (["check", TIMM, "--weights", "file:{garbage}.pth"], 2, ["not a torch-pickle file", "hint"]),
+    "garbage .pdparams": (["check", "ppcls/MobileNetV2.pretrained", "--weights", "file:{garbage}.pdparams"], 2,
+                          ["not a paddle-pickle file", "hint"]),
+    "garbage .weights.h5": (["check", "keras/mobilenet_v2.alpha_1.0_224", "--weights", "file:{garbage}.weights.h5"], 2,
+                            ["not a keras-h5 file", "no HDF5 signature"]),
+    "garbage weights, unknown suffix": (["check", TIMM, "--weights", "file:{garbage}.bin"], 2, ["not a torch-pickle"]),
     "opset too high for torch": (["check", TIMM, "--opset", "99"], 2, ["opset", "7-20"]),
     "opset too high for keras": (["check", "keras/mobilenet_v2.alpha_1.0_224", "--opset", "19"], 2, ["9-18"]),
     "workdir is a file": (["check", TIMM, "--workdir", "{file}"], 2, ["not a directory"]),
@@ -60,11 +67,16 @@ def test_bad_input_is_one_line_before_any_worker(tmp_path, case):
     (tmp_path / "f").write_text("x")
     (tmp_path / "d").mkdir()
     (tmp_path / "w.pdparams").write_bytes(b"x")
-    args = [a.format(pdparams=tmp_path / "w.pdparams", file=tmp_path / "f", dir=tmp_path / "d") for a in args]
+    for suffix in (".pth", ".pdparams", ".weights.h5", ".bin"):    # random bytes (a torch.load: "Unsupported operand")
+        (tmp_path / f"garbage{suffix}").write_bytes(np.random.default_rng(0).bytes(4096))
+    args = [a.format(pdparams=tmp_path / "w.pdparams", file=tmp_path / "f", dir=tmp_path / "d",
+                     garbage=tmp_path / "garbage") for a in args]
     if "--workdir" not in args:
         args += ["--workdir", str(tmp_path / "work")]
     p = cli(*args, env={"MBV2_PARITY_GITHUB_REPO": ""})
     one_line_error(p, code, *words)
+    if "garbage" in case:   # bad input, not an adapter's error after a worker started (its class named twice)
+        assert "AdapterError" not in p.stderr, p.stderr
     assert not list((tmp_path / "work").glob("workers/*/worker-*.log"))   # no worker was started
 
 

@@ -134,3 +134,49 @@ def test_the_decode_cache_is_built_by_one_evaluation_at_a_time(tmp_path, data):
     built, hits, errors = build_twice(tmp_path / "unlocked", data, unlocked)
     assert hits == [False, False]                                # the check above fails
 
+
+
+def test_a_decode_cache_file_is_never_seen_half_written(tmp_path, data, monkeypatch):
+    """Another evaluation reads a batch file as soon as it exists (a cache it finds complete, or one it decodes
+    into without the lock): the file appears whole or not at all. np.savez is paused half-way through its bytes."""
+    import io
+    real_savez, halfway, go_on = np.savez, threading.Event(), threading.Event()
+
+    def slow_savez(file, **arrays):
+        buf = io.BytesIO()
+        real_savez(buf, **arrays)
+        data_ = buf.getvalue()
+        with open(file, "wb") as f:
+            f.write(data_[:len(data_) // 2])
+            f.flush()
+            halfway.set()
+            go_on.wait(10)
+            f.write(data_[len(data_) // 2:])
+
+    monkeypatch.setattr(EV.np, "savez", slow_savez)
+    ds = open_dataset(data)
+    dest = tmp_path / "batch-000000.npz"
+    job = ([str(p) for p in ds.paths[:2]], REGISTRY.get(CARDS[1]).preprocess.to_dict(), str(dest))
+    t = threading.Thread(target=EV._prep_batch, args=(job,))
+    t.start()
+    try:
+        assert halfway.wait(10)
+        if dest.exists():                   # what a reader finds while the writer is half-way
+            with np.load(dest) as z:
+                z["x"]
+    finally:
+        go_on.set()
+        t.join()
+    with np.load(dest) as z:
+        assert z["x"].shape[0] == 2 and z["ok"].all()
+    assert [p.name for p in tmp_path.iterdir()] == [dest.name]     # no temporary file left behind
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    from parity.fileio import atomic
+    f = tmp_path / "run.json"
+    f.write_text("old")
+    with pytest.raises(RuntimeError), atomic(f) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer died")
+    assert f.read_text() == "old" and list(tmp_path.iterdir()) == [f]

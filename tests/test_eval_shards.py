@@ -3,6 +3,7 @@
 import argparse
 import json
 import random
+import time
 
 import numpy as np
 import pytest
@@ -247,3 +248,52 @@ def test_watch_issue_points_to_the_diff_when_a_dataset_is_configured(monkeypatch
     text = diff_markdown(d)
     assert f"mbv2-parity eval {CARD.id} --data" in text and "mbv2-parity eval diff before.json after.json" in text
     assert "https://github.com/me/mbv2/actions/workflows/full-val.yml" in text
+
+
+@pytest.fixture
+def twenty(tmp_path):
+    """20 images over 5 classes in one folder, and list files naming parts of them (same folder)."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    names = [f"img{i:02d}.JPEG" for i in range(20)]
+    for i, n in enumerate(names):
+        Image.fromarray(synthetic_image(i, 40, 50)).save(d / n)
+
+    def listing(name, idx):
+        (d / name).write_text("".join(f"{names[i]} {i % 5}\n" for i in idx))
+        return str(d / name)
+    return listing
+
+
+def test_an_empty_shard_is_refused_before_any_work(tmp_path, twenty, capsys):
+    listing = twenty
+    data = listing("all.txt", range(20))
+    k = next(k for k in range(1, 101) if not len(shards.shard(open_dataset(data), k, 100)))   # 80 of the 100 are empty
+    t0 = time.perf_counter()
+    rc = main(["eval", CARD.id, "--data", data, "--weights", "seeded", "--shard", f"{k}/100", "--workdir",
+               str(tmp_path / "w")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"--shard {k}/100" in err and "no images" in err and "20 images" in err, (rc, err)
+    assert err.count("\n") == 0 and time.perf_counter() - t0 < 10
+    assert not list((tmp_path / "w").glob("workers/*/worker-*.log"))      # no worker was started
+
+
+def test_the_calibration_note_compares_image_files_not_folders(tmp_path, twenty, capsys):
+    from parity.cli import eval as E
+    from parity.cli import namespace_for
+    from parity.errors import UsageError
+    listing = twenty
+    data, disjoint, overlap = listing("a.txt", range(10)), listing("b.txt", range(10, 20)), listing("c.txt", range(5, 15))
+
+    def note(calib):
+        args = namespace_for(["eval", CARD.id, "--data", data, "--runtime", "ort-int8", "--calib", calib,
+                              "--calib-images", "10", "--workdir", str(tmp_path / "w")])
+        E.prepare(args)
+        return [ln for ln in capsys.readouterr().out.splitlines() if "calibrated on" in ln]
+
+    assert note(disjoint) == []                                # one folder, other images: held out
+    got = note(overlap)
+    assert len(got) == 1 and "calibrated on 5 of the 10 evaluated images" in got[0], got
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"--calib .*not a known ImageNet layout"):   # one line, before work
+        note(str(tmp_path / "empty"))

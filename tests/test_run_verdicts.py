@@ -1,14 +1,17 @@
 """The run's verdict: `report --strict` is green only when a check ran in this run, every step finished with exit 0,
 and the results are complete; a second `check` merges; a crashed or interrupted step fails the run."""
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from parity import runlog
 
 CARD = "timm/mobilenetv2_050.lamb_in1k"
+TV = "torchvision/mobilenet_v2.IMAGENET1K_V1"
 
 
 def cli(*args, **kw):
@@ -81,3 +84,58 @@ def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path):
     assert runlog.load(tmp_path).steps[-1].exit_code == 130
     p = cli("report", "--strict", "--workdir", str(tmp_path))
     assert p.returncode == 1 and "partial" in p.stderr, p.stderr
+
+
+def test_relative_workdirs_start_workers_and_a_second_check_keeps_both_stacks_versions(tmp_path):
+    # `--workdir wd` and MBV2_PARITY_WORKDIR=./wd are relative to the caller's cwd; workers run in their own directory
+    p = cli("check", CARD, "--weights", "seeded", "--workdir", "wd", "--fresh", cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
+    p = cli("check", TV, "--weights", "seeded", cwd=tmp_path, env={**os.environ, "MBV2_PARITY_WORKDIR": "./wd"})
+    assert p.returncode == 0 and "merged with" in p.stdout, p.stdout[-1500:] + p.stderr[-1500:]
+    doc = json.loads((tmp_path / "wd" / "results.json").read_text())
+    assert {r["card"] for r in doc["results"]} == {CARD, TV}
+    # the versions of both invocations' workers: the first one's timm worker, the second one's torchvision worker
+    assert doc["versions"]["timm"]["torch"] and doc["versions"]["torchvision"]["torch"] and doc["versions"]["core"]
+
+
+def test_sigterm_writes_partial_results_stops_the_workers_and_exits_143(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "parity.cli", "check", CARD, TV, "--weights", "seeded",
+                             "--workdir", str(tmp_path), "--fresh", "--jobs", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:                      # wait until the second card's worker is being started
+        if runlog.load(tmp_path) and (tmp_path / "workers" / "torchvision").exists():
+            break
+        time.sleep(0.5)
+    workers = _children(proc.pid)
+    assert workers, "no worker process was started"
+    proc.send_signal(signal.SIGTERM)   # what a CI runner sends on cancel and timeout
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, (proc.returncode, err[-2000:])
+    assert err.strip().count("\n") == 0, err
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["partial"] is True and {r["card"] for r in doc["results"]} == {CARD}
+    assert runlog.load(tmp_path).steps[-1].exit_code == 143
+    left = [pid for pid in workers if _alive(pid)]
+    assert not left, f"worker processes left running: {left}"
+
+
+def _children(pid):
+    """Every descendant pid of ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -86,3 +86,36 @@ def test_weight_file_of_another_width_names_the_tensor_and_the_card_that_fits(ha
             or (fw == "keras" and c.build["alpha"] == REGISTRY.get(small).build["alpha"])]
     assert len(fits) == (5 if fw == "keras" else 1) and f"fits {', '.join(fits)}" in r.reason, r.reason
     assert harness.fitting_cards(REGISTRY.get(big), f) == f"{f.name} fits {', '.join(fits)}"
+
+
+def test_real_weight_files_pass_the_parents_format_check(harness, tmp_path):
+    """What the parent accepts before any work: torch.save's zip and legacy formats, a pickled state dict of arrays,
+    an HDF5 file (with or without a user block); what it refuses: the same bytes damaged."""
+    import subprocess
+
+    from parity.weights.formats import problem
+    built = harness.build(REGISTRY.get("timm/mobilenetv2_050.lamb_in1k"), "seeded")
+    zipped = tmp_path / "w.pth"
+    harness.client("timm").save_native(built.key, zipped)
+    legacy = tmp_path / "legacy.pth"
+    subprocess.run([harness.pool.get("timm").python, "-c", "import sys, torch; torch.save({'a': torch.ones(3)}, "
+                    "sys.argv[1], _use_new_zipfile_serialization=False)", str(legacy)], check=True)
+    pd = tmp_path / "w.pdparams"
+    pd.write_bytes(pickle.dumps({"a": np.ones(3, np.float32)}, protocol=4))
+    h5 = tmp_path / "w.weights.h5"
+    h5.write_bytes(b"\0" * 512 + b"\x89HDF\r\n\x1a\n" + b"\0" * 100)   # the signature after a 512-byte user block
+    assert [problem(f, fmt) for f, fmt in [(zipped, "torch-pickle"), (legacy, "torch-pickle"), (pd, "paddle-pickle"),
+                                           (h5, "keras-h5")]] == ["", "", "", ""]
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(legacy.read_bytes()[:10])
+    other = tmp_path / "plain.pth"
+    other.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    assert problem(cut, "torch-pickle") and problem(other, "torch-pickle") and problem(pd, "torch-pickle")
+    assert problem(zipped, "paddle-pickle") and problem(zipped, "keras-h5")
+
+
+def test_a_worker_error_names_its_kind_once(harness):
+    """The worker's reply text starts with its error class; the check's reason says it once."""
+    from parity.checks.base import guard
+    r = guard(TIMM, "probe", "-", lambda: harness.pool.call("timm", "no_such_op"))
+    assert r.status == "error" and r.reason.startswith("AdapterError: ") and r.reason.count("AdapterError") == 1, r.reason

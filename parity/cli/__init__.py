@@ -8,15 +8,19 @@ preprocess) are recorded in ``WORKDIR/run.json`` (``parity.runlog``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import runlog
-from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ParityError
-from ..paths import default_workdir
+from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ParityError, Terminated
+from ..paths import default_workdir, workdir_path
 from . import audit, bench, check, count, doctor, drift, eval, eval_runs, listing, preprocess, report, weights
 from .common import console
 
@@ -68,9 +72,32 @@ def _log_to(wd: Path) -> None:
     log.setLevel(logging.INFO)
 
 
+def _terminate(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner's cancel or timeout) raises ``Terminated`` in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: partial results are written, workers stopped; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    with _sigterm_as_interrupt():
+        return _dispatch(args, argv)
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """prepare (refuse bad input) -> record the step -> run; every outcome an exit code, nothing as a traceback."""
-    wd = Path(getattr(args, "workdir", None) or default_workdir())
+    wd = workdir_path(args.workdir) if getattr(args, "workdir", None) else default_workdir()
     step = None
     rc = EXIT_INTERNAL
     try:
@@ -88,6 +115,10 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     except ParityError as e:
         print(f"mbv2-parity: error: {e.one_line()}", file=sys.stderr)
         rc = e.exit_code
+    except Terminated:
+        print("mbv2-parity: terminated by SIGTERM (workers stopped; partial results written and marked partial)",
+              file=sys.stderr)
+        rc = EXIT_TERMINATED
     except KeyboardInterrupt:
         print("mbv2-parity: interrupted (partial results written and marked partial)", file=sys.stderr)
         rc = EXIT_INTERRUPTED

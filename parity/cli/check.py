@@ -98,12 +98,13 @@ def deploy_names(asked: list[str]) -> list[str]:
     return out
 
 
-def merge_previous(out: Path, run_id: str, results: list[CheckResult]) -> list[CheckResult]:
+def merge_previous(out: Path, run_id: str, results: list[CheckResult],
+                   versions: dict[str, dict[str, str]]) -> tuple[list[CheckResult], dict[str, dict[str, str]]]:
     """A second `check` in the same run merges with the first one's results (newer results replace older ones of the
-    same card, check and weights); results of another run are moved aside to ``<name>.prev.json``, never silently
-    overwritten."""
+    same card, check and weights) and versions (per worker stack and the core: the newer replaces the older, the
+    others are kept); results of another run are moved aside to ``<name>.prev.json``, never silently overwritten."""
     if not out.is_file():
-        return results
+        return results, versions
     try:
         old = json.loads(out.read_text())
     except ValueError:
@@ -112,13 +113,14 @@ def merge_previous(out: Path, run_id: str, results: list[CheckResult]) -> list[C
         prev = out.with_suffix(".prev.json")
         out.replace(prev)
         say(f"note: {out} held results of another run: moved to {prev}")
-        return results
+        return results, versions
     mine = {(r.card, r.check, r.mode) for r in results}
     kept = [CheckResult(**{k: v for k, v in d.items() if k in CheckResult.__dataclass_fields__})
             for d in old.get("results", []) if (d["card"], d["check"], d["mode"]) not in mine]
     if kept:
         say(f"note: merged with {len(kept)} earlier results of this run in {out} (`check --fresh` starts a new run)")
-    return kept + results
+    old_versions = old.get("versions") if isinstance(old.get("versions"), dict) else {}
+    return kept + results, {**old_versions, **versions}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
         wall = time.perf_counter() - t0
         results[:] = judged(results, getattr(args, "findings", []))
-        merged = [r.to_dict() for r in judged(merge_previous(out, args.run_id, results), getattr(args, "findings", []))]
+        previous, versions = merge_previous(out, args.run_id, results, versions)
+        merged = [r.to_dict() for r in judged(previous, getattr(args, "findings", []))]
         write_json({"results": merged, "wall_seconds": wall, "run": args.run_id, "partial": partial,
                     "timings": timings, "versions": versions, "machine": machine.profile(merged)}, out)
     show(results, wall, len(args.cards))

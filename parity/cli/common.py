@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .. import frameworks, settings
 from ..errors import UsageError
-from ..paths import default_workdir
+from ..paths import default_workdir, workdir_path
 from ..registry import Card, Registry, load_registry
 
 STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow", "error": "bold magenta", "expected": "cyan"}
@@ -78,7 +78,7 @@ def add_workdir(p: argparse.ArgumentParser, json_default: str | None = None) -> 
 
 def workdir(args: argparse.Namespace) -> Path:
     """The work directory, created and checked writable (refused before any work: not a directory, not writable)."""
-    d = Path(args.workdir) if getattr(args, "workdir", None) else default_workdir()
+    d = workdir_path(args.workdir) if getattr(args, "workdir", None) else default_workdir()
     if d.exists() and not d.is_dir():
         raise UsageError(f"--workdir {d}: exists and is not a directory")
     try:

@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.markup import escape
 
 from .. import runtimes, settings
+from ..deploy.calibration import DEFAULT_IMAGES
 from ..deploy.precisions import judged_precision
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..evaluation import shards
@@ -82,6 +84,14 @@ def prepare(args: argparse.Namespace) -> None:
     if not data:
         raise DatasetError("no dataset: pass --data DIR (or a list file) or set MBV2_PARITY_IMAGENET")
     args.dataset = open_dataset(data, synsets=args.synsets, label_base=args.label_base)
+    args.full = args.dataset.subset(args.limit, args.seed) if args.limit else args.dataset
+    args.sub = shards.shard(args.full, *args.shard_kn) if args.shard_kn else args.full
+    if args.shard_kn and not len(args.sub):   # a planning mistake, known before any work
+        (k, n), per_class = args.shard_kn, np.bincount(args.full.labels)
+        raise UsageError(f"--shard {k}/{n}: shard {k} of {n} holds no images: the {len(args.full)} images "
+                         f"({int((per_class > 0).sum())} classes) are split by class, a class of m images into m of "
+                         f"the {n} shards", hint=f"take N at most {int(per_class.max())}, the image count of the "
+                                                 "largest class: it then puts an image in every shard")
     calib_overlap_note(args)
     args.cards = select(args)
     weight_modes.validate(args.weights, args.cards)
@@ -92,27 +102,27 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def calib_overlap_note(args: argparse.Namespace) -> None:
-    """int8 calibrated on the images it is evaluated on measures less loss than a deployment would see: said."""
-    from pathlib import Path
-
-    from ..deploy.calibration import SAMPLE
-    from ..paths import realdata_dir
-    if not any(runtimes.precision_of(n) == "int8" and runtimes.quantizes(n) for n in args.runtimes):
-        return
-    calib = Path(args.calib) if args.calib else (realdata_dir() or Path("/nonexistent")).joinpath(*SAMPLE)
-    data = Path(args.dataset.root)
-    if calib.resolve() in (data.resolve(), data.resolve().parent) or data.resolve() in (calib.resolve(),
-                                                                                          calib.resolve().parent):
-        say(f"note: the int8 runtimes are calibrated on images of the evaluated set ({calib}); pass --calib with "
-            "other images for a held-out measurement")
+    """int8 calibrated on the images it is evaluated on measures less loss than a deployment would see: said, with how
+    many of the evaluated images each calibration set holds (the image files compared, resolved, not their folders)."""
+    from ..deploy.calibration import choose
+    evaluated = {Path(p).resolve() for p in args.sub.paths}
+    sets: dict[tuple[Any, int], list[str]] = {}   # one calibration set may serve several runtimes
+    for name in args.runtimes:
+        if runtimes.precision_of(name) == "int8" and "calib_dir" in runtimes.quantizes(name):   # calibrates on ours
+            opts = args.runtime_options.get(name, {})
+            sets.setdefault((opts.get("calib_dir"), opts.get("calib_images") or DEFAULT_IMAGES), []).append(name)
+    for (calib_dir, n), names in sets.items():
+        images, _labels, source, _digest = choose(calib_dir, n)
+        shared = sum(isinstance(p, (str, Path)) and Path(p).resolve() in evaluated for p in images)
+        if shared:
+            say(f"note: {', '.join(names)} calibrated on {shared} of the {len(evaluated)} evaluated images ({source}); "
+                "pass --calib with other images for a held-out measurement")
 
 
 def run(args: argparse.Namespace) -> int:
     wd = get_workdir(args)
     out = json_out(args, wd, "eval.json")
-    ds = args.dataset
-    full = ds.subset(args.limit, args.seed) if args.limit else ds
-    sub = shards.shard(full, *args.shard_kn) if args.shard_kn else full
+    ds, full, sub = args.dataset, args.full, args.sub
     if ds.label_evidence:
         say(f"labels: {ds.label_evidence}")
     if args.shard_kn:
@@ -188,8 +198,6 @@ def evaluate_card(h: Harness, args: argparse.Namespace, c: Any, sub: Any, rows: 
 def weights_digest(h: Harness, card: Any, mode: str) -> tuple[str, str]:
     """(weights kind, sha256 of what the model was built from): the seed of seeded weights, the verified download,
     the given file, the real TFLite file."""
-    from pathlib import Path
-
     from ..paths import realdata_dir
     from ..weights.download import sha256_file
     from ..weights.modes import REAL_TFLITE, parse_mode, seed_for

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..evaluation.dataset import DatasetError, open_dataset
+from ..fileio import atomic
 from ..paths import realdata_dir
 from ..preprocess import preprocess_batch
 from ..probes import synthetic_images
@@ -72,11 +73,18 @@ def calibration(h: Harness, spec: PreprocessSpec, calib_dir: str | None = None, 
     out = h.workdir / "calibration" / f"{digest}-{used.digest()}.npy"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, preprocess_batch(images, used))
+        with atomic(out) as tmp:   # another thread (`check --jobs`) may find it and hand it to a worker
+            np.save(tmp, preprocess_batch(images, used))
     return CalibSet(str(out), len(images), len(set(labels)), source, digest, used.digest())
 
 
 def calib_dir_path(raw: str | None) -> str | None:
+    """``--calib``, refused before any work unless it is a labeled dataset (``choose`` reads it the same way)."""
     if raw and not Path(raw).exists():
         raise UsageError(f"--calib {raw}: not found", hint="a labeled dataset (the `eval --data` layouts)")
+    if raw:
+        try:
+            open_dataset(raw)
+        except DatasetError as e:
+            raise UsageError(f"--calib {raw}: {e}", e.hint or "a labeled dataset (the `eval --data` layouts)") from None
     return raw

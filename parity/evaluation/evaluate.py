@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..fileio import atomic, write_text
 from ..preprocess import ImageDecodeError, geometric, normalize_batch
 from ..registry import Card
 from ..spec import PreprocessSpec
@@ -50,7 +51,8 @@ def _prep_batch(args: tuple[list[str], dict[str, Any], str]) -> tuple[str, list[
             ok[i] = True
         except (ImageDecodeError, OSError, ValueError) as e:
             errors.append(f"{p}: {str(e)[:160]}")
-    np.savez(dest, x=out, ok=ok)
+    with atomic(dest) as tmp:   # another evaluation may read the cache while this one builds it
+        np.savez(tmp, x=out, ok=ok)
     return dest, errors
 
 
@@ -115,7 +117,7 @@ class TensorCache:
             while pending:
                 yield self._store(done, pending.popleft().result(), all_errors)
                 done += 1
-        (self.dir / "complete.json").write_text(json.dumps({"n": n, "errors": all_errors}))
+        write_text(self.dir / "complete.json", json.dumps({"n": n, "errors": all_errors}))
 
     def _store(self, i: int, res: tuple[str, list[str]], all_errors: dict[str, Any]) \
             -> tuple[np.ndarray, np.ndarray, list[str]]:

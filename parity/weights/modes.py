@@ -39,7 +39,8 @@ def parse_mode(mode: str) -> tuple[str, str | None]:
 
 def validate(mode: str, cards: list[Card]) -> None:
     """Refuse, before any work, a weights mode that cannot work for these cards: a missing file, a native file of
-    another framework (by its suffix), a canonical file that does not load."""
+    another framework (by its suffix) or not of its framework's format (``formats``: a garbage or truncated file), a
+    canonical file that does not load."""
     kind, path = parse_mode(mode)
     if path is None:
         return
@@ -67,6 +68,14 @@ def validate(mode: str, cards: list[Card]) -> None:
                              f"{card.id}, a {card.framework} card that loads {'/'.join(fw.weight_suffixes)}",
                              hint=f"{p.suffix} files fit the {', '.join(f.name for f in owners)} cards; or convert "
                                   f"it with `mbv2-parity transplant {p.name} --to {card.framework}`")
+    from .formats import problem
+    for fmt in sorted({frameworks.get(c.framework).weight_format for c in cards}):
+        why = problem(p, fmt)
+        if why:
+            fws = sorted({c.framework for c in cards if frameworks.get(c.framework).weight_format == fmt})
+            raise UsageError(f"--weights {mode}: not a {fmt} file: {why}",
+                             hint=f"the file is corrupt or not {'/'.join(fws)} weights; re-download it or re-save "
+                                  "the state dict with the framework's own save function")
 
 
 def padding_note(mode: str) -> str:

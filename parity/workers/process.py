@@ -34,7 +34,7 @@ import numpy.typing as npt
 from .. import settings
 from ..errors import ParityError
 from ..frameworks import stack_of
-from ..paths import ADAPTERS, PACKAGE
+from ..paths import ADAPTERS, PACKAGE, workdir_path
 from .interpreters import resolve
 
 START_TIMEOUT_S = 180.0
@@ -116,7 +116,12 @@ class Worker:
         self._call_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        hello = self._wait_reply("hello", START_TIMEOUT_S)
+        try:
+            hello = self._wait_reply("hello", START_TIMEOUT_S)
+        except BaseException:   # interrupted (Ctrl-C, SIGTERM) while starting: no pool knows this process yet
+            self.kill()
+            self._log.close()
+            raise
         self.start_seconds = time.perf_counter() - self.started
         if not hello.get("ok"):  # the adapter could not be imported in that interpreter: one line + hint
             self.proc.wait(timeout=10)
@@ -181,8 +186,9 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise self._died(op) from None
         reply = self._wait_reply(op, timeout or self.timeout)
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("error", "unknown worker error"), kind=reply.get("kind", "WorkerError"),
+        if not reply.get("ok"):   # the worker's text starts with its kind: the kind is said once, by whoever shows it
+            kind = reply.get("kind", "WorkerError")
+            raise WorkerError(str(reply.get("error", "unknown worker error")).removeprefix(f"{kind}: "), kind=kind,
                               hint=reply.get("hint", ""))
         result = reply.get("result")
         if op in ("build", "derive") and isinstance(result, dict) and result.get("key") not in self.loaded:
@@ -213,7 +219,7 @@ class WorkerPool:
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mbv2-parity-")
             workdir = Path(self._tmp.name)
-        self.workdir = Path(workdir)
+        self.workdir = workdir_path(workdir)   # the workers' cwd is their own directory: never a relative path
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout or settings.worker_timeout()
         self.workers: dict[str, Worker] = {}
@@ -269,9 +275,13 @@ class WorkerPool:
             n = next(self._arrays)
         return str(self.workdir / f"{name}-{n}.npy")
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Every worker closed (stdin closed, it exits after its current request); ``kill``: killed at once (Ctrl-C,
+        SIGTERM: a request in flight is abandoned, and only this process may have received the signal)."""
         self.closed = True
         for w in list(self.workers.values()):
+            if kill:
+                w.kill()
             w.close()
         self.workers.clear()
         if self._tmp is not None:
@@ -281,4 +291,4 @@ class WorkerPool:
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
+        self.close(kill=isinstance(e, KeyboardInterrupt))
