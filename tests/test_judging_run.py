@@ -144,7 +144,7 @@ def test_a_step_is_credited_only_with_the_outputs_it_wrote(tmp_path):
     _r, s3 = runlog.start(tmp_path, "audit", ["audit", "c.yml"], [out])          # fails having written
     out.write_text('{"verdict": "fail", "longer": 1}')
     runlog.finish(tmp_path, s3, 1)
-    _r, s4 = runlog.start(tmp_path, "audit", ["audit", "d.yml"], [out])          # killed: never finishes
+    runlog.start(tmp_path, "audit", ["audit", "d.yml"], [out])                  # killed: never finishes
     _r, s5 = runlog.start(tmp_path, "eval", ["eval"], [tmp_path / "none.json"])
     runlog.finish(tmp_path, s5, 0)                                               # exit 0: its output stays listed
     run = runlog.load(tmp_path)
