@@ -86,3 +86,19 @@ def test_weight_file_of_another_width_names_the_tensor_and_the_card_that_fits(ha
             or (fw == "keras" and c.build["alpha"] == REGISTRY.get(small).build["alpha"])]
     assert len(fits) == (5 if fw == "keras" else 1) and f"fits {', '.join(fits)}" in r.reason, r.reason
     assert harness.fitting_cards(REGISTRY.get(big), f) == f"{f.name} fits {', '.join(fits)}"
+
+
+def test_keras_weights_file_renamed_to_h5_is_told_to_be_renamed(harness, tmp_path):
+    """A keras 3 weights file (.weights.h5 layout) saved as `.h5` (keras 3 reads that layout only from
+    `.weights.h5`): the error says so and names the rename, not "a corrupt file"; renamed back, it loads."""
+    card = REGISTRY.get("keras/mobilenet_v2.alpha_0.35_96")
+    built = harness.build(card, "seeded")
+    good = tmp_path / "mine.weights.h5"
+    harness.client("keras").save_native(built.key, good)
+    renamed = tmp_path / "mine.h5"
+    good.rename(renamed)
+    r = nontrivial_check(harness, card, f"file:{renamed}")
+    assert r.status == "error" and "mine.h5: a keras 3 weights file" in r.reason, r.reason
+    assert "rename it to mine.weights.h5" in r.reason and "corrupt" not in r.reason, r.reason
+    renamed.rename(good)
+    assert nontrivial_check(harness, card, f"file:{good}").status == "pass"
