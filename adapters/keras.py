@@ -33,7 +33,7 @@ from parity.kit import SeededRecipe
 from parity.spec import PreprocessSpec
 
 from .base import AdapterError, BaseAdapter, check_state_dict_fits, intercept_download, quiet_fds
-from .tf_common import TfCanonical, keras_file_shapes
+from .tf_common import TfCanonical, keras3_layout, keras_file_shapes
 from .tf_common import bn_layers as _bn_layers
 from .tf_deploy import TfLiteDeploy
 
@@ -98,6 +98,13 @@ class Adapter(TfLiteDeploy, TfCanonical, BaseAdapter):
                 file = None
             if file is not None:
                 check_state_dict_fits(Path(path).name, "keras", self.state_shapes(model), file)
+                name = Path(path).name
+                if keras3_layout(path) and not name.endswith(".weights.h5"):
+                    stem = name[:-len(Path(path).suffix)] if Path(path).suffix else name
+                    raise AdapterError(f"{name}: a keras 3 weights file (the .weights.h5 layout: layers/<name>/vars) "
+                                       f"named {Path(path).suffix or 'without a suffix'}: keras 3 reads that layout "
+                                       "only from a file whose name ends in .weights.h5",
+                                       hint=f"rename it to {stem}.weights.h5") from None
             raise AdapterError(f"{Path(path).name}: keras cannot load it ({type(e).__name__}: "
                                f"{' '.join(str(e).split())[:300]})", hint="a corrupt file, or not a keras weight file "
                                                                           "of MobileNetV2") from None

@@ -17,6 +17,17 @@ def bn_layers(model):
     return [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
 
 
+def keras3_layout(path: str) -> bool:
+    """Whether an HDF5 file has keras 3's ``.weights.h5`` layout (``layers/<name>/vars/<i>``) rather than the
+    legacy keras 2 ``.h5`` one (``layer_names`` attribute, one group per layer)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return "layers" in f and "layer_names" not in f.attrs and "model_weights" not in f
+    except OSError:
+        return False
+
+
 def keras_file_shapes(model, path: str) -> dict[str, tuple]:
     """The tensors of a keras weight file keyed as ``<layer name of model>/<index>``: keras 3 ``.weights.h5`` files
     name layers by class and creation order (``layers/conv2d_3/vars/0``), so the i-th group of a class maps to the

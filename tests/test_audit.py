@@ -4,6 +4,7 @@ cost measurement (synthetic model) and the CLI end to end (exit codes, JSON; one
 weights when ../shared/realdata is present)."""
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -438,3 +439,188 @@ def test_cli_real_weights_price_a_channel_swap(tmp_path: Path) -> None:
 
 def test_example_files_are_small() -> None:
     assert all(p.stat().st_size < 4000 for p in DATA.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------ found by trying the CLI as a new user
+TVID = "torchvision/mobilenet_v2.IMAGENET1K_V1"
+
+
+def _one_line(rc: int, err: str, code: int, *words: str) -> None:
+    assert rc == code and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_fix_out_is_refused_before_any_work(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """--fix OUT onto the --runtime file, CONFIG, an existing file (without --force) or a directory: refused in one
+    line (exit 2) before anything is audited or written; --force replaces an existing file."""
+    cfg, rt = tmp_path / "vamc.yaml", tmp_path / "vdsp.json"
+    cfg.write_text((DATA / "vamc_timm.yaml").read_text())
+    rt.write_text((DATA / "vdsp_params.json").read_text())
+    other = tmp_path / "mine.yaml"
+    other.write_text("# my notes\n")
+    base = ["audit", str(cfg), "--card", "timm/mobilenetv2_100.ra_in1k", "--workdir", str(tmp_path / "wd")]
+    for extra, words in (([ "--runtime", str(rt), "--fix", str(rt)], ["must not overwrite the --runtime file"]),
+                         (["--fix", str(cfg)], ["must not overwrite CONFIG"]),
+                         (["--fix", str(tmp_path / "." / cfg.name)], ["must not overwrite CONFIG"]),
+                         (["--fix", str(other)], ["exists", "--force"]),
+                         (["--fix", str(tmp_path)], ["is a directory"]),
+                         (["--fix", str(tmp_path / "no" / "such" / "x.yaml")], ["does not exist"]),
+                         (["--force"], ["--force goes with --fix"])):
+        rc = main(base + extra)
+        _one_line(rc, capsys.readouterr().err, 2, *words)
+        assert not (tmp_path / "wd" / "audit.json").exists(), extra       # refused before any work
+    assert cfg.read_text() == (DATA / "vamc_timm.yaml").read_text() and rt.read_text() == (DATA / "vdsp_params.json").read_text()
+    assert other.read_text() == "# my notes\n"
+    rc = main([*base, "--fix", str(other), "--force"])
+    assert rc == 0 and "transform_ops" in other.read_text() and "# my notes" not in other.read_text()
+
+
+# the four crashes a new user hit (exit 4) and what the one-line refusal must name: file, field, value
+MALFORMED = [("nvinfer_keras.txt", "keras/mobilenet_v2.alpha_1.0_224", ("net-scale-factor=", "net-scale-factor=1/127.5\n#"),
+              ["nvinfer_keras.txt", "net-scale-factor", "1/127.5"]),
+             ("lite_config.txt", "ppcls/MobileNetV2.pretrained", ("crop_size 224", "crop_size abc"),
+              ["lite_config.txt", "crop_size", "abc"]),
+             ("model.yml", TVID, ("model_optimizer_args:", "model_optimizer_args: 5\nx:"),
+              ["model.yml", "model_optimizer_args", "5"])]
+
+
+@pytest.mark.parametrize("name,card,edit,words", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_value_is_one_line_naming_file_field_value(tmp_path: Path, capsys, name, card, edit,  # type: ignore[no-untyped-def]
+                                                            words) -> None:
+    text = (DATA / name).read_text()
+    assert edit[0] in text
+    p = tmp_path / name
+    p.write_text(text.replace(edit[0], edit[1], 1))
+    rc = main(["audit", str(p), "--card", card, "--workdir", str(tmp_path / "wd")])
+    _one_line(rc, capsys.readouterr().err, 2, *words)
+
+
+def test_malformed_model_yml_beside_accuracy_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    for f in (DATA / "omz").iterdir():
+        (tmp_path / f.name).write_text(f.read_text())
+    for bad, words in (("model_optimizer_args: 5\n", ["accuracy-check.yml", "model.yml", "model_optimizer_args", "5"]),
+                       ("input_info: [{shape: [1, 3, abc, 224]}]\nmodel_optimizer_args: []\n",
+                        ["accuracy-check.yml", "model.yml", "input_info.shape", "abc"]),
+                       ("- just\n- a list\n", ["accuracy-check.yml", "model.yml", "mapping"])):
+        (tmp_path / "model.yml").write_text(bad)
+        rc = main(["audit", str(tmp_path / "accuracy-check.yml"), "--card", TVID, "--workdir", str(tmp_path / "wd")])
+        _one_line(rc, capsys.readouterr().err, 2, *words)
+
+
+def _leaves(doc, pre=()):  # type: ignore[no-untyped-def]
+    yield pre
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else []
+    for k, v in items:
+        yield from _leaves(v, (*pre, k))
+
+
+def _put(doc, where, value):  # type: ignore[no-untyped-def]
+    if not where:
+        return value
+    out = json.loads(json.dumps(doc))
+    cur = out
+    for k in where[:-1]:
+        cur = cur[k]
+    cur[where[-1]] = value
+    return out
+
+
+WRONG = [5, -1, 2.5, "abc", "1/127.5", [1], [], {"a": 1}, None, True, float("nan")]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.iterdir() if p.is_file()))
+def test_every_field_with_a_wrong_type_is_a_config_error(tmp_path: Path, name: str) -> None:
+    """Every field (and every container) of every example file, replaced by a value of the wrong type or a bad
+    number: the importer reads it, or refuses it with a ConfigError naming the file -- never another exception
+    (which the CLI reports as a bug, exit 4). The fix is tried on what loads."""
+    import yaml
+    src = DATA / name
+    fmt = importers.read(src)[0].name
+    for sib in DATA.iterdir():
+        if sib.is_file():
+            (tmp_path / sib.name).write_bytes(sib.read_bytes())
+    dst, text = tmp_path / name, src.read_text()
+    if src.suffix in (".yml", ".yaml", ".json"):
+        doc = json.loads(text) if src.suffix == ".json" else yaml.safe_load(text)
+        variants = [json.dumps(_put(doc, w, v)) if src.suffix == ".json" else yaml.safe_dump(_put(doc, w, v))
+                    for w in _leaves(doc) for v in WRONG]
+    else:   # key=value / key value lines
+        lines = text.splitlines()
+        variants = []
+        for i, line in enumerate(lines):
+            if line.strip() and not line.lstrip().startswith(("#", "[")):
+                sep = "=" if "=" in line else " "
+                key = line.split(sep, 1)[0]
+                variants += ["\n".join([*lines[:i], f"{key}{sep}{v}", *lines[i + 1:]]) + "\n"
+                             for v in ("abc", "1/127.5", "", "-1", "1e400", "nan", "2.5", "1;2")]
+    assert len(variants) > 20
+    for v in variants:
+        dst.write_text(v)
+        try:
+            imp, decl, t = importers.read(dst, fmt)
+            decl.spec(TV)
+            decl.calibration_spec(TV)
+        except ConfigError as e:
+            assert name in str(e), (str(e), v[:300])
+            continue
+        with contextlib.suppress(ConfigError):     # `audit --fix` names the file (cli/audit.py)
+            imp.fix(dst, t, TV)
+
+
+def test_a_markdown_file_is_not_a_config_and_every_hint_can_be_followed(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """README.md mentions every format: it is not "several formats", it is not a config. A file two formats
+    recognize: the hint names only formats that read it, and following it (--format each) audits it."""
+    readme = Path(__file__).parents[1] / "README.md"
+    rc = main(["audit", str(readme), "--card", TVID, "--workdir", str(tmp_path / "wd")])
+    err = capsys.readouterr().err
+    _one_line(rc, err, 2, "README.md is a markdown document, not a deployment config")
+    assert "--format" not in err
+    both = tmp_path / "both.yaml"      # Model Optimizer arguments and an hb_mapper input_parameters in one file
+    both.write_text((DATA / "model.yml").read_text() + (DATA / "hb_mapper_nv12.yaml").read_text())
+    rc = main(["audit", str(both), "--card", TVID, "--workdir", str(tmp_path / "wd")])
+    err = capsys.readouterr().err
+    _one_line(rc, err, 2, "several formats recognized", "--format")
+    named = err.split("--format:", 1)[1].split("can read it")[0].split(" or ")
+    assert sorted(n.strip() for n in named) == ["horizon-hb-mapper", "openvino-model-yml"]
+    for fmt in named:
+        rc = main(["audit", str(both), "--card", TVID, "--format", fmt.strip(), "--workdir", str(tmp_path / "wd")])
+        assert rc in (0, 1), (fmt, capsys.readouterr().err)
+        assert json.loads((tmp_path / "wd" / "audit.json").read_text())["format"] == fmt.strip()
+    # recognized by two, read by one: taken
+    one = tmp_path / "one.yaml"
+    one.write_text((DATA / "model.yml").read_text() + "input_parameters: {norm_type: x}\n")
+    assert importers.read(one)[0].name == "openvino-model-yml"
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "101"])
+def test_max_top1_change_out_of_range_is_refused(tmp_path: Path, capsys, value: str) -> None:  # type: ignore[no-untyped-def]
+    rc = main(["audit", str(DATA / "model.yml"), "--card", TVID, "--workdir", str(tmp_path), f"--max-top1-change={value}"])
+    _one_line(rc, capsys.readouterr().err, 2, "--max-top1-change")
+    assert not (tmp_path / "audit.json").exists()
+
+
+def test_a_refused_audit_does_not_leave_an_earlier_pass_as_its_result(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An audit that passed, then an audit of another config refused (--fix onto CONFIG): the report names the
+    refused one as not audited, and the pass is the first config's only."""
+    wd = tmp_path / "wd"
+    assert main(["audit", str(DATA / "model.yml"), "--card", TVID, "--workdir", str(wd)]) == 0
+    cfg, rt = tmp_path / "vamc.yaml", tmp_path / "vdsp.json"
+    cfg.write_text((DATA / "vamc_timm.yaml").read_text())
+    rt.write_text((DATA / "vdsp_params.json").read_text())
+    rc = main(["audit", str(cfg), "--runtime", str(rt), "--fix", str(cfg), "--card", "timm/mobilenetv2_100.ra_in1k",
+               "--workdir", str(wd)])
+    assert rc == 2
+    capsys.readouterr()
+    main(["report", "--workdir", str(wd)])
+    doc = json.loads((wd / "report.json").read_text())
+    rows = {r["config"]: r for r in doc["audit"]}
+    assert rows[str(DATA / "model.yml")]["verdict"] == "pass"
+    assert rows[str(cfg)]["verdict"] == "not audited (exit 2)", rows
+    assert any("must not overwrite" in f for f in rows[str(cfg)]["failures"])
+    md = (wd / "report.md").read_text()
+    assert "not audited (exit 2)" in md and "vamc.yaml" in md
+    # the refused step is not credited with the audit.json it did not write
+    steps = json.loads((wd / "run.json").read_text())["steps"]
+    assert steps[0]["outputs"] == [str((wd / "audit.json").resolve())]
+    assert steps[1]["outputs"] == [] and steps[1]["not_written"] == [str((wd / "audit.json").resolve())]

@@ -58,6 +58,11 @@ CASES = {
     "eval no data": (["eval", TIMM, "--data", "/nope"], 2, ["dataset not found", "hint"]),
     "unknown runtime": (["eval", TIMM, "--data", "{dir}", "--runtime", "tensorrt"], 2, ["unknown runtime"]),
     "watch file-issues without repo": (["watch", TIMM, "--file-issues"], 2, ["OWNER/NAME"]),
+    "bench runtime that does not fit": (["bench", TIMM, "--runtime", "tflite"], 2,
+                                        ["--runtime tflite does not fit", "tflite runs keras models", "ort-fp16"]),
+    "bench runtime that fits no card": (["bench", TIMM, "torchvision/mobilenet_v2.IMAGENET1K_V1", "--runtime",
+                                         "torchscript", "--runtime", "paddle-inference"], 2,
+                                        ["--runtime paddle-inference does not fit any of the 2 cards"]),
 }
 
 
@@ -97,6 +102,16 @@ def test_doctor_lists_every_stack(tmp_path):
     assert p.returncode == 1 and "w-torch" in p.stdout and "w-paddle" in p.stdout and "incomplete" in p.stdout
     for stack in ("torch", "tf", "paddle"):
         assert stack in p.stdout
+
+
+def test_doctor_says_a_missing_interpreter_does_not_exist(tmp_path):
+    """MBV2_PARITY_PYTHON_TF=/nonexistent: the tf row says the interpreter does not exist (once), not every package
+    of the stack as missing."""
+    p = cli("doctor", env={"MBV2_PARITY_PYTHON_TF": "/nonexistent", "COLUMNS": "400"})
+    assert p.returncode == 1, p.stdout + p.stderr
+    row = next(ln for ln in p.stdout.splitlines() if "w-tf" in ln)
+    assert "no such interpreter: /nonexistent does not exist" in row and "tox -e w-tf" in row, row
+    assert "tensorflow" not in row.split("no such interpreter")[1] and p.stdout.count("does not exist") == 1
 
 
 def test_canonical_weights_padding_is_used_or_refused(harness, canon_symmetric, tmp_path):

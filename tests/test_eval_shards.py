@@ -297,3 +297,41 @@ def test_the_calibration_note_compares_image_files_not_folders(tmp_path, twenty,
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match=r"--calib .*not a known ImageNet layout"):   # one line, before work
         note(str(tmp_path / "empty"))
+
+
+def test_diff_of_a_runtime_neither_file_has_names_the_runtimes_they_have():
+    """`eval diff A B --runtime X` where neither has X: not "A has none, B has none" (both have results) but the
+    runtimes each does have."""
+    def doc(*backends):
+        return {"results": [{"card": CARD.id, "backend": b, "images": {}} for b in backends]}
+    a, b = doc("native", "ort-opt-on"), doc("ort-fp16")
+    with pytest.raises(shards.ShardError) as e:
+        shards.pairs(a, b, ["openvino"])
+    msg = e.value.one_line()
+    assert "A has none" not in msg and "B has none" not in msg
+    assert "A has no 'openvino' result (its runtimes: native, ort-opt-on)" in msg
+    assert "B has no 'openvino' result (its runtimes: ort-fp16)" in msg
+    with pytest.raises(shards.ShardError) as e:          # one side has it: only the other is named
+        shards.pairs(a, doc("native"), ["ort-opt-on"])
+    assert "B has no 'ort-opt-on' result (its runtimes: native)" in e.value.one_line()
+    assert "A has no" not in e.value.one_line()
+    assert [(x["backend"], y["backend"]) for x, y in shards.pairs(a, doc("native"), ["ort-opt-on", "native"])] == [
+        ("ort-opt-on", "native")]
+
+
+def test_two_shards_in_one_workdir_without_json_keep_both_results(synthetic, capsys, tmp_path):
+    """`eval --shard 1/2` then `--shard 2/2` in one work directory, no --json: each shard its own default file
+    (eval-shard-K-of-N.json), both recorded in the run, and `eval merge` of the two works."""
+    wd = tmp_path / "w"
+    for k in (1, 2):
+        rc, out, err = cli(capsys, "eval", CARD.id, "--data", str(synthetic / "data"), "--shard", f"{k}/2",
+                           "--weights", "seeded", "--runtime", "ort-opt-on", "--workers", "1", "--jobs", "1",
+                           "--workdir", str(wd))
+        assert rc == 0, out + err
+    files = sorted(p.name for p in wd.glob("eval*.json"))
+    assert files == ["eval-shard-1-of-2.json", "eval-shard-2-of-2.json"], files
+    assert [json.loads((wd / f).read_text())["shard"]["k"] for f in files] == [1, 2]
+    steps = json.loads((wd / "run.json").read_text())["steps"]
+    assert [s["outputs"] for s in steps] == [[str((wd / f).resolve())] for f in files]
+    rc, out, err = cli(capsys, "eval", "merge", *(str(wd / f) for f in files), "--workdir", str(wd))
+    assert rc == 0 and "merged 2 shards: 24 images" in out, out + err

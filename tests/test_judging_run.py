@@ -130,3 +130,34 @@ def test_finish_without_a_manifest_does_nothing(tmp_path):
     step = runlog.Step("s", "check", [], "t")
     runlog.finish(tmp_path, step, 0)
     assert not (tmp_path / "run.json").exists()
+
+
+def test_a_step_is_credited_only_with_the_outputs_it_wrote(tmp_path):
+    """A step that ends non-zero (refused, failed) leaving its output as an earlier step wrote it, or that never
+    finishes, is not credited with that file: the report never shows an earlier result as its own."""
+    out = tmp_path / "audit.json"
+    _r, s1 = runlog.start(tmp_path, "audit", ["audit", "a.yml"], [out], fresh=True)
+    out.write_text('{"verdict": "pass"}')
+    runlog.finish(tmp_path, s1, 0)
+    _r, s2 = runlog.start(tmp_path, "audit", ["audit", "b.yml"], [out])          # refused: writes nothing
+    runlog.finish(tmp_path, s2, 2, why="--fix OUT must not overwrite CONFIG")
+    _r, s3 = runlog.start(tmp_path, "audit", ["audit", "c.yml"], [out])          # fails having written
+    out.write_text('{"verdict": "fail", "longer": 1}')
+    runlog.finish(tmp_path, s3, 1)
+    runlog.start(tmp_path, "audit", ["audit", "d.yml"], [out])                  # killed: never finishes
+    _r, s5 = runlog.start(tmp_path, "eval", ["eval"], [tmp_path / "none.json"])
+    runlog.finish(tmp_path, s5, 0)                                               # exit 0: its output stays listed
+    run = runlog.load(tmp_path)
+    a, b, c, d, e = run.steps
+    assert (a.outputs, a.not_written) == ([str(out)], [])
+    assert (b.outputs, b.not_written) == ([], [str(out)])
+    assert (c.outputs, c.not_written) == ([str(out)], [])
+    assert d.written() == [] and d.outputs == [str(out)]
+    assert e.outputs == [str(tmp_path / "none.json")] and e.not_written == []
+    assert run.outputs("audit") == [out, out]                                    # a's and c's, not b's or d's
+    out.write_text('{"verdict": "pass", "rewritten": true}')                     # d wrote before being killed
+    assert runlog.load(tmp_path).steps[3].written() == [str(out)]
+    missing = tmp_path / "gone.json"
+    _r, s6 = runlog.start(tmp_path, "count", ["count"], [missing])
+    runlog.finish(tmp_path, s6, 3)
+    assert runlog.load(tmp_path).steps[-1].not_written == [str(missing)]

@@ -100,7 +100,6 @@ def test_html_report_puts_failures_first_groups_skips_and_drills_down(tmp_path):
     from parity import runlog
     d = tmp_path
     run, step = runlog.start(d, "check", ["check"], [d / "results.json"], fresh=True)
-    runlog.finish(d, step, 1)
     tv, pp = "torchvision/mobilenet_v2.IMAGENET1K_V1", "ppcls/MobileNetV2.pretrained"
     onnx_meta = {"path": "/x/tv.onnx", "spec_json": "/x/tv.preprocess.json", "sha256": "ab" * 32, "bytes": 1,
                  "exporter": "torchscript", "opset": 17}
@@ -116,6 +115,7 @@ def test_html_report_puts_failures_first_groups_skips_and_drills_down(tmp_path):
     ]
     (d / "results.json").write_text(json.dumps({"run": run.id, "partial": False, "results": results,
                                                 "versions": {"core": {"onnx": "1.0"}, "torchvision": {"torch": "9.9"}}}))
+    runlog.finish(d, step, 1)        # a step finishes after writing its results (a failed check writes them too)
     _, s2 = runlog.start(d, "eval", ["eval"], [d / "eval.json"])
     runlog.finish(d, s2, 0)
     (d / "eval.json").write_text(json.dumps({"run": run.id, "results": [
@@ -148,7 +148,6 @@ def test_report_deployment_section_blame_and_latency_charts(tmp_path):
     from parity import runlog
     d = tmp_path
     run, step = runlog.start(d, "check", ["check"], [d / "results.json"], fresh=True)
-    runlog.finish(d, step, 1)
     kc = "keras/mobilenet_v2.alpha_1.0_224"
     blame = {"activations": [["Conv Conv__355", -3.2], ["Clip out_relu", 4.0]], "weights": [["Conv Conv__339", 1.5]],
              "images": 8}
@@ -160,6 +159,7 @@ def test_report_deployment_section_blame_and_latency_charts(tmp_path):
          "metrics": {"openvino-default": {"max_abs": 2e-5, "cosine_min": 1.0, "top1_agree": 1.0},
                      "judged_as": "fp32", "runtime": {"precision": "fp32"}}}]
     (d / "results.json").write_text(json.dumps({"run": run.id, "partial": False, "results": results}))
+    runlog.finish(d, step, 1)        # after writing its results, as a step does
     out = report.write(d, REGISTRY)
     md, html = out["md"].read_text(), out["html"].read_text()
     assert "## Deployment" in md and f"| {kc} | ort-int8 | real | int8 | int8 | -3.0 | 0.1000 | 0.05 | fail |" in md

@@ -119,3 +119,19 @@ def test_a_worker_error_names_its_kind_once(harness):
     from parity.checks.base import guard
     r = guard(TIMM, "probe", "-", lambda: harness.pool.call("timm", "no_such_op"))
     assert r.status == "error" and r.reason.startswith("AdapterError: ") and r.reason.count("AdapterError") == 1, r.reason
+
+
+def test_keras_weights_file_renamed_to_h5_is_told_to_be_renamed(harness, tmp_path):
+    """A keras 3 weights file (.weights.h5 layout) saved as `.h5` (keras 3 reads that layout only from
+    `.weights.h5`): the error says so and names the rename, not "a corrupt file"; renamed back, it loads."""
+    card = REGISTRY.get("keras/mobilenet_v2.alpha_0.35_96")
+    built = harness.build(card, "seeded")
+    good = tmp_path / "mine.weights.h5"
+    harness.client("keras").save_native(built.key, good)
+    renamed = tmp_path / "mine.h5"
+    good.rename(renamed)
+    r = nontrivial_check(harness, card, f"file:{renamed}")
+    assert r.status == "error" and "mine.h5: a keras 3 weights file" in r.reason, r.reason
+    assert "rename it to mine.weights.h5" in r.reason and "corrupt" not in r.reason, r.reason
+    renamed.rename(good)
+    assert nontrivial_check(harness, card, f"file:{good}").status == "pass"

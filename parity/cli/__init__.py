@@ -100,12 +100,14 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     wd = workdir_path(args.workdir) if getattr(args, "workdir", None) else default_workdir()
     step = None
     rc = EXIT_INTERNAL
+    why = ""
     try:
         if getattr(args, "step", None):  # recorded before its input is checked: a refused step fails the run too
             from .common import workdir
             wd = workdir(args)
             _log_to(wd)
-            out = [Path(getattr(args, "json", None) or wd / STEP_OUTPUTS[args.step])]
+            name = args.results_name(args) if getattr(args, "results_name", None) else STEP_OUTPUTS[args.step]
+            out = [Path(getattr(args, "json", None) or wd / name)]
             run, step = runlog.start(wd, args.step, argv, out, fresh=getattr(args, "fresh", False))
             args.run_id = run.id
         prepare = getattr(args, "prepare", None)
@@ -114,7 +116,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         rc = int(args.fn(args))
     except ParityError as e:
         print(f"mbv2-parity: error: {e.one_line()}", file=sys.stderr)
-        rc = e.exit_code
+        rc, why = e.exit_code, e.one_line()
     except Terminated:
         print("mbv2-parity: terminated by SIGTERM (workers stopped; partial results written and marked partial)",
               file=sys.stderr)
@@ -128,10 +130,11 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         first = str(e).splitlines()[0] if str(e) else ""
         print(f"mbv2-parity: internal error (a bug, please report it): {type(e).__name__}: {first} (traceback in "
               f"{wd / LOG})", file=sys.stderr)
-        rc = EXIT_INTERNAL
+        rc, why = EXIT_INTERNAL, f"internal error: {type(e).__name__}: {first}"
     finally:
-        if step is not None:
-            runlog.finish(wd, step, rc)
+        if step is not None:   # what it ran on and, when it ended in an error, why (the report names both)
+            subject = {k: str(v) for k in ("config",) if (v := getattr(args, k, None)) is not None}
+            runlog.finish(wd, step, rc, **subject, **({"why": why} if why else {}))
     console.file.flush()
     return rc
 

@@ -5,6 +5,8 @@ run-time comparison, and ``--fix`` (the corrected config in the same format, aud
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,9 @@ def add(sub: Any) -> None:
                                                 "default: the shared ImageNet sample when present")
     p.add_argument("--limit", type=int, default=100, help="images to measure on (default 100)")
     p.add_argument("--fix", default=None, metavar="OUT", help="write CONFIG corrected to the upstream spec, same "
-                                                              "format, and audit it again")
+                                                              "format, to a new file OUT, and audit it again")
+    p.add_argument("--force", action="store_true", help="let --fix OUT replace an existing file (never CONFIG or "
+                                                        "the --runtime file)")
     p.add_argument("--int8", type=int, default=0, metavar="N",
                    help="when calibration and run time differ: quantize the card (ONNX Runtime static int8) on N "
                         "calibration images preprocessed as declared and as at run time, and price the difference")
@@ -64,13 +68,40 @@ def prepare(args: argparse.Namespace) -> None:
                              hint="give the path of the deployment config")
     if args.limit < 1 or args.int8 < 0:
         raise UsageError("--limit takes a number of images >= 1, --int8 a number of calibration images >= 0")
+    if not (math.isfinite(args.max_top1_change) and 0 <= args.max_top1_change <= 100):
+        raise UsageError(f"--max-top1-change {args.max_top1_change:g}: a share of images / top-1 points from 0 to 100",
+                         hint="omit it for 1.0; 0 fails on any change")
     if args.int8 and args.weights == "none":
         raise UsageError("--int8 needs a model", hint="give --weights (seeded, pretrained, canonical:PATH)")
     args.card_obj = load_registry().get(args.card)
     if args.weights != "none":
         weight_modes.validate(args.weights, [args.card_obj])
-    if args.fix and Path(args.fix).resolve() == Path(args.config).resolve():
-        raise UsageError("--fix OUT must not overwrite CONFIG", hint="write the corrected config elsewhere")
+    if args.fix:
+        _check_fix_out(args)
+    elif args.force:
+        raise UsageError("--force goes with --fix OUT (it lets OUT replace an existing file)")
+
+
+def _check_fix_out(args: argparse.Namespace) -> None:
+    """--fix OUT refused before any work: the audit's own input (CONFIG, --runtime), a directory, an existing file
+    without --force (the corrected config is written whole: comments are not kept), a place that cannot be written."""
+    out = Path(args.fix)
+    inputs = {"CONFIG": Path(args.config), "the --runtime file": Path(args.runtime) if args.runtime else None}
+    for what, path in inputs.items():
+        if path is not None and path.exists() and out.exists() and (out.resolve() == path.resolve()
+                                                                   or os.path.samefile(out, path)):
+            raise UsageError(f"--fix {out} must not overwrite {what}: it is what the audit reads",
+                             hint="write the corrected config to a new file and compare the two")
+    if out.is_dir():
+        raise UsageError(f"--fix {out}: is a directory", hint="give the path of the file to write, e.g. fixed.yml")
+    if out.exists() and not args.force:
+        raise UsageError(f"--fix {out}: exists; the corrected config is written whole (comments not kept)",
+                         hint="give a new path, or add --force to replace it")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--fix {out}: its directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"--fix {out}: not writable", hint="write it where you can")
 
 
 def findings_of(args: argparse.Namespace, up: PreprocessSpec) \
@@ -216,7 +247,7 @@ def _runner(h: Harness, card: Card, weights: str) -> Any:
 def _fix(args: argparse.Namespace, up: PreprocessSpec) -> dict[str, Any]:
     path = Path(args.config)
     imp, _, text = importers.read(path, args.format)
-    fixed = imp.fix(path, text, up)
+    fixed = importers.named(path, lambda: imp.fix(path, text, up))
     out = Path(args.fix)
     try:
         out.write_bytes(fixed) if isinstance(fixed, bytes) else out.write_text(fixed)

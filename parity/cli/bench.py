@@ -11,7 +11,7 @@ import numpy as np
 from rich.markup import escape
 
 from .. import runtimes
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_OK, NothingChecked, UsageError
 from ..harness import Harness, Skip, write_json
 from ..registry import load_registry
 from ..weights import modes as weight_modes
@@ -50,7 +50,25 @@ def prepare(args: argparse.Namespace) -> None:
             raise UsageError(f"--runtime {n}: its thread count cannot be set, so its latency is not comparable",
                              hint=f"one of {', '.join(x for x in runtimes.names() if 'threads' in runtimes.accepts(x))}")
     weight_modes.validate(args.weights, args.cards)
+    _check_fit(args)
     preflight(args.cards)
+
+
+def _check_fit(args: argparse.Namespace) -> None:
+    """A runtime asked by --runtime that fits none of the cards is refused before any work, with why and the
+    runtimes that do fit; one that fits some of them runs on those (the others are named, `run` says so)."""
+    for name in args.runtimes:
+        if name == BASELINE or not args.runtime:
+            continue
+        why = {c.id: runtimes.fits(name, c, args.weights) for c in args.cards}
+        if all(why.values()):
+            c = args.cards[0]
+            ok = [n for n in runtimes.names("deploy") if "threads" in runtimes.accepts(n)
+                  and not runtimes.fits(n, c, args.weights)]
+            what = f"{c.id}: {why[c.id]}" if len(args.cards) == 1 else \
+                f"any of the {len(args.cards)} cards ({c.id}: {why[c.id]})"
+            raise UsageError(f"--runtime {name} does not fit {what}",
+                             hint=f"runtimes that fit {c.id} with --weights {args.weights}: {', '.join(ok) or 'none'}")
 
 
 def measure(h: Harness, card: Any, mode: str, name: str, opts: dict[str, Any], repeats: int) -> dict[str, Any]:
@@ -93,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
     show(doc)
     write_json(doc, out)
     say(f"results: {out}")
+    asked = [n for n in args.runtimes if n != BASELINE] if args.runtime else args.runtimes
+    ran = {r["runtime"] for r in doc["results"]}
+    if not ran & set(asked):
+        raise NothingChecked(f"nothing asked was benchmarked: {', '.join(asked)} ran on no card (reasons above)",
+                             hint="`mbv2-parity list --runtimes` shows what each runtime runs")
     return EXIT_OK
 
 

@@ -28,9 +28,15 @@ def run(args: argparse.Namespace) -> int:
         interp = probe(resolve(stack), stack.modules, stack.distributions)
         users = ", ".join(f.name for f in frameworks.FRAMEWORKS.values() if f.stack == stack.name)
         broken += bool(interp.missing)
+        if not interp.exists:    # one line saying so, not every package of the stack as "missing"
+            lacks = (f"[bold red]no such interpreter: {escape(interp.python)} does not exist[/] (set by "
+                     f"{stack.env_var}; `tox -e {stack.tox_env}` builds one)")
+        elif interp.missing:
+            lacks = "[bold red]" + escape(", ".join(interp.missing)) + "[/]"
+        else:
+            lacks = "[green]none[/]"
         t.add_row(f"{stack.name} ({users})", stack.tox_env, stack.env_var, escape(interp.python), interp.source,
-                  escape(", ".join(f"{k} {v}" for k, v in sorted(interp.versions.items()))),
-                  "[bold red]" + escape(", ".join(interp.missing)) + "[/]" if interp.missing else "[green]none[/]")
+                  escape(", ".join(f"{k} {v}" for k, v in sorted(interp.versions.items()))), lacks)
     console.print(t)
     core = table("core (this interpreter)", ["what", "value"])
     core.add_row("python", escape(sys.executable))

@@ -59,8 +59,18 @@ def add(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="worker stacks evaluated at once (default: the core count; 1: one card after the other, with "
                         "a progress bar); the output and the JSON are in card order either way")
-    add_workdir(p, "eval.json")
-    p.set_defaults(fn=run, prepare=prepare, step="eval")
+    add_workdir(p, "eval.json; with --shard K/N: eval-shard-K-of-N.json")
+    p.set_defaults(fn=run, prepare=prepare, step="eval", results_name=results_name)
+
+
+def results_name(args: argparse.Namespace) -> str:
+    """The default results file: ``eval.json``, or ``eval-shard-K-of-N.json`` for one shard, so the shards of a
+    run in one work directory never replace each other."""
+    try:
+        k, n = shards.parse_shard(args.shard) if args.shard else (0, 0)
+    except UsageError:      # refused by prepare, in one line
+        return "eval.json"
+    return f"eval-shard-{k}-of-{n}.json" if n else "eval.json"
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -121,7 +131,7 @@ def calib_overlap_note(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     wd = get_workdir(args)
-    out = json_out(args, wd, "eval.json")
+    out = json_out(args, wd, results_name(args))
     ds, full, sub = args.dataset, args.full, args.sub
     if ds.label_evidence:
         say(f"labels: {ds.label_evidence}")

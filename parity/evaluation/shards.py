@@ -311,6 +311,12 @@ def pairs(a: dict[str, Any], b: dict[str, Any], runtimes: list[str]) -> list[tup
         return common
     if len(ra) == 1 and len(rb) == 1 and ra[0]["card"] == rb[0]["card"]:
         return [(ra[0], rb[0])]
+    if runtimes and not (ra and rb):   # name what each file does have, not "none" when the filter emptied it
+        have = {side: sorted({r["backend"] for r in doc["results"] if "images" in r}) for side, doc in (("A", a), ("B", b))}
+        missing = [f"{side} has no {rt!r} result (its runtimes: {', '.join(have[side]) or 'none'})"
+                   for side, rt, found in (("A", runtimes[0], ra), ("B", runtimes[-1], rb)) if not found]
+        raise ShardError(f"no result to compare: {'; '.join(missing)}",
+                         hint="--runtime NAME (on both sides) or --runtime NAME_IN_A --runtime NAME_IN_B")
     raise ShardError(f"no result to compare: A has {', '.join(map(key, ra)) or 'none'}, B has "
                      f"{', '.join(map(key, rb)) or 'none'}",
                      hint="pick one runtime per side: --runtime NAME_IN_A --runtime NAME_IN_B")

@@ -6,6 +6,8 @@ from __future__ import annotations
 from html import escape as e
 from typing import Any
 
+from .. import runlog
+
 Doc = dict[str, Any]
 
 
@@ -21,6 +23,22 @@ def rows(docs: list[Doc]) -> list[Doc]:
                     "unknown": len(d.get("unknown") or []), "n": whole.get("n"), "psnr_db": whole.get("psnr_db"),
                     "agreement": whole.get("agreement"), "top1_change": whole.get("top1_change"),
                     "failures": d.get("failures") or []})
+    return out
+
+
+def not_audited(run: runlog.Run | None) -> list[Doc]:
+    """A row for each audit step of the run that ended without writing its result (refused, crashed): the config
+    it was asked about and why, so an earlier audit's file is never read as its verdict."""
+    out = []
+    for s in run.steps if run is not None else []:
+        if s.command != "audit" or s.written() or s.exit_code == 0:
+            continue
+        state = "never finished" if s.exit_code is None else f"exit {s.exit_code}"
+        why = s.summary.get("why")
+        out.append({"config": s.summary.get("config", " ".join(s.argv[1:2])), "format": "", "card": "",
+                    "weights": "", "verdict": f"not audited ({state})", "errors": 0, "warnings": 0, "unknown": 0,
+                    "n": None, "psnr_db": None, "agreement": None, "top1_change": None,
+                    "failures": [f"not audited: {why}" if why else f"not audited ({state})"]})
     return out
 
 

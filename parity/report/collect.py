@@ -94,7 +94,7 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
             "versions": versions, "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
-            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems))}
+            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)) + audit.not_audited(run)}
 
 
 def _machine(checked: list[Doc]) -> Doc | None:

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ...spec import PreprocessSpec
-from . import ConfigError, Declared, Importer, numbers, register, upstream_model_norm
+from . import ConfigError, Declared, Importer, as_float, as_int, bad, numbers, register, upstream_model_norm
 
 FILTERS = {0: "nearest", 1: "bilinear", 2: "bicubic", 4: "lanczos"}
 PREPROCESS = ("net-scale-factor", "offsets", "model-color-format", "maintain-aspect-ratio", "symmetric-padding",
@@ -60,28 +60,30 @@ class Nvinfer(Importer):
         d = Declared(self.name, str(path), {})
         f = d.fields
         d.unknown += [k for k in p if k not in PREPROCESS + OTHER]
-        nsf = float(p.get("net-scale-factor", "1"))
+        nsf = as_float(p.get("net-scale-factor", "1"), "net-scale-factor")
+        if nsf <= 0:
+            raise bad("net-scale-factor", p["net-scale-factor"], "a positive number (e.g. 0.0078431373 for 1/127.5)")
         offs = numbers(p.get("offsets", "0;0;0").replace(";", " "), "offsets")
         f.update(scale=1.0, mean=offs, std=(1.0 / nsf,) * 3)
         if "net-scale-factor" not in p:
             d.notes.append("no net-scale-factor: nvinfer's default 1")
-        colour = int(p.get("model-color-format", "0"))
+        colour = as_int(p.get("model-color-format", "0"), "model-color-format")
         if colour not in (0, 1):
             d.unknown.append(f"model-color-format: {colour}")
         f["channel_order"] = "BGR" if colour == 1 else "RGB"
-        if int(p.get("maintain-aspect-ratio", "0")):
+        if as_int(p.get("maintain-aspect-ratio", "0"), "maintain-aspect-ratio"):
             f.update(resize_mode="letterbox", pad_value=0.0)
-            if not int(p.get("symmetric-padding", "0")):
+            if not as_int(p.get("symmetric-padding", "0"), "symmetric-padding"):
                 d.unknown.append("symmetric-padding: 0 (padding at the right/bottom: the reference centers it)")
         else:
             f["resize_mode"] = "squash"
         if "scaling-filter" in p:
-            f["interpolation"] = FILTERS.get(int(p["scaling-filter"]), "bilinear")
+            f["interpolation"] = FILTERS.get(as_int(p["scaling-filter"], "scaling-filter"), "bilinear")
         else:
             d.notes.append("no scaling-filter: nvinfer's default 0 (nearest)")
             f["interpolation"] = "nearest"
         dims = [int(x) for x in re.findall(r"\d+", p.get("infer-dims", p.get("input-dims", "")))]
-        order = int(p.get("network-input-order", "0"))
+        order = as_int(p.get("network-input-order", "0"), "network-input-order")
         f["layout"] = "NHWC" if order == 1 else "NCHW"
         if len(dims) >= 3:
             f["crop_size"] = dims[1] if order == 0 else dims[0]

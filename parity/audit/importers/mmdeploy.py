@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec
-from . import ConfigError, Declared, Importer, load_json, numbers, register, upstream_model_norm
+from . import ConfigError, Declared, Importer, as_list, as_map, load_json, numbers, register, upstream_model_norm
 
 IGNORED = ("LoadImageFromFile", "ImageToTensor", "Collect", "PackClsInputs", "PackInputs", "DefaultFormatBundle")
 
@@ -27,11 +27,11 @@ IGNORED = ("LoadImageFromFile", "ImageToTensor", "Collect", "PackClsInputs", "Pa
 def _transforms(doc: Any, path: Path) -> list[dict[str, Any]]:
     try:
         tasks = doc["pipeline"]["tasks"]
-        for t in tasks:
-            if t.get("module") == "Transform":
-                return list(t["transforms"])
     except (KeyError, TypeError):
-        pass
+        tasks = None
+    for t in as_list(tasks, "pipeline.tasks") if tasks is not None else []:
+        if isinstance(t, dict) and t.get("module") == "Transform":
+            return [as_map(x, "transforms[]") for x in as_list(t.get("transforms"), "Transform.transforms")]
     raise ConfigError(f"{path.name}: no pipeline.tasks[module=Transform].transforms (MMDeploy SDK pipeline.json)")
 
 
@@ -95,7 +95,7 @@ class Pipeline(Importer):
                {"type": "ImageToTensor", "keys": ["img"]},
                {"type": "Collect", "keys": ["img"]}]
         for t in doc["pipeline"]["tasks"]:
-            if t.get("module") == "Transform":
+            if isinstance(t, dict) and t.get("module") == "Transform":
                 t["transforms"] = new
         return json.dumps(doc, indent=4) + "\n"
 

@@ -26,7 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec
-from . import ConfigError, Declared, Importer, dump_yaml, fmt_list, load_yaml, numbers, register, upstream_model_norm
+from . import (
+    ConfigError,
+    Declared,
+    Importer,
+    as_int,
+    as_list,
+    as_map,
+    dump_yaml,
+    fmt_list,
+    load_yaml,
+    named,
+    numbers,
+    register,
+    upstream_model_norm,
+)
 
 MO_NORM = ("mean_values", "scale_values", "scale", "reverse_input_channels")
 MO_SHAPE = ("input_shape", "layout", "source_layout")
@@ -44,7 +58,7 @@ _ARG = re.compile(r"^--([A-Za-z_]+)(?:=(.*))?$")
 
 def _mo_args(doc: dict[str, Any]) -> list[tuple[str, str | None]]:
     out = []
-    for a in doc.get("model_optimizer_args") or []:
+    for a in as_list(doc.get("model_optimizer_args") or [], "model_optimizer_args"):
         m = _ARG.match(str(a).strip())
         out.append((m.group(1), m.group(2)) if m else (str(a), None))
     return out
@@ -70,12 +84,13 @@ def _read_model_yml(doc: dict[str, Any], d: Declared) -> dict[str, Any]:
         d.notes.append("no --mean_values: mean 0")
     if not (args.get("scale_values") or args.get("scale")):
         d.notes.append("no --scale_values/--scale: divisor 1")
-    for info in doc.get("input_info") or []:
-        shape, layout = info.get("shape"), str(info.get("layout", ""))
+    for info in as_list(doc.get("input_info") or [], "input_info"):
+        info = as_map(info, "input_info[]")
+        shape, layout = as_list(info.get("shape") or [], "input_info.shape"), str(info.get("layout", ""))
         if layout in ("NCHW", "NHWC"):
             fields["layout"] = layout
-        if shape and len(shape) == 4:
-            fields["crop_size"] = int(shape[2] if layout != "NHWC" else shape[1])
+        if len(shape) == 4:
+            fields["crop_size"] = as_int(shape[2] if layout != "NHWC" else shape[1], "input_info.shape")
     if args.get("layout") and "layout" not in fields:
         m = re.search(r"(NCHW|NHWC)", args["layout"] or "")
         if m:
@@ -148,13 +163,15 @@ class AccuracyCheck(Importer):
         f = d.fields
         f["decoder"] = "pil" if reader == "pillow_imread" else "cv2"
         order = "RGB" if reader == "pillow_imread" else "BGR"
-        for step in ds.get("preprocessing") or []:
-            order = self._step(dict(step), f, d, order)
+        for step in as_list(ds.get("preprocessing") or [], "preprocessing"):
+            order = self._step(dict(as_map(step, "preprocessing[]")), f, d, order)
         model_yml = path.parent / "model.yml"
         if model_yml.is_file():
             mdoc = load_yaml(model_yml.read_text(), model_yml)
             sub = Declared("", "", {})
-            mf = _read_model_yml(mdoc, sub)
+            if not isinstance(mdoc, dict):
+                raise ConfigError(f"{model_yml.name} beside it: expected a model.yml mapping")
+            mf = named(model_yml, lambda: _read_model_yml(mdoc, sub))
             reverse = mf.pop("channel_order") == "RGB"
             model_order = ("BGR" if order == "RGB" else "RGB") if reverse else order
             f.update({k: v for k, v in mf.items() if k != "crop_size"}, channel_order=model_order)
@@ -177,9 +194,9 @@ class AccuracyCheck(Importer):
             w, h = step.pop("dst_width", size), step.pop("dst_height", size)
             ars = step.pop("aspect_ratio_scale", None)
             if ars == "greater" and size:
-                f.update(resize_mode="shorter_side", resize_size=int(size))
+                f.update(resize_mode="shorter_side", resize_size=as_int(size, "resize.size"))
             elif ars is None and w == h and w:
-                f.update(resize_mode="stretch", resize_size=int(w))
+                f.update(resize_mode="stretch", resize_size=as_int(w, "resize.size"))
             else:
                 d.unknown.append(f"resize: aspect_ratio_scale={ars} {w}x{h}")
             interp = str(step.pop("interpolation", "LINEAR")).upper()
@@ -191,7 +208,7 @@ class AccuracyCheck(Importer):
             step.pop("dst_height", None)
             step.pop("use_pillow", None)
             if size:
-                f["crop_size"] = int(size)
+                f["crop_size"] = as_int(size, "crop.size")
         elif t in ("bgr_to_rgb", "rgb_to_bgr"):
             order = "BGR" if order == "RGB" else "RGB"
         elif t == "normalization":

@@ -18,22 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from ...spec import PreprocessSpec
-from . import ConfigError, Declared, Importer, dump_yaml, load_yaml, numbers, register
+from . import ConfigError, Declared, Importer, as_float, as_int, as_map, bad, dump_yaml, load_yaml, numbers, register
 
 INTERP = {0: "nearest", 1: "bilinear", 2: "bicubic", 3: "area", 4: "lanczos"}
 SECTIONS = ("Global", "PreProcess", "PostProcess")
 
 
 def _scale(v: Any) -> float:
-    if isinstance(v, (int, float)):
-        return float(v)
-    m = re.fullmatch(r"\s*([\d.]+)\s*/\s*([\d.]+)\s*", str(v))
-    if m:
-        return float(m.group(1)) / float(m.group(2))
+    m = re.fullmatch(r"\s*([\d.]+)\s*/\s*([\d.]+)\s*", v) if isinstance(v, str) else None
     try:
-        return float(v)
-    except ValueError:
-        raise ConfigError(f"NormalizeImage.scale: cannot read {v!r}") from None
+        value = float(m.group(1)) / float(m.group(2)) if m else as_float(v, "NormalizeImage.scale")
+    except (ValueError, ZeroDivisionError):
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise bad("NormalizeImage.scale", v, "a positive number or a fraction such as 1.0/255.0")
+    return value
 
 
 class InferenceCls(Importer):
@@ -45,7 +44,8 @@ class InferenceCls(Importer):
 
     def load(self, path: Path, text: str) -> Declared:
         doc = load_yaml(text, path)
-        ops = ((doc or {}).get("PreProcess") or {}).get("transform_ops") if isinstance(doc, dict) else None
+        pre = doc.get("PreProcess") if isinstance(doc, dict) else None
+        ops = pre.get("transform_ops") if isinstance(pre, dict) else None
         if not isinstance(ops, list):
             raise ConfigError(f"{path.name}: expected PreProcess.transform_ops as a list")
         d = Declared(self.name, str(path), {})
@@ -54,15 +54,20 @@ class InferenceCls(Importer):
         f.update(decoder="cv2", channel_order="RGB", layout="NHWC", resize_rounding="round", crop_rounding="floor")
         d.notes.append("decoded by predict_cls.py: cv2.imread then BGR -> RGB")
         for op in ops:
-            (name, args), = (op.items() if isinstance(op, dict) else [(op, None)])
-            self._op(str(name), dict(args or {}), f, d)
+            if isinstance(op, str):
+                name, args = op, None
+            elif isinstance(op, dict) and len(op) == 1:
+                (name, args), = op.items()
+            else:
+                raise bad("PreProcess.transform_ops[]", op, "an op: {Name: {arguments}}")
+            self._op(str(name), dict(as_map(args or {}, f"{name}")), f, d)
         return d
 
     @staticmethod
     def _op(name: str, a: dict[str, Any], f: dict[str, Any], d: Declared) -> None:
         if name == "ResizeImage":
             if "resize_short" in a:
-                f.update(resize_mode="shorter_side", resize_size=int(a.pop("resize_short")))
+                f.update(resize_mode="shorter_side", resize_size=as_int(a.pop("resize_short"), "ResizeImage.resize_short"))
             elif "size" in a:
                 w, h = numbers(a.pop("size"), "ResizeImage.size", n=2)
                 f.update(resize_mode="stretch", resize_size=int(h))
@@ -71,10 +76,22 @@ class InferenceCls(Importer):
             backend = str(a.pop("backend", "cv2")).lower()
             f.update(backend="pil" if backend == "pil" else "cv2", antialias=backend == "pil")
             interp = a.pop("interpolation", None)
-            f["interpolation"] = INTERP.get(interp, str(interp).lower()) if interp is not None else "bilinear"
+            if interp is None:
+                f["interpolation"] = "bilinear"
+            elif isinstance(interp, int) and not isinstance(interp, bool):
+                f["interpolation"] = INTERP.get(interp, str(interp))
+            elif isinstance(interp, str):
+                f["interpolation"] = interp.lower()
+            else:
+                raise bad("ResizeImage.interpolation", interp, "a cv2 code (0-4) or a name")
         elif name == "CropImage":
+            if "size" not in a:
+                raise ConfigError("CropImage without size")
             f["crop_size"] = int(numbers(a.pop("size"), "CropImage.size", n=None)[0])
         elif name == "NormalizeImage":
+            for k in ("mean", "std"):
+                if k not in a:
+                    raise ConfigError(f"NormalizeImage without {k}")
             f.update(scale=_scale(a.pop("scale", 1 / 255)), mean=numbers(a.pop("mean"), "NormalizeImage.mean"),
                      std=numbers(a.pop("std"), "NormalizeImage.std"))
             a.pop("order", None)
@@ -121,9 +138,10 @@ class LiteConfig(Importer):
         d = Declared(self.name, str(path), {})
         d.unknown += [k for k in kv if k not in self.KNOWN]
         if "resize_short_size" in kv:
-            d.fields.update(resize_mode="shorter_side", resize_size=int(kv["resize_short_size"]))
+            d.fields.update(resize_mode="shorter_side",
+                            resize_size=as_int(kv["resize_short_size"], "resize_short_size"))
         if "crop_size" in kv:
-            d.fields["crop_size"] = int(kv["crop_size"])
+            d.fields["crop_size"] = as_int(kv["crop_size"], "crop_size")
         d.notes.append("mean/std are compiled into the demo (image_classfication.cpp: ImageNet), not in "
                        "config.txt: taken from upstream")
         return d

@@ -33,6 +33,9 @@ from . import (
     ConfigError,
     Declared,
     Importer,
+    as_int,
+    as_map,
+    bad,
     dump_yaml,
     load_json,
     load_yaml,
@@ -59,6 +62,14 @@ def _size(v: Any, what: str) -> tuple[int, int]:
     raise ConfigError(f"{what}: expected a size or [h, w], got {v!r}")
 
 
+def _half(v: Any, what: str) -> float:
+    """An IEEE half bit pattern (0-65535) -> its value."""
+    bits = as_int(v, what)
+    if not 0 <= bits <= 0xFFFF:
+        raise bad(what, v, "a 16-bit pattern (0-65535) of an IEEE half")
+    return fp16_from_bits(bits)
+
+
 class VamcYaml(Importer):
     name = "vastai-vamc"
     doc = "VastAI vamc build yaml: dataset.process_ops / transform_ops (the calibration preprocessing)"
@@ -77,11 +88,11 @@ class VamcYaml(Importer):
         f = d.fields
         f.update(channel_order="RGB", layout="NHWC")
         for op in ds[key]:
-            self._op(dict(op), f, d)
-        shape = ((doc.get("model") or {}).get("inputs") or {})
+            self._op(dict(as_map(op, f"dataset.{key}[]")), f, d)
+        shape = (as_map(doc.get("model") or {}, "model").get("inputs") or {})
         for v in shape.values() if isinstance(shape, dict) else []:
             if isinstance(v, list) and len(v) == 4 and "crop_size" not in f:
-                f["crop_size"] = int(v[2])
+                f["crop_size"] = as_int(v[2], "model.inputs")
         d.notes.append("decoder and resize library not declared: upstream's assumed; channel order RGB assumed "
                        "(no colour op in the list)")
         d.calibration = dict(f)
@@ -163,16 +174,16 @@ class VdspParams(Importer):
                               "(meanr/meang/meanb/stdr/stdg/stdb)", hint="audit the vamc build yaml, or name "
                               "another format with --format")
         f = d.fields
-        mean = tuple(fp16_from_bits(doc[k]) for k in ("meanr", "meang", "meanb"))
-        std = tuple(fp16_from_bits(doc[k]) for k in ("stdr", "stdg", "stdb"))
+        mean = tuple(_half(doc[k], k) for k in ("meanr", "meang", "meanb"))
+        std = tuple(_half(doc[k], k) for k in ("stdr", "stdg", "stdb"))
         f.update(scale=1.0, mean=mean, std=std)
         d.colour_named = True
         d.notes.append(f"meanr/g/b, stdr/g/b read as IEEE half bit patterns of 0-255 values: mean {mean}, std {std}")
         if "short_edge_threshold" in doc:
-            f.update(resize_mode="shorter_side", resize_size=int(doc["short_edge_threshold"]))
+            f.update(resize_mode="shorter_side", resize_size=as_int(doc["short_edge_threshold"], "short_edge_threshold"))
             d.notes.append("short_edge_threshold read as the shorter side of the resize")
         if "crop_size" in doc:
-            f["crop_size"] = int(doc["crop_size"])
+            f["crop_size"] = as_int(doc["crop_size"], "crop_size")
         vastai_opconfig.numeric_codes(doc, d)
         d.unknown += [f"{k}: {doc[k]}" for k in doc
                       if k not in VDSP_NORM + VDSP_GEOM + VDSP_SIZE + tuple(vastai_opconfig.NUMERIC)]

@@ -40,6 +40,7 @@ finding, named as the format's limit.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ...spec import PreprocessSpec, fp16_round
@@ -84,7 +85,7 @@ def load(doc: dict[str, Any], d: Declared) -> None:
     rest, f = dict(cfg), d.fields
     d.unknown += [f"{k}: {doc[k]}" for k in doc if k not in ("OpType", "OpConfig")]
     _norm(rest, d)
-    fmt, cvt = rest.pop("IimageFormat", None), rest.pop("ColorCvtCode", None)
+    fmt, cvt = _name(rest.pop("IimageFormat", None), "IimageFormat"), _name(rest.pop("ColorCvtCode", None), "ColorCvtCode")
     if fmt in FORMATS and cvt in CVT:
         order = FORMATS[str(fmt)]
         f["channel_order"] = ({"RGB": "BGR", "BGR": "RGB"}[order] if CVT[str(cvt)] else order)
@@ -93,7 +94,7 @@ def load(doc: dict[str, Any], d: Declared) -> None:
         d.unknown += [f"{k}: {v}" for k, v in (("IimageFormat", fmt), ("ColorCvtCode", cvt))
                       if v is not None and v not in (FORMATS if k == "IimageFormat" else CVT)]
         d.notes.append("channel order not understood: upstream's assumed")
-    rt = rest.pop("ResizeType", None)
+    rt = _name(rest.pop("ResizeType", None), "ResizeType")
     if rt in RESIZE:
         interp, backend = RESIZE[str(rt)]
         f["interpolation"] = interp
@@ -113,7 +114,7 @@ def load(doc: dict[str, Any], d: Declared) -> None:
 
 
 def _norm(rest: dict[str, Any], d: Declared) -> None:
-    norm, mean, std = rest.pop("NormaType", None), rest.pop("Mean", None), rest.pop("Std", None)
+    norm, mean, std = _name(rest.pop("NormaType", None), "NormaType"), rest.pop("Mean", None), rest.pop("Std", None)
     if norm in SCALED:
         d.fields.update(scale=SCALED[str(norm)], mean=numbers(mean, "OpConfig.Mean"), std=numbers(std, "OpConfig.Std"))
     elif norm in FIXED:
@@ -125,11 +126,18 @@ def _norm(rest: dict[str, Any], d: Declared) -> None:
         d.notes.append("normalization not understood: upstream's assumed")
 
 
+def _name(v: Any, key: str) -> Any:
+    """An enum property: a name (or absent); a number is kept to be listed as not understood."""
+    if v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)):
+        return v
+    raise ConfigError(f"OpConfig.{key} = {v!r}: expected a name such as those of the public files")
+
+
 def _int(rest: dict[str, Any], key: str, default: int | None = None) -> int:
     v = rest.pop(key, default)
     if v is None:
         raise ConfigError(f"OpConfig of {RESIZE_CROP} without {key}")
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v:
         raise ConfigError(f"OpConfig.{key}: expected a whole number of pixels, got {v!r}")
     return int(v)
 
