@@ -22,6 +22,7 @@ from .common import (
     add_quant_options,
     add_workdir,
     check_opsets,
+    clip,
     console,
     json_out,
     preflight,
@@ -149,18 +150,60 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _line(r: CheckResult) -> str:
-    return f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(r.reason[:160])}"
+    return f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(clip(r.reason, 160))}"
+
+
+def skip_groups(results: list[CheckResult]) -> list[tuple[str, list[CheckResult]]]:
+    """A card's skips grouped by reason (offline, a card's pretrained checks all skip for the same one), in the order
+    of their first check."""
+    groups: dict[str, list[CheckResult]] = {}
+    for r in results:
+        if r.status == "skip":
+            groups.setdefault(r.reason, []).append(r)
+    return list(groups.items())
+
+
+def _checks(rs: list[CheckResult]) -> str:
+    modes = sorted({r.mode for r in rs})
+    return f"{len(rs)} checks ({', '.join(dict.fromkeys(r.check for r in rs))}; {', '.join(modes)})"
+
+
+def _skip_line(rs: list[CheckResult]) -> str:
+    if len(rs) == 1:
+        return _line(rs[0])
+    return f"  {status('skip')} {_e(_checks(rs))}: {_e(clip(rs[0].reason, 160))}"
 
 
 def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) -> None:
     """Every card's plan; with ``--jobs`` > 1 the stacks run concurrently (``jobs.in_card_order``): each card's lines
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
+    live: dict[str, list[CheckResult]] = {}   # each card's results as they come: kept when the card is interrupted
+    finished: set[str] = set()
+
     def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
         items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
-        return checks.run_plan(h, card, items, lambda r: note(_line(r)))
+        got = live.setdefault(card.id, [])
 
-    in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
-                  lambda card, res: results.extend(res))
+        def each(r: CheckResult) -> None:
+            got.append(r)
+            if r.status != "skip":      # skips come after the card's other lines, one line per reason
+                note(_line(r))
+        res = checks.run_plan(h, card, items, each)
+        for _why, rs in skip_groups(res):
+            note(_skip_line(rs))
+        return res
+
+    def finish(card: Any, res: list[CheckResult]) -> None:
+        results.extend(res)
+        finished.add(card.id)
+
+    try:
+        in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
+                      finish)
+    finally:   # Ctrl-C or a crash: the checks an unfinished card already ran are results too (partial, not "not run")
+        for card in args.cards:
+            if card.id not in finished:
+                results.extend(live.get(card.id, []))
 
 
 def run_versions(h: Harness) -> dict[str, dict[str, str]]:
@@ -181,15 +224,31 @@ def show(results: list[CheckResult], wall: float, n_cards: int) -> None:
     t = table(f"mbv2-parity check: {n_cards} cards, {wall:.1f}s",
               ["card", "check", "weights", "status", "max_abs per runtime", "top-1 / top-5"],
               [r.card for r in results])
-    for r in results:
-        rts = [k for k, v in r.metrics.items() if isinstance(v, dict) and "max_abs" in v]
-        mx = " / ".join(f"{r.metrics[k]['max_abs']:.1e}" for k in rts)
-        tk = f"{r.metrics[rts[0]]['top1_agree']:.2f} / {r.metrics[rts[0]]['top5_agree']:.2f}" if rts else ""
-        t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
+    cards = list(dict.fromkeys(r.card for r in results))
+    for card in cards:
+        mine = [r for r in results if r.card == card]
+        for r in mine:
+            if r.status == "skip":
+                continue
+            rts = [k for k, v in r.metrics.items() if isinstance(v, dict) and "max_abs" in v]
+            mx = " / ".join(f"{r.metrics[k]['max_abs']:.1e}" for k in rts)
+            tk = f"{r.metrics[rts[0]]['top1_agree']:.2f} / {r.metrics[rts[0]]['top5_agree']:.2f}" if rts else ""
+            t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
+        for _why, rs in skip_groups(mine):   # identical skips of a card: one row (every one is in the results)
+            if len(rs) == 1:
+                t.add_row(_e(card), rs[0].check, _e(rs[0].mode), status("skip"), "", "")
+            else:
+                t.add_row(_e(card), f"{len(rs)} checks", _e(", ".join(sorted({r.mode for r in rs}))), status("skip"),
+                          "", "")
     console.print(t)
-    for r in results:
-        if r.status != "pass":
-            console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
+    for card in cards:
+        mine = [r for r in results if r.card == card]
+        for r in mine:
+            if r.status in ("fail", "error"):
+                console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
+        for why, rs in skip_groups(mine):
+            what = f"{rs[0].check} ({rs[0].mode})" if len(rs) == 1 else _checks(rs)
+            console.print(f"{status('skip')} {_e(card)} {_e(what)}: {_e(why)}")
 
 
 def _e(text: str) -> str:

@@ -35,7 +35,8 @@ def add(sub: Any) -> None:
     p.add_argument("--data", help="val dir (val/ + val_label.txt, ImageFolder) or a 'path label' list file; "
                                   "default $MBV2_PARITY_IMAGENET")
     p.add_argument("--limit", type=int, default=None, help="stratified subset of N images (Wilson intervals)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0: the same images "
+                                                         "every run)")
     p.add_argument("--shard", metavar="K/N", default=None,
                    help="evaluate shard K of N only (stratified by class, independent of file order) and write its "
                         "per-image records; combine the N files with `eval merge`")
