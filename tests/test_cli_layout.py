@@ -130,3 +130,60 @@ def test_list_fits_every_width_with_ids_whole(width):
 def test_a_cut_reason_ends_at_a_space():
     assert cli_common.clip("top1=1.00 top5=1.00", 14) == "top1=1.00 …"
     assert cli_common.clip("short", 14) == "short"
+
+
+def shown(results, width=120):
+    buf = io.StringIO()
+    con = cli_common.console
+    old = con.file, con.width
+    con.file, con.width = buf, width
+    try:
+        check.show(results, 1.0, 1)
+        lines = [check._line(r) for r in results if r.status != "skip"]
+        lines += [check._skip_line(rs) for _w, rs in check.skip_groups(results)]
+        con.print("\n".join(lines))
+    finally:
+        con.file, con.width = old
+    return buf.getvalue().splitlines()
+
+
+def test_identical_skips_of_a_card_are_one_line_and_one_row_and_all_kept():
+    why = "pretrained weights unavailable: offline mode and not in the cache (url: https://example.org/w.pth)"
+    card = "timm/mobilenetv2_050.lamb_in1k"
+    rs = [CheckResult(card, f"deploy-rt{i}", "skip", why, "pretrained") for i in range(12)]
+    rs += [CheckResult(card, "onnx-opset17", "skip", "another reason", "real"),
+           CheckResult(card, "spec", "pass", "fine", "-")]
+    lines = shown(rs)
+    assert sum(why[:30] in line for line in lines) == 2          # the per-check line and the reason below the table
+    assert sum("12 checks" in line for line in lines) == 3 and sum("another reason" in line for line in lines) == 2
+    assert sum(card in line and "skip" in line for line in lines if "│" in line) == 2   # table rows: one per reason
+    assert [len(g) for _w, g in check.skip_groups(rs)] == [12, 1]
+
+
+@pytest.mark.parametrize("width", (60, 80, 120))
+def test_a_per_check_line_is_one_line_cut_at_a_space(width):
+    r = CheckResult("c", "onnx-opset17", "pass", "ort-opt-off: max_abs=5.76e-04 max_rel=1.84e-05 cos_min=1.0000000 "
+                    "top1=1.000 top5=1.000 | ort-opt-on: max_abs=5.46e-04 top1=1.000 top5=1.000", "seeded")
+    lines = shown([r], width)
+    line = next(line for line in lines if line.startswith("  onnx-opset17"))
+    assert len(line) <= width and line.endswith(" …")
+    assert set(line.split()[3:-1]) <= set(r.reason.split())      # what is shown is whole words of the reason
+
+
+def test_preprocess_runs_the_difference_matrix_only_when_asked():
+    from parity.cli import namespace_for
+    assert namespace_for(["preprocess", "keras/*"]).matrix == 0
+    assert namespace_for(["preprocess", "keras/*", "--matrix", "100"]).matrix == 100
+
+
+def test_eval_shows_the_published_deployed_numbers_of_what_was_evaluated_only():
+    from parity.cli.eval import concerning
+    from parity.deploy.published import table_rows
+    every = table_rows(REGISTRY)
+    assert len(every) >= 10
+    shown_rows = concerning(every, [("tflite-int8", "int8")])
+    assert shown_rows and {(r["runtime"], r["precision"]) for r in shown_rows} == {("tflite", "int8")}
+    assert {(r["runtime"], r["precision"]) for r in concerning(every, [("torch-qnnpack", "int8")])} == \
+        {("torch-qnnpack", "int8")}
+    assert concerning(every, [("ort-fp16", "fp16"), ("openvino-int8", "int8")]) == []
+    assert {r["precision"] for r in concerning(every, [("tflite", "fp32")])} == {"fp32"}

@@ -149,8 +149,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fit(prefix: str, styled: str, reason: str) -> str:
+    """One line per check at any width: the reason cut at a space to what is left of the console's width (the whole
+    reason is in the results, and below the table for every failure, error and skip)."""
+    return styled + _e(clip(reason, max(24, console.width - len(prefix) - 1)))
+
+
 def _line(r: CheckResult) -> str:
-    return f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(clip(r.reason, 160))}"
+    head = f"  {r.check:<19} {r.mode:<10} "
+    return _fit(f"{head}{r.status} ", f"{_e(head)}{status(r.status)} ", r.reason)
 
 
 def skip_groups(results: list[CheckResult]) -> list[tuple[str, list[CheckResult]]]:
@@ -171,7 +178,8 @@ def _checks(rs: list[CheckResult]) -> str:
 def _skip_line(rs: list[CheckResult]) -> str:
     if len(rs) == 1:
         return _line(rs[0])
-    return f"  {status('skip')} {_e(_checks(rs))}: {_e(clip(rs[0].reason, 160))}"
+    head = f"  {f'{len(rs)} checks':<19} {', '.join(sorted({r.mode for r in rs})):<10} "   # named below the table
+    return _fit(f"{head}skip ", f"{_e(head)}{status('skip')} ", rs[0].reason)
 
 
 def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) -> None:
