@@ -187,3 +187,18 @@ def test_eval_shows_the_published_deployed_numbers_of_what_was_evaluated_only():
         {("torch-qnnpack", "int8")}
     assert concerning(every, [("ort-fp16", "fp16"), ("openvino-int8", "int8")]) == []
     assert {r["precision"] for r in concerning(every, [("tflite", "fp32")])} == {"fp32"}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_detail_columns_leave_the_table_before_it_becomes_blocks(width):
+    pub = "; ".join(f"{s} 71.80 pass" for s in ("keras-docs", "keras-applications", "seed000", "seed004", "tflite-hosted"))
+    t = cli_common.table("evaluation", ["card", "runtime", "precision", "images", "top-1 [95 % CI]", "top-5 [95 % CI]",
+                                        "skipped", "img/s", "cache", "vs published"], details=("vs published",))
+    for rt in ("native", "tflite-int8"):
+        t.add_row("keras/mobilenet_v2_1.0_224.imagenet", rt, "fp32", "1000", "71.20 [68.2, 74.2]", "90.00 [88.0, 92.0]",
+                  "0", "137", "hit", pub)
+    lines = assert_fits(t, width)
+    in_table = any("┃" in line and "runtime" in line for line in lines)
+    assert in_table == (width >= 120) and any("vs published" in line for line in lines)
+    if width == 120:   # the table without the details column, the details below it
+        assert not any("vs published" in line and "┃" in line for line in lines)

@@ -68,14 +68,17 @@ class FitTable:
 
     * as a table when every column fits at its longest word (the ``WHOLE`` columns at their longest cell); cells wrap
       at spaces only, the spare width goes to the columns that would wrap most;
+    * else, when it has ``details`` columns (long text such as the published numbers a result was checked against),
+      as a table without them, each row's details on lines below the table;
     * otherwise one record per block: the record's id on a line, then one ``column: value`` line per non-empty cell.
 
     Printed with ``console.print`` like a rich table (it is a rich renderable: the layout is chosen at print time from
     the width the console gives it)."""
 
-    def __init__(self, title: str, columns: list[str], ids: list[str] | None = None) -> None:
+    def __init__(self, title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = ()) -> None:
         self.title = title
         self.columns = list(columns)
+        self.details = details
         self.rows: list[list[Text]] = []
 
     @property
@@ -86,17 +89,20 @@ class FitTable:
         row = [c if isinstance(c, Text) else Text.from_markup("" if c is None else str(c)) for c in cells]
         self.rows.append(row + [Text("")] * (len(self.columns) - len(row)))
 
-    def widths(self, width: int) -> list[int] | None:
-        """Content width per column for a table of at most ``width`` columns, or None when the words do not fit."""
+    def widths(self, width: int, keep: list[int] | None = None) -> list[int] | None:
+        """Content width per column (of ``keep``, default all) for a table of at most ``width`` columns, or None
+        when the words do not fit."""
         natural, least = [], []
-        for i, name in enumerate(self.columns):
+        keep = list(range(len(self.columns))) if keep is None else keep
+        for i in keep:
+            name = self.columns[i]
             cells = [r[i].plain for r in self.rows]
             full = max((cell_len(line) for c in cells for line in c.splitlines() or [""]), default=0)
             words = [cell_len(w) for c in cells for w in c.split()]
             head_words = max((cell_len(w) for w in name.split()), default=1)
             natural.append(max(full, cell_len(name)))
             least.append(max(full if name in WHOLE else max(words, default=0), head_words, 1))
-        room = width - (3 * len(self.columns) + 1)       # borders and padding of the default box
+        room = width - (3 * len(keep) + 1)       # borders and padding of the default box
         if sum(natural) <= room:
             return natural
         if sum(least) > room:
@@ -114,14 +120,25 @@ class FitTable:
         return out
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keep = list(range(len(self.columns)))
         widths = self.widths(options.max_width)
+        if widths is None and self.details:
+            keep = [i for i, c in enumerate(self.columns) if c not in self.details]
+            widths = self.widths(options.max_width, keep)
         if widths is not None:
             t = Table(title=escape(self.title), title_justify="left")
-            for name, w in zip(self.columns, widths):
-                t.add_column(name, width=w, no_wrap=name in WHOLE, overflow="fold")
+            for i, w in zip(keep, widths):
+                t.add_column(self.columns[i], width=w, no_wrap=self.columns[i] in WHOLE, overflow="fold")
             for r in self.rows:
-                t.add_row(*r)
+                t.add_row(*(r[i] for i in keep))
             yield t
+            for r in self.rows:     # the detail columns left out of the table: below it, row by row
+                for i, name in enumerate(self.columns):
+                    if i not in keep and r[i].plain.strip():
+                        yield Text(", ".join(c.plain for c in r[:2]) + f", {name}:", style="dim")
+                        for line in r[i].wrap(console, max(20, options.max_width - 5), overflow="fold"):
+                            line.rstrip()
+                            yield Text("    ") + line
             return
         yield Text(self.title, style="italic")
         width = options.max_width
@@ -147,9 +164,9 @@ class FitTable:
                     yield (head if n == 0 else Text(" " * indent)) + line
 
 
-def table(title: str, columns: list[str], ids: list[str] | None = None) -> FitTable:
+def table(title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = ()) -> FitTable:
     """A table that fits the console (``FitTable``): ids, numbers and statuses are never split."""
-    return FitTable(title, columns, ids)
+    return FitTable(title, columns, ids, details)
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
