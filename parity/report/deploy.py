@@ -67,19 +67,18 @@ def bench_chart(bench: Doc, png: Any) -> str:
     import matplotlib.pyplot as plt
     res = bench["results"]
     settings = bench["settings"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(res)), 3.5))
-    x = np.arange(len(res))
-    w = 0.8 / len(settings)
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.3 * len(res) * len(settings)))
+    y = np.arange(len(res))
+    h = 0.8 / len(settings)
     for i, s in enumerate(settings):
-        ax.bar(x + i * w, [r[s].get("vs_ort_fp32") or 0 for r in res], w, label=s)
-    ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xticks(x + 0.4 - w / 2, [f"{r['card'].split('/')[-1][:18]} {r['runtime']}" for r in res], rotation=60,
-                  ha="right", fontsize=7)
-    ax.set_ylabel("latency / ORT fp32 (same run)")
+        ax.barh(y + i * h, [r[s].get("vs_ort_fp32") or 0 for r in res], h, label=s)
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_yticks(y + 0.4 - h / 2, [f"{r['card']} {r['runtime']} ({r['precision']})" for r in res], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency / ORT fp32 of the same card, same run (lower is faster)", fontsize=8)
     ax.legend(fontsize=7)
     weights = f"weights {bench['weights']}" if bench.get("weights") else "timings do not depend on the weight values"
-    ax.set_title(f"latency relative to ORT fp32 of the same card, median of {bench.get('repeats', '?')} calls "
-                 f"(lower is faster; {weights})", fontsize=9)
+    ax.set_title(f"latency relative to ORT fp32, median of {bench.get('repeats', '?')} calls ({weights})", fontsize=9)
     return str(png(fig))
 
 
