@@ -60,6 +60,7 @@ def status(s: str) -> str:
 
 
 WHOLE = ("id", "card")   # columns never wrapped or cut: two ids must never look the same
+HEADER_FOLD = 8          # a column header longer than this may fold (never a cell)
 BLOCK_KEY = 22           # widest column name shown in full in the one-record-per-block layout
 
 
@@ -75,10 +76,12 @@ class FitTable:
     Printed with ``console.print`` like a rich table (it is a rich renderable: the layout is chosen at print time from
     the width the console gives it)."""
 
-    def __init__(self, title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = ()) -> None:
+    def __init__(self, title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = (),
+                 row_key: tuple[str, ...] = ()) -> None:
         self.title = title
         self.columns = list(columns)
-        self.details = details
+        self.details = details     # columns that may leave the table (below it, row by row)
+        self.row_key = row_key or tuple(c for c in self.columns if c in WHOLE)[:1] or (self.columns[0],)
         self.rows: list[list[Text]] = []
 
     @property
@@ -101,7 +104,8 @@ class FitTable:
             words = [cell_len(w) for c in cells for w in c.split()]
             head_words = max((cell_len(w) for w in name.split()), default=1)
             natural.append(max(full, cell_len(name)))
-            least.append(max(full if name in WHOLE else max(words, default=0), head_words, 1))
+            # a header may fold past HEADER_FOLD characters (a command names such columns whole below its table)
+            least.append(max(full if name in WHOLE else max(words, default=0), min(head_words, HEADER_FOLD), 1))
         room = width - (3 * len(keep) + 1)       # borders and padding of the default box
         if sum(natural) <= room:
             return natural
@@ -135,7 +139,8 @@ class FitTable:
             for r in self.rows:     # the detail columns left out of the table: below it, row by row
                 for i, name in enumerate(self.columns):
                     if i not in keep and r[i].plain.strip():
-                        yield Text(", ".join(c.plain for c in r[:2]) + f", {name}:", style="dim")
+                        key = ", ".join(r[self.columns.index(k)].plain for k in self.row_key)
+                        yield Text(f"{key}, {name}:", style="dim")
                         for line in r[i].wrap(console, max(20, options.max_width - 5), overflow="fold"):
                             line.rstrip()
                             yield Text("    ") + line
@@ -164,9 +169,10 @@ class FitTable:
                     yield (head if n == 0 else Text(" " * indent)) + line
 
 
-def table(title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = ()) -> FitTable:
+def table(title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = (),
+          row_key: tuple[str, ...] = ()) -> FitTable:
     """A table that fits the console (``FitTable``): ids, numbers and statuses are never split."""
-    return FitTable(title, columns, ids, details)
+    return FitTable(title, columns, ids, details, row_key)
 
 
 def add_models(p: argparse.ArgumentParser) -> None:

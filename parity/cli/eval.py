@@ -293,7 +293,8 @@ def published_deployed(evaluated: list[tuple[str, str]]) -> None:
 def show(rows: list[tuple[str, str, Any, list[Any]]], sub: Any, weights: str) -> None:
     t = table(f"evaluation: {sub.layout}, {len(sub)} images, weights {weights}",
               ["card", "runtime", "precision", "images", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s",
-               "cache", "vs published"], [cid for cid, *_ in rows], details=("vs published",))
+               "cache", "vs published"], [cid for cid, *_ in rows], details=("vs published",),
+              row_key=("card", "runtime"))
     for cid, name, r, checks in rows:
         pub = "; ".join(f"{pc.source} {100 * pc.published:.2f} {pc.status}" for pc in checks if pc.metric == "top1")
         t.add_row(escape(cid), name, str(r.runtime.get("precision", "")), str(r.n),
