@@ -139,8 +139,8 @@ class FitTable:
             for r in self.rows:     # the detail columns left out of the table: below it, row by row
                 for i, name in enumerate(self.columns):
                     if i not in keep and r[i].plain.strip():
-                        key = ", ".join(r[self.columns.index(k)].plain for k in self.row_key)
-                        yield Text(f"{key}, {name}:", style="dim")
+                        ident = ", ".join(r[self.columns.index(k)].plain for k in self.row_key)
+                        yield Text(f"{ident}, {name}:", style="dim")
                         for line in r[i].wrap(console, max(20, options.max_width - 5), overflow="fold"):
                             line.rstrip()
                             yield Text("    ") + line
