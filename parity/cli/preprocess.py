@@ -22,7 +22,8 @@ PTQ = "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 
 
 def add(sub: Any) -> None:
-    p = sub.add_parser("preprocess", help="reference vs native preprocessing per card + the difference matrix")
+    p = sub.add_parser("preprocess", help="reference vs native preprocessing per card (and the difference matrix "
+                                          "with --matrix N)")
     add_models(p)
     p.add_argument("--real", type=int, default=24, help="real images added to the edge cases (default 24)")
     p.add_argument("--matrix", type=int, default=0, metavar="N",
