@@ -27,7 +27,8 @@ def add(sub: Any) -> None:
     add_models(p)
     p.add_argument("--runtime", action="append", default=None, help="runtime (family or name; repeatable; default: "
                                                                     "every deploy runtime that applies)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"))
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"),
+                   help="the precision of --runtime FAMILY (ort, openvino, tflite, paddle-inference)")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per setting after one warm-up (20)")
     p.add_argument("--calib-images", type=int, default=200, help="calibration images of int8 artifacts (200)")
     p.add_argument("--weights", default="seeded", help="weights mode (timings do not depend on the values)")

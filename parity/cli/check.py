@@ -22,6 +22,7 @@ from .common import (
     add_quant_options,
     add_workdir,
     check_opsets,
+    clip,
     console,
     json_out,
     preflight,
@@ -159,20 +160,71 @@ def judged(results: list[CheckResult], known: list[findings.Finding]) -> list[Ch
     return [CheckResult(**d) for d in findings.apply([r.to_dict() for r in results], known)]
 
 
+def _fit(prefix: str, styled: str, reason: str) -> str:
+    """One line per check at any width: the reason cut at a space to what is left of the console's width (the whole
+    reason is in the results, and below the table for every failure, error and skip)."""
+    return styled + _e(clip(reason, max(24, console.width - len(prefix) - 1)))
+
+
 def _line(r: CheckResult) -> str:
-    return f"  {r.check:<14} {_e(r.mode):<10} {status(r.status)} {_e(r.reason[:160])}"
+    head = f"  {r.check:<19} {r.mode:<10} "
+    return _fit(f"{head}{r.status} ", f"{_e(head)}{status(r.status)} ", r.reason)
+
+
+def skip_groups(results: list[CheckResult]) -> list[tuple[str, list[CheckResult]]]:
+    """A card's skips grouped by reason (offline, a card's pretrained checks all skip for the same one), in the order
+    of their first check."""
+    groups: dict[str, list[CheckResult]] = {}
+    for r in results:
+        if r.status == "skip":
+            groups.setdefault(r.reason, []).append(r)
+    return list(groups.items())
+
+
+def _checks(rs: list[CheckResult]) -> str:
+    modes = sorted({r.mode for r in rs})
+    return f"{len(rs)} checks ({', '.join(dict.fromkeys(r.check for r in rs))}; {', '.join(modes)})"
+
+
+def _skip_line(rs: list[CheckResult]) -> str:
+    if len(rs) == 1:
+        return _line(rs[0])
+    head = f"  {f'{len(rs)} checks':<19} {', '.join(sorted({r.mode for r in rs})):<10} "   # named below the table
+    return _fit(f"{head}skip ", f"{_e(head)}{status('skip')} ", rs[0].reason)
 
 
 def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) -> None:
     """Every card's plan; with ``--jobs`` > 1 the stacks run concurrently (``jobs.in_card_order``): each card's lines
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
+    live: dict[str, list[CheckResult]] = {}   # each card's results as they come: kept when the card is interrupted
+    finished: set[str] = set()
+
     def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
         items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
         known = getattr(args, "findings", [])
-        return judged(checks.run_plan(h, card, items, lambda r: note(_line(judged([r], known)[0]))), known)
+        got = live.setdefault(card.id, [])
 
-    in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
-                  lambda card, res: results.extend(res))
+        def each(r: CheckResult) -> None:
+            (r,) = judged([r], known)   # a known finding reproduced is printed as `expected`
+            got.append(r)
+            if r.status != "skip":      # skips come after the card's other lines, one line per reason
+                note(_line(r))
+        res = judged(checks.run_plan(h, card, items, each), known)
+        for _why, rs in skip_groups(res):
+            note(_skip_line(rs))
+        return res
+
+    def finish(card: Any, res: list[CheckResult]) -> None:
+        results.extend(res)
+        finished.add(card.id)
+
+    try:
+        in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
+                      finish)
+    finally:   # Ctrl-C or a crash: the checks an unfinished card already ran are results too (partial, not "not run")
+        for card in args.cards:
+            if card.id not in finished:
+                results.extend(live.get(card.id, []))
 
 
 def run_versions(h: Harness) -> dict[str, dict[str, str]]:
@@ -193,15 +245,31 @@ def show(results: list[CheckResult], wall: float, n_cards: int) -> None:
     t = table(f"mbv2-parity check: {n_cards} cards, {wall:.1f}s",
               ["card", "check", "weights", "status", "max_abs per runtime", "top-1 / top-5"],
               [r.card for r in results])
-    for r in results:
-        rts = [k for k, v in r.metrics.items() if isinstance(v, dict) and "max_abs" in v]
-        mx = " / ".join(f"{r.metrics[k]['max_abs']:.1e}" for k in rts)
-        tk = f"{r.metrics[rts[0]]['top1_agree']:.2f} / {r.metrics[rts[0]]['top5_agree']:.2f}" if rts else ""
-        t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
+    cards = list(dict.fromkeys(r.card for r in results))
+    for card in cards:
+        mine = [r for r in results if r.card == card]
+        for r in mine:
+            if r.status == "skip":
+                continue
+            rts = [k for k, v in r.metrics.items() if isinstance(v, dict) and "max_abs" in v]
+            mx = " / ".join(f"{r.metrics[k]['max_abs']:.1e}" for k in rts)
+            tk = f"{r.metrics[rts[0]]['top1_agree']:.2f} / {r.metrics[rts[0]]['top5_agree']:.2f}" if rts else ""
+            t.add_row(_e(r.card), r.check, _e(r.mode), status(r.status), mx, tk)
+        for _why, rs in skip_groups(mine):   # identical skips of a card: one row (every one is in the results)
+            if len(rs) == 1:
+                t.add_row(_e(card), rs[0].check, _e(rs[0].mode), status("skip"), "", "")
+            else:
+                t.add_row(_e(card), f"{len(rs)} checks", _e(", ".join(sorted({r.mode for r in rs}))), status("skip"),
+                          "", "")
     console.print(t)
-    for r in results:
-        if r.status not in ("pass", findings.EXPECTED):
-            console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
+    for card in cards:
+        mine = [r for r in results if r.card == card]
+        for r in mine:
+            if r.status in ("fail", "error"):
+                console.print(f"{status(r.status)} {_e(r.card)} {r.check} ({_e(r.mode)}): {_e(r.reason)}")
+        for why, rs in skip_groups(mine):
+            what = f"{rs[0].check} ({rs[0].mode})" if len(rs) == 1 else _checks(rs)
+            console.print(f"{status('skip')} {_e(card)} {_e(what)}: {_e(why)}")
 
 
 def _e(text: str) -> str:

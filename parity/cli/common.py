@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .. import frameworks, settings
 from ..errors import UsageError
@@ -45,24 +47,132 @@ def say(text: str) -> None:
     console.print(escape(text))
 
 
+def clip(text: str, n: int) -> str:
+    """``text`` shortened to at most ``n`` characters at a space (a number or a word is never cut), with `…`."""
+    if len(text) <= n:
+        return text
+    cut = text.rfind(" ", 0, n - 1)
+    return (text[:cut] if cut > 0 else text[:n - 1]).rstrip(" ,;") + " …"
+
+
 def status(s: str) -> str:
     return f"[{STYLE.get(s, 'white')}]{s}[/]"
 
 
 WHOLE = ("id", "card")   # columns never wrapped or cut: two ids must never look the same
+HEADER_FOLD = 8          # a column header longer than this may fold (never a cell)
+BLOCK_KEY = 22           # widest column name shown in full in the one-record-per-block layout
 
 
-def table(title: str, columns: list[str], ids: list[str] | None = None) -> Table:
-    """A table whose cells wrap instead of being cut; the id column (``WHOLE``) is as wide as the longest of
-    ``ids`` so every id stays on one line."""
-    t = Table(title=escape(title), title_justify="left")
-    widest = max((len(i) for i in ids or []), default=0)
-    for c in columns:
-        if c in WHOLE:
-            t.add_column(c, no_wrap=True, min_width=widest or None)
-        else:
-            t.add_column(c, overflow="fold")
-    return t
+class FitTable:
+    """A table that fits the width it is printed at without ever splitting a word (a number, a status, an id):
+
+    * as a table when every column fits at its longest word (the ``WHOLE`` columns at their longest cell); cells wrap
+      at spaces only, the spare width goes to the columns that would wrap most;
+    * else, when it has ``details`` columns (long text such as the published numbers a result was checked against),
+      as a table without them, each row's details on lines below the table;
+    * otherwise one record per block: the record's id on a line, then one ``column: value`` line per non-empty cell.
+
+    Printed with ``console.print`` like a rich table (it is a rich renderable: the layout is chosen at print time from
+    the width the console gives it)."""
+
+    def __init__(self, title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = (),
+                 row_key: tuple[str, ...] = ()) -> None:
+        self.title = title
+        self.columns = list(columns)
+        self.details = details     # columns that may leave the table (below it, row by row)
+        self.row_key = row_key or tuple(c for c in self.columns if c in WHOLE)[:1] or (self.columns[0],)
+        self.rows: list[list[Text]] = []
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def add_row(self, *cells: Any) -> None:
+        row = [c if isinstance(c, Text) else Text.from_markup("" if c is None else str(c)) for c in cells]
+        self.rows.append(row + [Text("")] * (len(self.columns) - len(row)))
+
+    def widths(self, width: int, keep: list[int] | None = None) -> list[int] | None:
+        """Content width per column (of ``keep``, default all) for a table of at most ``width`` columns, or None
+        when the words do not fit."""
+        natural, least = [], []
+        keep = list(range(len(self.columns))) if keep is None else keep
+        for i in keep:
+            name = self.columns[i]
+            cells = [r[i].plain for r in self.rows]
+            full = max((cell_len(line) for c in cells for line in c.splitlines() or [""]), default=0)
+            words = [cell_len(w) for c in cells for w in c.split()]
+            head_words = max((cell_len(w) for w in name.split()), default=1)
+            natural.append(max(full, cell_len(name)))
+            # a header may fold past HEADER_FOLD characters (a command names such columns whole below its table)
+            least.append(max(full if name in WHOLE else max(words, default=0), min(head_words, HEADER_FOLD), 1))
+        room = width - (3 * len(keep) + 1)       # borders and padding of the default box
+        if sum(natural) <= room:
+            return natural
+        if sum(least) > room:
+            return None
+        out, spare = list(least), room - sum(least)
+        want = [n - m for n, m in zip(natural, least)]
+        total = sum(want)
+        for i, w in enumerate(want):
+            out[i] += min(w, spare * w // total) if total else 0
+        left = room - sum(out)
+        for i in sorted(range(len(out)), key=lambda j: natural[j] - out[j], reverse=True):
+            add = min(left, natural[i] - out[i])
+            out[i] += add
+            left -= add
+        return out
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        keep = list(range(len(self.columns)))
+        widths = self.widths(options.max_width)
+        if widths is None and self.details:
+            keep = [i for i, c in enumerate(self.columns) if c not in self.details]
+            widths = self.widths(options.max_width, keep)
+        if widths is not None:
+            t = Table(title=escape(self.title), title_justify="left")
+            for i, w in zip(keep, widths):
+                t.add_column(self.columns[i], width=w, no_wrap=self.columns[i] in WHOLE, overflow="fold")
+            for r in self.rows:
+                t.add_row(*(r[i] for i in keep))
+            yield t
+            for r in self.rows:     # the detail columns left out of the table: below it, row by row
+                for i, name in enumerate(self.columns):
+                    if i not in keep and r[i].plain.strip():
+                        ident = ", ".join(r[self.columns.index(k)].plain for k in self.row_key)
+                        yield Text(f"{ident}, {name}:", style="dim")
+                        for line in r[i].wrap(console, max(20, options.max_width - 5), overflow="fold"):
+                            line.rstrip()
+                            yield Text("    ") + line
+            return
+        yield Text(self.title, style="italic")
+        width = options.max_width
+        key = next((i for i, c in enumerate(self.columns) if c in WHOLE), 0)
+        kw = min(max(cell_len(c) for c in self.columns) + 4, BLOCK_KEY, width // 2)
+        for r in self.rows:
+            yield Text("- ", style="bold") + Text(r[key].plain, style="bold")
+            for i, (name, cell) in enumerate(zip(self.columns, r)):
+                if i == key or not cell.plain.strip():
+                    continue
+                label = f"  {name}: "
+                indent = kw if cell_len(label) <= kw else 4
+                room = width - indent
+                if max(cell_len(w) for w in cell.plain.split()) > room:   # a word wider than the room beside
+                    indent, room = 4, width - 4                            # the label: the value under it
+                lines = cell.wrap(console, room, overflow="fold")
+                head = Text(label.ljust(indent) if cell_len(label) <= indent else label, style="dim")
+                if cell_len(label) > indent:
+                    yield head
+                    head = Text(" " * indent)
+                for n, line in enumerate(lines):
+                    line.rstrip()
+                    yield (head if n == 0 else Text(" " * indent)) + line
+
+
+def table(title: str, columns: list[str], ids: list[str] | None = None, details: tuple[str, ...] = (),
+          row_key: tuple[str, ...] = ()) -> FitTable:
+    """A table that fits the console (``FitTable``): ids, numbers and statuses are never split."""
+    return FitTable(title, columns, ids, details, row_key)
 
 
 def add_models(p: argparse.ArgumentParser) -> None:

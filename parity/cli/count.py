@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
             if r.status != "error":
                 tables[card.id] = r.metrics.get("conventions") or counts(h, card)
     t = table("FLOPs (M) by convention (counted on the exported ONNX graph with BatchNorm kept)",
-              ["card", *names, "native counters (M)"], list(tables))
+              ["card", *names, "native counters (M)"], list(tables), details=("native counters (M)",))
     for cid, tb in tables.items():
         t.add_row(escape(cid), *("-" if tb["flops"].get(n) is None else f"{tb['flops'][n] / 1e6:.3f}" for n in names),
                   ", ".join(f"{k} {v / 1e6:.3f}" for k, v in tb.get("native_counters", {}).items()))
     console.print(t)
-    for n in names:  # the rule behind each column (headers may wrap at 120 columns; the names are here whole)
+    for n in names:  # the rule behind each column (a header may fold in a narrow table; the names are here whole)
         console.print(f"  [bold]{escape(n)}[/]: {escape(flops.CONVENTIONS[n].doc)}")
     pnames = sorted({k for tb in tables.values() for k in tb["params"]})
     t = table("params by convention", ["card", *pnames], list(tables))

@@ -21,7 +21,7 @@ from .common import workdir as get_workdir
 
 def add(sub: Any) -> None:
     p = sub.add_parser("golden", help="golden fingerprints: `golden update [MODEL...] [--write]`")
-    p.add_argument("action", choices=("update",))
+    p.add_argument("action", choices=("update",), help="update: recompute the fingerprints of the cards")
     add_models(p)
     p.add_argument("--write", action="store_true", help="write the new fingerprints (default: show the diff only)")
     p.add_argument("--golden-dir", help="default fixtures/golden")

@@ -37,7 +37,8 @@ def add(sub: Any) -> None:
     p.add_argument("--data", help="val dir (val/ + val_label.txt, ImageFolder) or a 'path label' list file; "
                                   "default $MBV2_PARITY_IMAGENET")
     p.add_argument("--limit", type=int, default=None, help="stratified subset of N images (Wilson intervals)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0: the same images "
+                                                         "every run)")
     p.add_argument("--shard", metavar="K/N", default=None,
                    help="evaluate shard K of N only (stratified by class, independent of file order) and write its "
                         "per-image records; combine the N files with `eval merge`")
@@ -287,15 +288,40 @@ def deployed(rows: list[tuple[str, str, Any, list[Any]]]) -> list[dict[str, Any]
                       f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]", f"{100 * agree:.1f} %")
     if out:
         console.print(t)
-        published_deployed()
+        published_deployed([(d["runtime"], str(d["precision"])) for d in out])
     return out
 
 
-def published_deployed() -> None:
-    """The published numbers of deployed MobileNetV2s, for reference beside the measured table (other weights)."""
+def _family(name: str) -> set[str]:
+    """The names a published row may give a runtime by: its own, its family's (``onnx`` for ONNX Runtime)."""
+    from .. import runtimes
+    entry = next((e for e in runtimes.entries() if e.name == name), None)
+    family = getattr(entry.factory, "family", "") if entry else ""
+    return {name, family} | ({"onnx", "ort"} if family == "onnxruntime" else set())
+
+
+def concerning(rows: list[dict[str, Any]], evaluated: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The published deployed rows about what was evaluated: the same runtime (or its family) at the precision it
+    ran (``f32`` is ``fp32``)."""
+    def norm(p: str) -> str:
+        return "fp32" if p in ("f32", "fp32") else p
+    want = [(_family(name), norm(prec)) for name, prec in evaluated]
+    return [r for r in rows if any(r["runtime"].split()[0].strip("()") in names and norm(r["precision"]) == prec
+                                   for names, prec in want)]
+
+
+def published_deployed(evaluated: list[tuple[str, str]]) -> None:
+    """The published numbers of deployed MobileNetV2s that concern the runtimes evaluated (their runtime at the
+    precision that ran), for reference beside the measured table (other weights)."""
     from ..deploy.published import table_rows
-    rows = table_rows(load_registry())
-    t = table("published deployed numbers (their own weights and images; for reference, not a verdict)",
+    every = table_rows(load_registry())
+    rows = concerning(every, evaluated)
+    if not rows:
+        say(f"published deployed numbers: none of the registry's {len(every)} concerns "
+            + ", ".join(dict.fromkeys(f"{n} ({p})" for n, p in evaluated)))
+        return
+    t = table(f"published deployed numbers for what was evaluated ({len(rows)} of the registry's {len(every)}; their "
+              "own weights and images; for reference, not a verdict)",
               ["model", "runtime", "precision", "metric", "published", "source"], [r["model"] for r in rows])
     for r in rows:
         t.add_row(escape(r["model"]), escape(r["runtime"]), r["precision"], r["metric"], r["digits"],
@@ -305,8 +331,9 @@ def published_deployed() -> None:
 
 def show(rows: list[tuple[str, str, Any, list[Any]]], sub: Any, weights: str) -> None:
     t = table(f"evaluation: {sub.layout}, {len(sub)} images, weights {weights}",
-              ["card", "runtime", "precision", "evaluated", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s",
-               "cache", "vs published"], [cid for cid, *_ in rows])
+              ["card", "runtime", "precision", "images", "top-1 [95 % CI]", "top-5 [95 % CI]", "skipped", "img/s",
+               "cache", "vs published"], [cid for cid, *_ in rows], details=("vs published",),
+              row_key=("card", "runtime"))
     for cid, name, r, checks in rows:
         pub = "; ".join(f"{pc.source} {100 * pc.published:.2f} {pc.status}" for pc in checks if pc.metric == "top1")
         t.add_row(escape(cid), name, str(r.runtime.get("precision", "")), str(r.n),

@@ -15,17 +15,20 @@ from ..preprocess.matrix import difference_matrix, labeled_sample
 from ..probes import preprocessing_images
 from ..registry import Registry, load_registry
 from ..weights.transplant import in_layout, tflite_spec, to_canonical
-from .common import add_models, add_workdir, console, preflight, select, status, table
+from .common import add_models, add_workdir, console, preflight, say, select, status, table
 from .common import workdir as get_workdir
 
 PTQ = "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 
 
 def add(sub: Any) -> None:
-    p = sub.add_parser("preprocess", help="reference vs native preprocessing per card + the difference matrix")
+    p = sub.add_parser("preprocess", help="reference vs native preprocessing per card (and the difference matrix "
+                                          "with --matrix N)")
     add_models(p)
     p.add_argument("--real", type=int, default=24, help="real images added to the edge cases (default 24)")
-    p.add_argument("--matrix", type=int, default=100, help="labeled images for the difference matrix (0: skip)")
+    p.add_argument("--matrix", type=int, default=0, metavar="N",
+                   help="also price the difference matrix on N labeled images with the real TFLite weights (default: "
+                        "not run: it runs every spec through the model; the README's table used 100)")
     add_workdir(p)
     p.set_defaults(fn=run, prepare=prepare, step="preprocess")
 
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         root = realdata_dir()
         if args.matrix and root is not None:
             doc["matrix"] = matrix(h, reg, root, args.matrix, wd)
+        elif args.matrix:
+            say("note: --matrix needs the real data (MBV2_PARITY_REALDATA): the difference matrix was not run")
     write_json(doc, wd / "preprocess.json")
     return EXIT_FAILED if fails else EXIT_OK
 

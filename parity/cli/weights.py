@@ -26,8 +26,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 def add(sub: Any) -> None:
     p = sub.add_parser("transplant", help="move weights to another framework: SRC (TFLite, canonical .safetensors or "
                                           "a native weight file) -> the target's native weight file")
-    p.add_argument("src")
-    p.add_argument("--to", required=True, choices=frameworks.names())
+    p.add_argument("src", metavar="SRC", help="the weights to move: a .tflite, a canonical .safetensors or a native "
+                                              "weight file (.pth/.h5/.pdparams; a .pth needs --from)")
+    p.add_argument("--to", required=True, choices=frameworks.names(), metavar="FRAMEWORK",
+                   help="the framework whose native weight file is written: " + ", ".join(frameworks.names()))
     p.add_argument("--out", help="output path (default: SRC's name with the framework suffix, in the current directory)")
     p.add_argument("--from", dest="source_framework", choices=frameworks.names(),
                    help="framework that wrote a native SRC (.pth needs it)")
@@ -36,10 +38,12 @@ def add(sub: Any) -> None:
     add_workdir(p)
     p.set_defaults(fn=run_transplant, prepare=prepare_transplant)
     p = sub.add_parser("cross", help="the same weights in every framework x padding (+ TFLite interpreter)")
-    p.add_argument("src")
+    p.add_argument("src", metavar="SRC", help="the weights every framework is built with (.tflite, canonical "
+                                              ".safetensors or a native weight file)")
     p.add_argument("--images", help="a directory of images (default: the probe set)")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--from", dest="source_framework", choices=frameworks.names())
+    p.add_argument("--limit", type=int, default=None, help="with --images: the first N images, sorted by name (default: all)")
+    p.add_argument("--from", dest="source_framework", choices=frameworks.names(),
+                   help="framework that wrote a native SRC (.pth needs it)")
     add_workdir(p, "cross.json")
     p.set_defaults(fn=run_cross, prepare=prepare_cross, step="cross")
 

@@ -22,7 +22,7 @@ def rows(docs: list[Doc]) -> list[Doc]:
                     "warnings": sum(f["severity"] == "warning" for f in found),
                     "unknown": len(d.get("unknown") or []), "n": whole.get("n"), "psnr_db": whole.get("psnr_db"),
                     "agreement": whole.get("agreement"), "top1_change": whole.get("top1_change"),
-                    "failures": d.get("failures") or []})
+                    "failures": d.get("failures") or [], "costs": d.get("costs") or {}})
     return out
 
 
@@ -75,3 +75,38 @@ def html(audits: list[Doc]) -> str:
     fails = "".join(f"<li>{e(r['config'])}: {e(f)}</li>" for r in audits for f in r["failures"])
     return ("<h2 id='audit'>Audit (deployment configs)</h2><table id='audit'><tr>"
             + "".join(f"<th>{e(h)}</th>" for h in head) + f"</tr>{body}</table>" + (f"<ul>{fails}</ul>" if fails else ""))
+
+
+def cost_chart(r: Doc, png: Any) -> str:
+    """One audit: the top-1 change (config - upstream) of the whole config and of each finding alone, with the paired
+    95 % interval; without labels, the share of images whose top-1 changes (1 - agreement) with its interval."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    items = [(k, c) for k, c in r["costs"].items() if c.get("n")]
+    labeled = all(c.get("top1_change") is not None for _, c in items)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.4 * len(items)))
+    y = np.arange(len(items))
+    if labeled:
+        vals = [100 * c["top1_change"] for _, c in items]
+        cis = [c.get("top1_change_ci") or (c["top1_change"], c["top1_change"]) for _, c in items]
+        what = "top-1 change, config - upstream (pts), paired 95 % interval"
+    else:
+        vals = [100 * (1 - (c.get("agreement") if c.get("agreement") is not None else 1.0)) for _, c in items]
+        cis = [(1 - c["agreement_ci"][1], 1 - c["agreement_ci"][0]) if c.get("agreement_ci") else (0.0, 0.0)
+               for _, c in items]
+        what = "images whose top-1 changes (%), 95 % interval"
+    ax.barh(y, vals, color=["#c44" if v < 0 or not labeled else "#3a7" for v in vals])
+    for i, (lo, hi) in enumerate(cis):
+        ax.plot([100 * lo, 100 * hi], [i, i], color="black", lw=1)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(y, [k for k, _ in items], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(what, fontsize=8)
+    n = max(c["n"] for _, c in items)
+    ax.set_title(f"audit {r['config']} on {r['card']}: cost per finding, {n} images, weights {r['weights']}", fontsize=9)
+    return str(png(fig))
+
+
+def charts(audits: list[Doc], png: Any) -> dict[str, str]:
+    return {f"audit cost per finding: {r['config']}": cost_chart(r, png) for r in audits
+            if any(c.get("n") for c in r["costs"].values())}

@@ -1,6 +1,7 @@
-"""Charts of measured data only (matplotlib, PNG, embedded in the HTML as data URIs): the cross-framework top-1
-agreement heatmap when a cross matrix was computed, and top-1 published vs measured for the cards that were
-evaluated (a card without a measurement gets no bar)."""
+"""Charts of measured data only (matplotlib, PNG, embedded in the HTML as data URIs), each saying what was measured
+on how many images with which weights: the cross-framework top-1 agreement heatmap when a cross matrix was computed,
+the measured top-1 of the evaluated cards (the published one beside it on the published weights only), the deployment
+SQNR and top-1 agreement against their budgets, the audit's top-1 cost per finding, the bench latency ratios."""
 from __future__ import annotations
 
 import base64
@@ -35,20 +36,33 @@ def cross_heatmap(cross: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def comparable(rows: list[dict[str, Any]]) -> list[int]:
+    """The rows whose measured top-1 may stand beside the published one: measured on the published weights."""
+    return [i for i, r in enumerate(rows) if r["measured_weights"] == "pretrained" and r["published_top1"] is not None]
+
+
 def top1_chart(rows: list[dict[str, Any]]) -> str:
+    """Measured top-1 per card with its Wilson interval; the published top-1 beside it only when the published weights
+    were measured (``pretrained``): top-1 of other weights is not comparable with it. Full card ids, horizontal bars."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 3.5))
-    x = np.arange(len(rows))
-    ax.bar(x - 0.2, [100 * r["published_top1"] for r in rows], 0.4, label="published top-1")
-    ax.bar(x + 0.2, [100 * r["measured_top1"] for r in rows], 0.4, label="measured top-1")
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(rows)))
+    y = np.arange(len(rows))
+    ax.barh(y + 0.2, [100 * r["measured_top1"] for r in rows], 0.4, label="measured top-1 (95 % Wilson interval)",
+            color="#3a7")
     for i, r in enumerate(rows):
         if r["measured_top1_ci"]:
             lo, hi = r["measured_top1_ci"]
-            ax.plot([i + 0.2, i + 0.2], [100 * lo, 100 * hi], color="black", lw=1)
-    ax.set_xticks(x, [r["card"].split("/")[-1][:24] for r in rows], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("top-1 (%)")
-    ax.legend(fontsize=7)
-    ax.set_title("top-1: published vs measured (Wilson 95 % interval), evaluated cards only")
+            ax.plot([100 * lo, 100 * hi], [i + 0.2, i + 0.2], color="black", lw=1)
+    pub = [(i, rows[i]) for i in comparable(rows)]
+    if pub:
+        ax.barh([i - 0.2 for i, _ in pub], [100 * r["published_top1"] for _, r in pub], 0.4,
+                label="published top-1 (same weights)", color="#57c")
+    ax.set_yticks(y, [f"{r['card']}\n{r['measured_n']} img, {r['measured_runtime']}, weights "
+                      f"{str(r['measured_weights'])[:40]}" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("top-1 (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("top-1 measured per card (published beside it only on the published weights)", fontsize=9)
     return _png(fig)
 
 
@@ -58,9 +72,10 @@ def charts(doc: dict[str, Any]) -> dict[str, str]:
     out = {}
     if doc.get("cross"):
         out["cross-framework top-1 agreement"] = cross_heatmap(doc["cross"])
-    measured = [r for r in doc["rows"] if r["published_top1"] is not None and r["measured_top1"] is not None]
+    measured = [r for r in doc["rows"] if r["measured_top1"] is not None]
     if measured:
-        out["top-1 published vs measured"] = top1_chart(measured)
-    from . import deploy
+        out["top-1 measured (published beside it on the published weights only)"] = top1_chart(measured)
+    from . import audit, deploy
     out.update(deploy.charts(doc.get("deploy") or [], doc.get("bench"), _png))
+    out.update(audit.charts(doc.get("audit") or [], _png))
     return out

@@ -49,7 +49,8 @@ def _row(card: Card, results: list[Doc], counts: list[Doc], evals: list[Doc]) ->
     onnx = next((r for r in mine if r["check"].startswith("onnx-opset") and r["mode"] == "seeded"), None)
     cnt = next((r for r in counts + mine if r["card"] == card.id and r["check"] == "counts"), None)
     cells = (cnt or {}).get("metrics", {}).get("cells", [])
-    ev = next((e for e in evals if e.get("card") == card.id and "top1" in e), None)
+    evs = [e for e in evals if e.get("card") == card.id and "top1" in e]
+    ev = next((e for e in evs if e.get("backend") == "native"), evs[0] if evs else None)   # native: the float model
     pub = card.published_for("top1")
     first_rt = next((k for k, v in (onnx or {}).get("metrics", {}).items() if isinstance(v, dict) and "max_abs" in v), None)
     return {
@@ -65,6 +66,10 @@ def _row(card: Card, results: list[Doc], counts: list[Doc], evals: list[Doc]) ->
         "measured_top1": ev["top1"] if ev else None,
         "measured_top1_ci": ev.get("top1_ci") if ev else None,
         "measured_runtime": ev.get("backend") if ev else None,
+        "measured_weights": ev.get("mode") if ev else None,
+        "measured_n": ev.get("n") if ev else None,
+        "evals": [{k: e.get(k) for k in ("backend", "mode", "dataset", "n", "skipped", "top1", "top1_ci", "top5", "top5_ci")}
+                  | {"precision": (e.get("runtime") or {}).get("precision")} for e in evs],
         "spec": card.preprocess.to_dict(),
         "citations": {f"{p.metric}[{p.source}]": p.citation for p in card.published},
     }
@@ -79,7 +84,10 @@ def collect(workdir: Path, reg: Registry) -> Doc:
     evals = [e for e in _results(step_outputs(workdir, "eval", "eval.json", problems)) if "top1" in e]
     versions: dict[str, Any] = {}
     for d in checked:
-        versions.update(d.get("versions", {}))
+        for where, vs in (d.get("versions") or {}).items():
+            versions.setdefault(where, {}).update(vs)
+    fw = {c.id: c.framework for c in reg}
+    ran = {fw[r["card"]] for r in results if r["card"] in fw and r["status"] != "skip"}   # frameworks whose worker ran
     run = runlog.load(workdir)
     rows = [_row(card, results, counts, evals) for card in reg]
     statuses = [r["status"] for r in results]
@@ -92,7 +100,8 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "failures": [r for r in results if r["status"] in ("fail", "error")], "skips": skip_groups(results),
             "cross": _load(workdir / "cross.json"), "watch": _load(workdir / "watch.json"),
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
-            "versions": versions, "problems": problems + (run.problems() if run else []),
+            "versions": versions, "versions_missing": sorted(ran - set(versions)),
+            "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
             "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)) + audit.not_audited(run)}
 

@@ -18,6 +18,23 @@ def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.2f}"
 
 
+def ran(doc: Doc) -> list[Doc]:
+    """The rows of the cards this run checked, counted or evaluated (the others are one line, not a row each)."""
+    return [r for r in doc["rows"] if r["status"] != "not run" or r["evals"]]
+
+
+def not_run(doc: Doc) -> list[str]:
+    return [r["card"] for r in doc["rows"] if r["status"] == "not run" and not r["evals"]]
+
+
+def _eval_cell(r: Doc) -> str:
+    """The measured top-1 with what it was measured on (the published top-1 is comparable on the published
+    weights only)."""
+    if r["measured_top1"] is None:
+        return ""
+    return f"{_pct(r['measured_top1'])} ({r['measured_n']} img, {r['measured_runtime']}, weights {r['measured_weights']})"
+
+
 def markdown(doc: Doc) -> str:
     s, c = doc["summary"], doc["cards"]
     lines = [f"# mbv2-parity run report ({doc['generated']}, run {doc['run']})", "",
@@ -36,13 +53,15 @@ def markdown(doc: Doc) -> str:
     lines += ["", "## Cards", "",
               "| card | status | ONNX parity (seeded, max abs) | FLOPs/params cells (exact / tol / mismatch) | top-1 published "
               "| top-1 measured | checks |", "|---|---|---|---|---|---|---|"]
-    for r in doc["rows"]:
+    for r in ran(doc):
         mx = "" if r["onnx_max_abs"] is None else f"{r['onnx_status']} {r['onnx_max_abs']:.1e}"
         k = r["counts"]
         bad = [n for n, v in r["checks"].items() if v in ("fail", "error")]
         lines.append(f"| {r['card']} | {r['status']} | {mx} | {k['exact']} / {k['within_tolerance']} / {k['mismatch']} | "
-                     f"{_pct(r['published_top1'])} | {_pct(r['measured_top1'])} | {len(r['checks'])} checks"
+                     f"{_pct(r['published_top1'])} | {_eval_cell(r)} | {len(r['checks'])} checks"
                      + (f", failing: {', '.join(bad)}" if bad else "") + " |")
+    if not_run(doc):
+        lines += ["", f"{len(not_run(doc))} cards not run in this run: {', '.join(not_run(doc))}"]
     if doc["skips"]:
         lines += ["", "## Skipped, by reason", ""] + [f"* {why} ({len(items)}): {', '.join(items)}"
                                                      for why, items in doc["skips"].items()]
@@ -64,8 +83,10 @@ CSS = """body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-c
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top} th{background:#f4f4f4}
 tr.fail td{background:#fdd} tr.pass td{background:#efe} tr.skip td{background:#ffd} tr.notrun td{background:#eee;color:#777}
 .fail{color:#a00;font-weight:bold} .error{color:#909;font-weight:bold} .skip{color:#a60} .pass{color:#070}
-.reason{font-family:monospace;white-space:pre-wrap;font-size:12px} figure{display:inline-block;margin:1em}
-details{margin:.3em 0;border:1px solid #ddd;padding:.3em} summary{cursor:pointer;font-weight:bold}"""
+.reason{font-family:monospace;white-space:pre-wrap;font-size:12px} figure{display:inline-block;margin:1em 0;vertical-align:top}
+details{margin:.3em 0;border:1px solid #ddd;padding:.3em} summary{cursor:pointer;font-weight:bold}
+table{display:block;max-width:100%;overflow-x:auto} img{max-width:100%;height:auto} figure{max-width:100%}
+figcaption{font-size:12px;max-width:60em} @media (max-width:700px){body{margin:.5em}}"""
 
 
 def _table(head: list[str], rows: list[list[str]], ident: str = "", cls: list[str] | None = None) -> str:
@@ -96,15 +117,20 @@ def _skips(doc: Doc) -> str:
 
 def _models(doc: Doc) -> str:
     rows, cls = [], []
-    for r in doc["rows"]:
+    for r in ran(doc):
         k = r["counts"]
         mx = "" if r["onnx_max_abs"] is None else f"{r['onnx_max_abs']:.1e}"
         rows.append([f"<a href='#card-{e(r['card'])}'>{e(r['card'])}</a>", f"<span class='{r['status']}'>{r['status']}</span>",
                      e(str(r["onnx_status"] or "")), mx, str(k["exact"]), str(k["within_tolerance"]), str(k["mismatch"]),
-                     _pct(r["published_top1"]), _pct(r["measured_top1"]), str(len(r["checks"]))])
+                     _pct(r["published_top1"]), e(_eval_cell(r)), str(len(r["checks"]))])
         cls.append(r["status"].replace(" ", ""))
-    return _table(["card", "status", "ONNX parity", "max abs", "FLOPs/params exact", "within tol.", "mismatch",
-                   "top-1 published", "top-1 measured", "checks"], rows, "models", cls)
+    out = _table(["card", "status", "ONNX parity", "max abs", "FLOPs/params exact", "within tol.", "mismatch",
+                  "top-1 published", "top-1 measured", "checks"], rows, "models", cls)
+    idle = not_run(doc)
+    if idle:
+        out += (f"<details id='notrun'><summary>{len(idle)} cards not run in this run</summary><p>"
+                + ", ".join(f"<code>{e(c)}</code>" for c in idle) + "</p></details>")
+    return out
 
 
 def _metric_text(m: dict[str, Any]) -> str:
@@ -132,13 +158,20 @@ def _card(doc: Doc, row: Doc) -> str:
                      "" if c["residual_rel"] is None else f"{100 * c['residual_rel']:+.3f}%",
                      e(row["citations"].get(f"{c['metric']}[{c['source']}]", ""))] for c in row["counts"]["cells"]]) \
         if row["counts"]["cells"] else "<p>no FLOPs/params cell counted in this run</p>"
+    evals = _table(["runtime", "precision", "weights", "images", "top-1 [95 % CI]", "top-5 [95 % CI]", "dataset"],
+                   [[e(str(v["backend"])), e(str(v["precision"] or "")), e(str(v["mode"])), str(v["n"]),
+                     f"{_pct(v['top1'])} [{_pct((v['top1_ci'] or [None])[0])}, {_pct((v['top1_ci'] or [None, None])[1])}]",
+                     f"{_pct(v['top5'])} [{_pct((v['top5_ci'] or [None])[0])}, {_pct((v['top5_ci'] or [None, None])[1])}]",
+                     e(str(v["dataset"] or ""))] for v in row["evals"]]) \
+        if row["evals"] else "<p>not evaluated in this run</p>"
     onnx = row["onnx_file"]
     files = (f"<p>ONNX file: <code>{e(str(onnx.get('path', '')))}</code> (sha256 {e(str(onnx.get('sha256', ''))[:16])}..., "
              f"{onnx.get('bytes', '')} bytes, {e(str(onnx.get('exporter', '')))}, opset {onnx.get('opset', '')}); preprocessing "
              f"sidecar: <code>{e(str(onnx.get('spec_json', '')))}</code></p>") if onnx else ""
     spec = f"<pre>{e(json.dumps(row['spec'], indent=1))}</pre>"
     return (f"<details id='card-{e(row['card'])}'><summary><span class='{row['status']}'>{row['status']}</span> "
-            f"{e(row['card'])}</summary><h4>checks</h4>{checks}<h4>published cells</h4>{cells}{files}"
+            f"{e(row['card'])}</summary><h4>checks</h4>{checks}<h4>evaluation (top-1/top-5 on labeled images)</h4>{evals}"
+            f"<h4>published cells</h4>{cells}{files}"
             f"<h4>preprocessing spec</h4>{spec}</details>")
 
 
@@ -163,9 +196,12 @@ def _expected(doc: Doc) -> str:
 
 
 def _versions(doc: Doc) -> str:
-    if not doc["versions"]:
+    missing = doc.get("versions_missing") or []
+    if not doc["versions"] and not missing:
         return "<h2 id='versions'>Versions</h2><p>no check step recorded versions</p>"
     rows = [[e(where), e(", ".join(f"{k} {v}" for k, v in sorted(vs.items())))] for where, vs in doc["versions"].items()]
+    rows += [[e(fw), "<span class='skip'>not recorded: its checks ran in an earlier check of this run whose versions "
+              "the results file no longer holds</span>"] for fw in missing]
     return "<h2 id='versions'>Versions</h2>" + _table(["where", "packages"], rows, "versions")
 
 
@@ -185,9 +221,10 @@ def _deploy(doc: Doc) -> str:
 def render_html(doc: Doc, imgs: dict[str, str]) -> str:
     s, c = doc["summary"], doc["cards"]
     figs = "".join(f"<figure><img alt='{e(k)}' src='{v}'><figcaption>{e(k)}</figcaption></figure>" for k, v in imgs.items())
+    head = "<meta name='viewport' content='width=device-width, initial-scale=1'>"
     steps = ", ".join(f"{e(st['command'])} ({e(st['state'])})" for st in doc["steps"]) or "none recorded"
-    cards = "".join(_card(doc, r) for r in doc["rows"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>mbv2-parity report</title><style>{CSS}</style></head>"
+    cards = "".join(_card(doc, r) for r in ran(doc))
+    return (f"<!doctype html><html><head><meta charset='utf-8'>{head}<title>mbv2-parity report</title><style>{CSS}</style></head>"
             f"<body><h1>mbv2-parity run report</h1><p id='summary'>{e(doc['generated'])}, run {e(str(doc['run']))}: "
             f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors, "
             f"{s.get('expected', 0)} known findings as expected; cards: {c['pass']} pass, "
