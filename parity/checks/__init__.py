@@ -99,7 +99,12 @@ def run_plan(h: Harness, card: Card, items: list[Planned], each: Callable[[Check
         -> list[CheckResult]:
     out = []
     for item in items:
+        before = len(h.cache.events)
         r = item.run(h, card)
+        # what this check's producing work reused or made (the comparison itself ran in any case); a variant of the
+        # card (an injected fault) counts as the card
+        r.reused = [f"{e.kind}: {e.outcome}" for e in h.cache.events[before:]
+                    if e.card.split("+")[0] == card.id and e.outcome != "off"]
         out.append(r)
         if each is not None:
             each(r)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks, runtimes
+from ..cache import Cache
 from ..checks import CheckResult
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
@@ -54,7 +55,41 @@ def add(sub: Any) -> None:
     add_workdir(p, "results.json")
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in WORKDIR (default: join the current run, merging results)")
+    add_cache_options(p)
     p.set_defaults(fn=run, prepare=prepare, step="check")
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="make every artifact (models' outputs, ONNX, fp16/int8, converted files, counts) and store "
+                        "nothing ($MBV2_PARITY_NO_CACHE=1)")
+    p.add_argument("--cache-dir", default=None,
+                   help="the artifact cache across runs (default $MBV2_PARITY_ARTIFACTS, else "
+                        "$XDG_CACHE_HOME/mbv2-parity/artifacts)")
+    p.add_argument("--cache-max-gb", type=float, default=None,
+                   help="size bound of the artifact cache in GiB; least recently used entries go first "
+                        "($MBV2_PARITY_ARTIFACTS_MAX_GB, default 20)")
+
+
+def make_cache(args: argparse.Namespace) -> Cache:
+    """The artifact cache the options ask for; a cache directory that cannot be written or a bound that is not
+    positive is refused before any work (exit 2)."""
+    from .. import settings
+    bound = args.cache_max_gb if args.cache_max_gb is not None else settings.artifact_cache_max_gb()
+    if bound <= 0:
+        raise UsageError(f"--cache-max-gb {bound}: must be more than 0", hint="--no-cache stores nothing")
+    root = Path(args.cache_dir) if args.cache_dir else settings.artifact_cache_dir()
+    enabled = not (args.no_cache or settings.no_cache())
+    if enabled:
+        try:
+            (root / "v1").mkdir(parents=True, exist_ok=True)
+            probe = root / "v1" / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"--cache-dir {root}: not writable ({e.strerror})",
+                             hint="pick a directory you can write, or --no-cache") from None
+    return Cache(root, int(bound * 2 ** 30), enabled)
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -77,6 +112,7 @@ def prepare(args: argparse.Namespace) -> None:
             getattr(args, k) is not None for k in ("calib", "calib_images", "quant", "calib_method")):
         say("note: --deploy all plans no int8 runtime for seeded weights: the calibration options take effect with "
             "--weights real, pretrained or file:")
+    args.cache = make_cache(args)
     preflight(args.cards)
 
 
@@ -126,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[CheckResult] = []
     t0 = time.perf_counter()
     partial, timings, versions = True, {}, {}
+    cache: Cache = getattr(args, "cache", None) or Cache.from_settings()
     try:
-        with Harness(load_registry(), workdir=wd) as h:
+        with Harness(load_registry(), workdir=wd, cache=cache) as h:
             run_cards(h, args, results)
             timings = h.timings
             versions = run_versions(h)
@@ -135,8 +172,10 @@ def run(args: argparse.Namespace) -> int:
     finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
         wall = time.perf_counter() - t0
         write_json({"results": [r.to_dict() for r in merge_previous(out, args.run_id, results)], "wall_seconds": wall,
-                    "run": args.run_id, "partial": partial, "timings": timings, "versions": versions}, out)
+                    "run": args.run_id, "partial": partial, "timings": timings, "versions": versions,
+                    "cache": {**cache.summary(), "events": [e.to_dict() for e in cache.events]}}, out)
     show(results, wall, len(args.cards))
+    say(cache_line(cache))
     counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip", "error")}
     say(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, {counts['error']} errors; "
         f"results: {out}")
@@ -146,6 +185,17 @@ def run(args: argparse.Namespace) -> int:
         print("mbv2-parity: nothing checked: every check was skipped (reasons above)", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_OK
+
+
+def cache_line(cache: Cache) -> str:
+    """What the artifact cache did this run, in one line."""
+    if not cache.enabled:
+        return "artifact cache: off (--no-cache): every artifact was made"
+    evs = [e for e in cache.events if e.outcome != "off"]
+    n = {o: sum(e.outcome == o for e in evs) for o in ("hit", "miss", "rebuilt")}
+    saved = sum(e.saved for e in evs)
+    return (f"artifact cache {cache.store.root}: {n['hit']} reused (their making took {saved:.1f}s when made), "
+            f"{n['miss']} made and stored" + (f", {n['rebuilt']} damaged entries rebuilt" if n["rebuilt"] else ""))
 
 
 def _line(r: CheckResult) -> str:
