@@ -23,6 +23,7 @@ import numpy.typing as npt
 from . import frameworks
 from .cache import Cache
 from .errors import UsageError
+from .harness_cache import CacheUse
 from .onnxfile import attach_spec, check_model
 from .paths import realdata_dir
 from .preprocess import preprocess_batch
@@ -32,7 +33,7 @@ from .spec import PreprocessSpec
 from .weights.canonical import load as load_canonical
 from .weights.download import WeightsUnavailable, fetch
 from .weights.modes import REAL_TFLITE, parse_mode, seed_for
-from .workers import AdapterClient, Built, Exported, Meta, WorkerError, WorkerPool
+from .workers import AdapterClient, Built, Exported, WorkerError, WorkerPool
 from .workers.client import DeployClient
 
 Array = npt.NDArray[Any]
@@ -49,7 +50,7 @@ class Skip(Exception):
     """A check cannot run here (weights unavailable offline, nothing published to compare): skipped, with why."""
 
 
-class Harness:
+class Harness(CacheUse):
     def __init__(self, registry: Registry | None = None, workdir: Path | str | None = None,
                  pool: WorkerPool | None = None, cache: Cache | None = None) -> None:
         self.registry = registry or load_registry()
@@ -93,49 +94,6 @@ class Harness:
             with self._lock:
                 self._artifacts[key] = made
         return self._artifacts[key]  # type: ignore[no-any-return]
-
-    def stored(self, kind: str, card: Card, ingredients: dict[str, Any], dests: dict[str, Path] | Path,
-               make: Callable[[], dict[str, Any]], stack: str | None = None,
-               outputs: Callable[[dict[str, Any]], dict[str, Path]] | None = None) -> dict[str, Any]:
-        """An artifact of the cache across runs (``parity.cache``): its record, its files at ``dests`` (name -> path,
-        or a directory for files named by the make), made by ``make`` only when the store does not hold the key.
-        The card's identity (id, build, preprocessing spec, upstream id) is part of every key."""
-        ident = {"card": card.id, "build": card.build_digest, "spec": card.preprocess.digest(),
-                 "upstream": card.upstream_id}
-        t0 = time.perf_counter()
-        try:
-            return self.cache.files(kind, {**ident, **ingredients}, dests, make, card=card.id, stack=stack,
-                                    workdir=self.workdir, outputs=outputs)
-        finally:
-            self.time(card, f"cache_{kind}", time.perf_counter() - t0)
-
-    def derived_spec(self, card: Card) -> PreprocessSpec:
-        """The preprocessing the adapter derives from its framework's own API (a record of the artifact cache, keyed
-        on the whole card as the worker receives it and the stack's versions)."""
-        rec = self.stored("derived-spec", card, {"request": _jsonable(card.to_request())},
-                          {}, lambda: {"spec": self.client(card.framework).derive_spec(card).to_dict()},
-                          stack=frameworks.get(card.framework).stack)
-        return PreprocessSpec.from_dict(rec["spec"])
-
-    def framework_meta(self, card: Card) -> Meta:
-        """The metadata the framework ships with the card's weights (a record of the artifact cache, as above)."""
-        rec = self.stored("framework-meta", card, {"request": _jsonable(card.to_request())}, {},
-                          lambda: dataclasses.asdict(self.client(card.framework).meta(card)),
-                          stack=frameworks.get(card.framework).stack)
-        return Meta(**rec)
-
-    def weights_key(self, card: Card, mode: str) -> dict[str, Any]:
-        """The weights of a mode by content, for cache keys: seeded ones by their seed and the calibration tensor
-        their statistics come from, every file by its sha256 (never its path)."""
-        kind, path = parse_mode(mode)
-        if kind == "seeded":
-            return {"mode": "seeded", "seed": seed_for(card), "calib": self.cache.sha256(self.calib_tensor(card.preprocess))}
-        if kind in ("canonical", "real"):
-            return {"mode": "canonical", "sha256": self.cache.sha256(str(self.canonical_path(mode)))}
-        if kind == "file":
-            return {"mode": "file", "sha256": self.cache.sha256(str(path))}
-        req = self.weights_request(card, mode)
-        return {"mode": "file", "sha256": req.get("sha256") or self.cache.sha256(req["path"])}
 
     def client(self, framework: str) -> AdapterClient:
         if framework not in self._clients:
@@ -262,24 +220,8 @@ class Harness:
         artifact cache when the same model (card, weights by content, stack versions, suite code) ran the same input
         bytes before: then no worker starts for it."""
         path = x if isinstance(x, str) else self.pool.put_array(np.ascontiguousarray(x, np.float32), "x")
-        out = self.pool.new_path(f"native-{card.framework}") if self.cache.enabled else ""
         try:
-            rcard = self.resolve(card, mode)
-
-            def make() -> dict[str, Any]:
-                built = self.build(card, mode)
-                got, seconds = self.client(card.framework).run(built.key, path)
-                self.time(card, "native_inference", seconds)
-                if out:
-                    Path(got).replace(out)
-                return {"path": out or got, "seconds": seconds}
-            if not self.cache.enabled:
-                got = make()["path"]
-            else:
-                self.stored("native", rcard, {"weights": self.weights_key(rcard, mode),
-                                              "input": self.cache.sha256(path)},
-                            {"logits.npy": Path(out)}, make, stack=frameworks.get(card.framework).stack)
-                got = out
+            got = self.native_logits(card, mode, path)
             y: Array = np.load(got)
             Path(got).unlink(missing_ok=True)
         finally:
@@ -299,31 +241,22 @@ class Harness:
         if key not in self._onnx:
             tag = mode.split(":")[0] + ("" if ":" not in mode else "-" + hashlib.sha1(mode.encode()).hexdigest()[:8])
             name = f"{card.id.replace('/', '__')}.{card.build_digest}.{tag}.opset{opset}.{exporter}.onnx"
-            dst = self.workdir / "onnx" / name
-
-            def make() -> dict[str, Any]:
-                built = self.build(card, mode)
-                exp = self.client(card.framework).export_onnx(built.key, dst, opset, exporter)
-                self.time(card, "export", exp.seconds)
-                if Path(exp.path) != dst:
-                    Path(exp.path).replace(dst)
-                t0 = time.perf_counter()
-                summary = check_model(dst)
-                attached = attach_spec(dst, card)
-                self.time(card, "onnx_check", time.perf_counter() - t0)
-                return dataclasses.asdict(dataclasses.replace(exp, path=str(dst), check=summary,
-                                                              spec_json=attached["spec_json"],
-                                                              sha256=attached["sha256"], bytes=attached["bytes"]))
-            rec = self.stored("export", card, {"weights": self.weights_key(card, mode), "opset": opset,
-                                               "exporter": exporter},
-                              {"model.onnx": dst, "preprocess.json": dst.with_suffix(".preprocess.json")}, make,
-                              stack=frameworks.get(card.framework).stack)
-            self._onnx[key] = Exported(**rec)
+            self._onnx[key] = self.cached_export(card, mode, opset, exporter, self.workdir / "onnx" / name)
         return self._onnx[key]
 
-
-def _jsonable(doc: Any) -> Any:
-    return json.loads(json.dumps(doc, sort_keys=True, default=str))
+    def make_export(self, card: Card, mode: str, opset: int, exporter: str, dst: Path) -> Exported:
+        """Export in the worker, check the file, attach the spec."""
+        built = self.build(card, mode)
+        exp = self.client(card.framework).export_onnx(built.key, dst, opset, exporter)
+        self.time(card, "export", exp.seconds)
+        if Path(exp.path) != dst:
+            Path(exp.path).replace(dst)
+        t0 = time.perf_counter()
+        summary = check_model(dst)
+        attached = attach_spec(dst, card)
+        self.time(card, "onnx_check", time.perf_counter() - t0)
+        return dataclasses.replace(exp, path=str(dst), check=summary, spec_json=attached["spec_json"],
+                                   sha256=attached["sha256"], bytes=attached["bytes"])
 
 
 def write_json(doc: dict[str, Any], path: Path | str) -> Path:

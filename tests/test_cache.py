@@ -192,3 +192,30 @@ def test_concurrent_runs_share_the_store_without_corruption(tmp_path, bound):
         man = json.loads((s.entry_dir(key) / "manifest.json").read_text())
         assert s.fetch(key, {n: tmp_path / "check" / n for n in man["files"]}) is not None
     assert not list((root / "v1" / "tmp").glob("*")), "staging directories left behind"
+
+
+def test_progress_lines_per_stack_with_an_eta_from_recorded_times(tmp_path):
+    from parity.cli.progress import Progress
+    from support import REGISTRY
+    tv, tm, kr = (REGISTRY.get(i) for i in ("torchvision/mobilenet_v2.IMAGENET1K_V1", "timm/mobilenetv2_100.ra_in1k",
+                                            "keras/mobilenet_v2.alpha_1.0_224"))
+    record = tmp_path / "progress.json"
+    printed: list[str] = []
+    with Progress([tv, tm, kr], record, "flags-a", every=0.05, out=printed.append) as p:
+        assert p.lines()[0].startswith("[torch] 0/2 cards, waiting") and "ETA" not in p.lines()[0]  # nothing recorded
+        p.start_card(tv)
+        p.step(tv, "onnx-opset17 (seeded)")
+        time.sleep(0.2)
+        assert any("[torch] 0/2 cards, torchvision/mobilenet_v2.IMAGENET1K_V1 onnx-opset17 (seeded)" in ln
+                   for ln in printed), printed          # piped: plain periodic lines while the card runs
+        p.end_card(tv)
+        assert p.lines()[1].startswith("[tf] 0/1 cards, waiting")
+    times = json.loads(record.read_text())["flags-a"]
+    assert set(times) == {tv.id}
+    json.dump({"flags-a": {tv.id: 100.0, tm.id: 300.0, kr.id: 50.0}}, record.open("w"))
+    p = Progress([tv, tm, kr], record, "flags-a", every=0)
+    assert "ETA 6m40s" in p.lines()[0] and "ETA 0m50s" in p.lines()[1]   # 100 + 300 s left on torch, 50 on tf
+    p.start_card(tv)
+    p.end_card(tv)
+    assert "1/2 cards" in p.lines()[0] and "ETA 5m00s" in p.lines()[0]
+    assert "ETA" not in Progress([tv], record, "flags-b", every=0).lines()[0]   # other flags: no ETA from these

@@ -3,6 +3,7 @@ weights mode and opset), a results table, results JSON; exit 1 on any failure, 3
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ from .common import (
 )
 from .common import workdir as get_workdir
 from .jobs import in_card_order, stack_groups
+from .progress import Progress
 
 __all__ = ["add", "prepare", "run", "run_cards", "stack_groups"]
 
@@ -56,6 +58,9 @@ def add(sub: Any) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in WORKDIR (default: join the current run, merging results)")
     add_cache_options(p)
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="piped output: a progress line per worker stack every SECONDS (0: none); on a terminal the "
+                        "lines are live")
     p.set_defaults(fn=run, prepare=prepare, step="check")
 
 
@@ -96,6 +101,8 @@ def prepare(args: argparse.Namespace) -> None:
     """Everything that can be refused is refused here, before a worker starts."""
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1", hint="1 checks one card after the other")
+    if args.progress_every < 0:
+        raise UsageError(f"--progress-every {args.progress_every}: must be 0 (off) or more seconds")
     args.weights = args.weights or ["seeded", "pretrained"]
     args.opset = args.opset or [DEFAULT_OPSET]
     args.cards = select(args)
@@ -205,12 +212,22 @@ def _line(r: CheckResult) -> str:
 def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) -> None:
     """Every card's plan; with ``--jobs`` > 1 the stacks run concurrently (``jobs.in_card_order``): each card's lines
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
-    def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
-        items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
-        return checks.run_plan(h, card, items, lambda r: note(_line(r)))
+    # per-card wall times are recorded beside the artifact cache, per set of flags (an ETA compares like with like)
+    flags = json.dumps([args.weights, args.opset, args.deploy, args.deploy_options], sort_keys=True, default=str)
+    record = h.cache.store.root / "progress.json" if h.cache.enabled else None
+    every = getattr(args, "progress_every", 30.0)
+    with Progress(args.cards, record, hashlib.sha256(flags.encode()).hexdigest()[:16], every,
+                  lambda s: console.print(_e(s), style="dim"), live=console.is_terminal and every > 0) as prog:
+        def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
+            items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
+            prog.start_card(card)
+            try:
+                return checks.run_plan(h, card, items, lambda r: note(_line(r)), lambda it: prog.step(card, it.label()))
+            finally:
+                prog.end_card(card)
 
-    in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
-                  lambda card, res: results.extend(res))
+        in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
+                      lambda card, res: results.extend(res))
 
 
 def run_versions(h: Harness) -> dict[str, dict[str, str]]:
