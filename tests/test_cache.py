@@ -219,3 +219,21 @@ def test_progress_lines_per_stack_with_an_eta_from_recorded_times(tmp_path):
     p.end_card(tv)
     assert "1/2 cards" in p.lines()[0] and "ETA 5m00s" in p.lines()[0]
     assert "ETA" not in Progress([tv], record, "flags-b", every=0).lines()[0]   # other flags: no ETA from these
+
+
+def test_records_move_with_the_work_directory_and_nothing_else_changes(tmp_path):
+    c = Cache(tmp_path / "c", 2 ** 30)
+    wd1, wd2 = tmp_path / "build", tmp_path / "other" / "build"
+    rec = {"path": str(wd1 / "deploy" / "m.pt"), "tool": "build of build", "made_by": {"src": f"{wd1}/onnx/x.onnx"},
+           "elsewhere": "/opt/build/x"}
+    dst1, dst2 = wd1 / "deploy" / "m.pt", wd2 / "deploy" / "m.pt"
+    def make():
+        maker(b"m", [])(dst1)()
+        return rec
+    c.files("hosted-torchscript", {"x": 1}, {"m.pt": dst1}, make, workdir=wd1)
+    got = c.files("hosted-torchscript", {"x": 1}, {"m.pt": dst2}, lambda: {}, workdir=wd2)
+    assert got == {"path": str(dst2), "tool": "build of build", "made_by": {"src": f"{wd2}/onnx/x.onnx"},
+                   "elsewhere": "/opt/build/x"}
+    rel = Path("build")                                      # a relative --workdir: only paths under it move
+    assert cache_mod._rel({"a": "build/onnx/x", "b": "build_digest"}, rel) == {"a": "${WORKDIR}/onnx/x",
+                                                                              "b": "build_digest"}

@@ -156,13 +156,17 @@ class Cache:
 
 
 def _rel(rec: dict[str, Any], workdir: Path | None) -> dict[str, Any]:
-    if workdir is None:
-        return rec
-    return dict(json.loads(json.dumps(rec, default=str).replace(str(workdir.resolve()), WORKDIR)
-                           .replace(str(workdir), WORKDIR)))
+    """The record with every string that starts with the work directory's path (a file it made) rewritten to start
+    with ``${WORKDIR}``: a later run puts the files in its own work directory. Only whole leading path components
+    match (``"<workdir>/``), so no other text changes."""
+    text = json.dumps(rec, default=str)
+    if workdir is not None:
+        for form in dict.fromkeys((str(workdir.resolve()), str(workdir))):
+            text = text.replace(json.dumps(form + "/")[:-1], f'"{WORKDIR}/')
+    return dict(json.loads(text))
 
 
 def _unrel(rec: dict[str, Any], workdir: Path | None) -> dict[str, Any]:
     if workdir is None:
         return rec
-    return dict(json.loads(json.dumps(rec).replace(WORKDIR, str(workdir))))
+    return dict(json.loads(json.dumps(rec).replace(f'"{WORKDIR}/', json.dumps(str(workdir) + "/")[:-1])))
