@@ -231,9 +231,27 @@ def test_records_move_with_the_work_directory_and_nothing_else_changes(tmp_path)
         maker(b"m", [])(dst1)()
         return rec
     c.files("hosted-torchscript", {"x": 1}, {"m.pt": dst1}, make, workdir=wd1)
-    got = c.files("hosted-torchscript", {"x": 1}, {"m.pt": dst2}, lambda: {}, workdir=wd2)
+    got = c.files("hosted-torchscript", {"x": 1}, {"m.pt": dst2}, dict, workdir=wd2)
     assert got == {"path": str(dst2), "tool": "build of build", "made_by": {"src": f"{wd2}/onnx/x.onnx"},
                    "elsewhere": "/opt/build/x"}
     rel = Path("build")                                      # a relative --workdir: only paths under it move
     assert cache_mod._rel({"a": "build/onnx/x", "b": "build_digest"}, rel) == {"a": "${WORKDIR}/onnx/x",
                                                                               "b": "build_digest"}
+
+
+def test_the_report_says_what_was_reused(tmp_path):
+    from parity import report, runlog
+    from support import REGISTRY
+    run, step = runlog.start(tmp_path, "check", ["check"], [tmp_path / "results.json"], fresh=True)
+    runlog.finish(tmp_path, step, 0)
+    tv = "torchvision/mobilenet_v2.IMAGENET1K_V1"
+    results = [{"card": tv, "check": "onnx-opset17", "status": "pass", "mode": "seeded", "reason": "ok", "metrics": {},
+                "reused": ["native: hit", "export: hit"]}]
+    cache = {"enabled": True, "kinds": {"native": {"hit": 1, "miss": 0, "rebuilt": 0, "off": 0},
+                                        "export": {"hit": 1, "miss": 1, "rebuilt": 0, "off": 0}}, "saved_seconds": 42.0}
+    (tmp_path / "results.json").write_text(json.dumps({"run": run.id, "partial": False, "results": results,
+                                                       "cache": cache}))
+    out = report.write(tmp_path, REGISTRY)
+    line = "2 artifacts reused, 1 made, 0 damaged entries rebuilt (reused/used per kind: export 1/2, native 1/1)"
+    assert line in out["md"].read_text()
+    assert line in out["html"].read_text().split("id='cache'", 1)[1]

@@ -24,6 +24,8 @@ def markdown(doc: Doc) -> str:
              f"checks: {s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: "
              f"{c['pass']} pass, {c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run", ""]
     lines += [f"* run problem: {p}" for p in doc["problems"]]
+    if doc.get("cache"):
+        lines += [f"* artifact cache: {doc['cache']}"]
     if doc["failures"]:
         lines += ["", "## Failures", ""] + [f"* **{r['card']}** {r['check']} [{r['mode']}] {r['status']}: {r['reason']}"
                                             for r in doc["failures"]]
@@ -165,7 +167,8 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             f"<body><h1>mbv2-parity run report</h1><p id='summary'>{e(doc['generated'])}, run {e(str(doc['run']))}: "
             f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
-            f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
+            + (f"<p id='cache'>Artifact cache: {e(doc['cache'])}</p>" if doc.get("cache") else "")
+            + f"{_failures(doc)}<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 
