@@ -214,7 +214,8 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
     # per-card wall times are recorded beside the artifact cache, per set of flags (an ETA compares like with like)
     flags = json.dumps([args.weights, args.opset, args.deploy, args.deploy_options], sort_keys=True, default=str)
-    record = h.cache.store.root / "progress.json" if h.cache.enabled else None
+    cache = getattr(h, "cache", None)
+    record = cache.store.root / "progress.json" if cache is not None and cache.enabled else None
     every = getattr(args, "progress_every", 30.0)
     with Progress(args.cards, record, hashlib.sha256(flags.encode()).hexdigest()[:16], every,
                   lambda s: console.print(_e(s), style="dim"), live=console.is_terminal and every > 0) as prog:
@@ -222,7 +223,8 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
             items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
             prog.start_card(card)
             try:
-                return checks.run_plan(h, card, items, lambda r: note(_line(r)), lambda it: prog.step(card, it.label()))
+                return checks.run_plan(h, card, items, lambda r: note(_line(r)),
+                                       before=lambda it: prog.step(card, it.label()))
             finally:
                 prog.end_card(card)
 
