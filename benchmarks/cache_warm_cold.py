@@ -3,8 +3,8 @@ cards with the flags of ``tox -e parity`` (both opsets, seeded/pretrained/real w
 run starts from an empty cache, the warm one from what the cold one stored (each in a fresh work directory, a new
 process: nothing else carried over); then ``mbv2-parity report`` on each run's results.
 
-    python benchmarks/cache_warm_cold.py [--cache DIR] [--json OUT] [CARD...]   (default: one card per stack:
-                                                                                 torchvision, keras, ppcls)
+    python benchmarks/cache_warm_cold.py [--cache DIR] [--json OUT] [--flags "..."] [CARD...]
+                                                        (default: one card per stack: torchvision, keras, ppcls)
 
 Prints the wall time of each run, the ratio warm / cold, the time split per run (worker start, build, export,
 deployment artifacts, calibration, inference, report, the cache's own reads), what the cache reused, and whether
@@ -72,8 +72,10 @@ def main() -> int:
     ap.add_argument("cards", nargs="*", default=CARDS)
     ap.add_argument("--cache", help="cache directory (default: a new temporary one; it must start empty)")
     ap.add_argument("--json", help="write the measurements here")
+    ap.add_argument("--flags", help="check's flags instead of tox -e parity's (one string), e.g. \"--fresh --opset 17 "
+                                    "--weights seeded --deploy all\"")
     a = ap.parse_args()
-    flags = parity_flags()
+    flags = a.flags.split() if a.flags else parity_flags()
     with tempfile.TemporaryDirectory(prefix="cache-bench-") as tmp:
         cache = Path(a.cache) if a.cache else Path(tmp) / "cache"
         if cache.exists() and any(cache.iterdir()):
@@ -82,7 +84,7 @@ def main() -> int:
         warm = run(a.cards, Path(tmp) / "warm", cache, flags)
     same = cold["verdicts"] == warm["verdicts"]
     diff = [k for k in cold["verdicts"] if cold["verdicts"][k] != warm["verdicts"].get(k)]
-    print(f"cards: {' '.join(a.cards)}\ncheck flags (tox -e parity): {' '.join(flags)}\ncores: {os.cpu_count()}, "
+    print(f"cards: {' '.join(a.cards)}\ncheck flags{'' if a.flags else ' (tox -e parity)'}: {' '.join(flags)}\ncores: {os.cpu_count()}, "
           f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"{'':22} {'cold':>9} {'warm':>9}")
     for k in cold["split"]:
