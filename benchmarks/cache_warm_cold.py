@@ -84,7 +84,8 @@ def main() -> int:
         warm = run(a.cards, Path(tmp) / "warm", cache, flags)
     same = cold["verdicts"] == warm["verdicts"]
     diff = [k for k in cold["verdicts"] if cold["verdicts"][k] != warm["verdicts"].get(k)]
-    print(f"cards: {' '.join(a.cards)}\ncheck flags{'' if a.flags else ' (tox -e parity)'}: {' '.join(flags)}\ncores: {os.cpu_count()}, "
+    which = "" if a.flags else " (tox -e parity)"
+    print(f"cards: {' '.join(a.cards)}\ncheck flags{which}: {' '.join(flags)}\ncores: {os.cpu_count()}, "
           f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"{'':22} {'cold':>9} {'warm':>9}")
     for k in cold["split"]:
