@@ -21,8 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import frameworks
+from .cache import Cache
 from .errors import UsageError
 from .fileio import write_text
+from .harness_cache import CacheUse
 from .onnxfile import attach_spec, check_model
 from .paths import realdata_dir, workdir_path
 from .preprocess import preprocess_batch
@@ -49,10 +51,11 @@ class Skip(Exception):
     """A check cannot run here (weights unavailable offline, nothing published to compare): skipped, with why."""
 
 
-class Harness:
+class Harness(CacheUse):
     def __init__(self, registry: Registry | None = None, workdir: Path | str | None = None,
-                 pool: WorkerPool | None = None) -> None:
+                 pool: WorkerPool | None = None, cache: Cache | None = None) -> None:
         self.registry = registry or load_registry()
+        self.cache = cache or Cache.from_settings()
         workdir = workdir_path(workdir) if workdir else None   # workers run elsewhere: never a relative path
         self.pool = pool or WorkerPool(workdir / "workers" if workdir else None)
         self.workdir = workdir or self.pool.workdir
@@ -215,14 +218,14 @@ class Harness:
         return f"no {card.framework} card of the registry fits {path.name}"
 
     def native(self, card: Card, mode: str, x: Array | str) -> Array:
-        """The native model's logits on a batch (an array in the card's layout, or the path of one)."""
-        built = self.build(card, mode)
+        """The native model's logits on a batch (an array in the card's layout, or the path of one). Reused from the
+        artifact cache when the same model (card, weights by content, stack versions, suite code) ran the same input
+        bytes before: then no worker starts for it."""
         path = x if isinstance(x, str) else self.pool.put_array(np.ascontiguousarray(x, np.float32), "x")
         try:
-            out, seconds = self.client(card.framework).run(built.key, path)
-            self.time(card, "native_inference", seconds)
-            y: Array = np.load(out)
-            Path(out).unlink(missing_ok=True)
+            got = self.native_logits(card, mode, path)
+            y: Array = np.load(got)
+            Path(got).unlink(missing_ok=True)
         finally:
             if not isinstance(x, str):  # a batch written here is deleted here: constant disk over 50,000 images
                 Path(path).unlink(missing_ok=True)
@@ -238,18 +241,24 @@ class Harness:
         card = self.resolve(card, mode)
         key = (card.id, card.build_digest, mode, opset, exporter)
         if key not in self._onnx:
-            built = self.build(card, mode)
             tag = mode.split(":")[0] + ("" if ":" not in mode else "-" + hashlib.sha1(mode.encode()).hexdigest()[:8])
             name = f"{card.id.replace('/', '__')}.{card.build_digest}.{tag}.opset{opset}.{exporter}.onnx"
-            exp = self.client(card.framework).export_onnx(built.key, self.workdir / "onnx" / name, opset, exporter)
-            self.time(card, "export", exp.seconds)
-            t0 = time.perf_counter()
-            summary = check_model(exp.path)
-            attached = attach_spec(exp.path, card)
-            self.time(card, "onnx_check", time.perf_counter() - t0)
-            self._onnx[key] = dataclasses.replace(exp, check=summary, spec_json=attached["spec_json"],
-                                                  sha256=attached["sha256"], bytes=attached["bytes"])
+            self._onnx[key] = self.cached_export(card, mode, opset, exporter, self.workdir / "onnx" / name)
         return self._onnx[key]
+
+    def make_export(self, card: Card, mode: str, opset: int, exporter: str, dst: Path) -> Exported:
+        """Export in the worker, check the file, attach the spec."""
+        built = self.build(card, mode)
+        exp = self.client(card.framework).export_onnx(built.key, dst, opset, exporter)
+        self.time(card, "export", exp.seconds)
+        if Path(exp.path) != dst:
+            Path(exp.path).replace(dst)
+        t0 = time.perf_counter()
+        summary = check_model(dst)
+        attached = attach_spec(dst, card)
+        self.time(card, "onnx_check", time.perf_counter() - t0)
+        return dataclasses.replace(exp, path=str(dst), check=summary, spec_json=attached["spec_json"],
+                                   sha256=attached["sha256"], bytes=attached["bytes"])
 
 
 def write_json(doc: dict[str, Any], path: Path | str) -> Path:

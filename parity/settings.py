@@ -14,6 +14,12 @@ VARIABLES: dict[str, str] = {
                                   "checkout's .tox/w-<stack> is used when it exists",
     "MBV2_PARITY_WORKDIR": "default --workdir (default: ./build)",
     "MBV2_PARITY_CACHE": "weights cache root, instead of the ecosystems' own caches",
+    "MBV2_PARITY_ARTIFACTS": "artifact cache directory (`check --cache-dir`; default $XDG_CACHE_HOME/mbv2-parity/"
+                             "artifacts)",
+    "MBV2_PARITY_ARTIFACTS_MAX_GB": "artifact cache size bound in GiB, least recently used evicted first "
+                                    "(`check --cache-max-gb`; 20)",
+    "MBV2_PARITY_NO_CACHE": "1: make every artifact, store nothing (`check --no-cache`); the tests set it unless "
+                            "MBV2_PARITY_ARTIFACTS is set",
     "MBV2_PARITY_OFFLINE": "1: never try the network (HF_HUB_OFFLINE=1 too)",
     "MBV2_PARITY_CONNECT_TIMEOUT": "seconds to wait for a weight host to accept a connection (3)",
     "MBV2_PARITY_READ_TIMEOUT": "seconds between bytes of a download (60)",
@@ -67,6 +73,22 @@ def workdir() -> Path | None:
 def cache_root() -> Path | None:
     raw = _get("MBV2_PARITY_CACHE")
     return Path(raw) if raw else None
+
+
+def artifact_cache_dir() -> Path:
+    raw = _get("MBV2_PARITY_ARTIFACTS")
+    if raw:
+        return Path(raw)
+    xdg = _get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "mbv2-parity" / "artifacts"
+
+
+def artifact_cache_max_gb() -> float:
+    return _float("MBV2_PARITY_ARTIFACTS_MAX_GB", 20.0)
+
+
+def no_cache() -> bool:
+    return _flag("MBV2_PARITY_NO_CACHE")
 
 
 def offline() -> bool:

@@ -28,7 +28,7 @@ def fake_checks(monkeypatch):
     def plan(card, *a):
         return [card.id]
 
-    def run_plan(h, card, items, each):
+    def run_plan(h, card, items, each, before=None):
         stack = frameworks.get(card.framework).stack
         with lock:
             seen["same_stack"] |= stack in live
@@ -74,3 +74,18 @@ def test_stack_groups_and_jobs_argument():
                                                    [CARDS[2].id]]
     from parity.cli import main
     assert main(["check", "--jobs", "0", "timm/mobilenetv2_050.lamb_in1k"]) == 2
+
+
+def test_piped_check_prints_progress_per_stack_while_results_wait_for_card_order(fake_checks, capsys):
+    """The first card (keras) is the slowest: its results hold back every other card's lines, but the progress lines
+    say where each stack is meanwhile."""
+    args = argparse.Namespace(cards=CARDS, jobs=4, weights=["seeded"], opset=[17], deploy=[], deploy_options={},
+                              progress_every=0.1)
+    C.run_cards(None, args, [])
+    console.file.flush()
+    out = capsys.readouterr().out
+    prog = [ln for ln in out.splitlines() if ln.startswith("progress [")]
+    assert any(ln.startswith("progress [tf] 0/2 cards, keras/mobilenet_v2.alpha_1.0_224") for ln in prog), out
+    assert any(ln.startswith("progress [torch] 2/2 cards, done") for ln in prog), out
+    first_result = out.index("keras/mobilenet_v2.alpha_1.0_224 spec")
+    assert out.index("progress [") < first_result                 # progress came before the first card's results

@@ -129,3 +129,26 @@ def test_report_fails_on_any_failing_missing_partial_or_unchecked_card(tmp_path,
                                                             if k != "GITHUB_STEP_SUMMARY"})
     assert p.returncode == rc, p.stdout + p.stderr
     assert ("FAIL" in p.stdout) == bool(rc)
+
+
+def test_nightly_parity_jobs_restore_and_save_uv_and_artifact_caches():
+    """Each framework job restores and saves (actions/cache does both) uv's package cache keyed on tox.ini and
+    pyproject.toml, and the artifact cache keyed on the suite code and the registry, at the paths the job's
+    environment points uv and the suite at."""
+    job = yaml.safe_load(NIGHTLY.read_text())["jobs"]["parity"]
+    env = job["env"]
+    caches = {s["name"]: s["with"] for s in job["steps"] if str(s.get("uses", "")).startswith("actions/cache@")}
+    uv = next(w for n, w in caches.items() if "uv" in n.lower())
+    art = next(w for n, w in caches.items() if "artifact" in n.lower())
+    ws = "${{ github.workspace }}/"
+    assert env["UV_CACHE_DIR"] == ws + uv["path"]
+    assert env["MBV2_PARITY_ARTIFACTS"] == ws + art["path"]
+    assert "hashFiles('tox.ini', 'pyproject.toml')" in uv["key"] and "matrix.stacks" in uv["key"]
+    assert "matrix.framework" in art["key"] and "fixtures/registry.toml" in art["key"]
+    assert "parity/**/*.py" in art["key"] and "adapters/**/*.py" in art["key"]        # the suite version
+    assert art["restore-keys"] and art["key"].startswith(art["restore-keys"])
+    assert "fixtures/registry.toml" not in art["restore-keys"]                      # another suite: never restored
+    assert float(env["MBV2_PARITY_ARTIFACTS_MAX_GB"]) > 0
+    names = [s.get("name", "") for s in job["steps"]]
+    parity = next(i for i, n in enumerate(names) if n.startswith("Parity matrix"))
+    assert all(names.index(n) < parity for n in caches)                           # restored before the run

@@ -57,6 +57,11 @@ class Planned:
     def run(self, h: Harness, card: Card) -> CheckResult:
         return run(self.kind, h, card, **self.params)
 
+    def label(self) -> str:
+        """The check's name and weights mode, as the results table shows them."""
+        mode = self.params.get("mode")
+        return get(self.kind).name(**self.params) + (f" ({mode})" if mode else "")
+
 
 def plan(card: Card, modes: tuple[str, ...] = ("seeded", "pretrained"), opsets: tuple[int, ...] = (17,),
          deploy: tuple[str, ...] = (), deploy_options: dict[str, dict[str, Any]] | None = None) -> list[Planned]:
@@ -95,11 +100,18 @@ def deploy_runtimes(card: Card, mode: str, asked: tuple[str, ...]) -> list[str]:
     return out
 
 
-def run_plan(h: Harness, card: Card, items: list[Planned], each: Callable[[CheckResult], None] | None = None) \
-        -> list[CheckResult]:
+def run_plan(h: Harness, card: Card, items: list[Planned], each: Callable[[CheckResult], None] | None = None,
+             before: Callable[[Planned], None] | None = None) -> list[CheckResult]:
     out = []
     for item in items:
+        if before is not None:
+            before(item)
+        seen = len(h.cache.events)
         r = item.run(h, card)
+        # what this check's producing work reused or made (the comparison itself ran in any case); a variant of the
+        # card (an injected fault) counts as the card
+        r.reused = [f"{e.kind}: {e.outcome}" for e in h.cache.events[seen:]
+                    if e.card.split("+")[0] == card.id and e.outcome != "off"]
         out.append(r)
         if each is not None:
             each(r)

@@ -31,6 +31,7 @@ class CheckResult:
     mode: str = "seeded"
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)     # artifacts taken from the cache across runs (kind: outcome)
 
     @property
     def ok(self) -> bool:

@@ -7,6 +7,7 @@ A quantized artifact's failure (QDQ ONNX, NNCF IR) names the layers that lose th
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from .. import faults as F
@@ -71,8 +72,12 @@ class DeployCheck(Check):
             if unfit:                             # before any model is built
                 raise Skip(f"{runtime}: {unfit}")
             ref = h.native(ref_card, mode, x_path)
-            rt.load(runtimes.Target(h, card, mode, opset))
+            t0 = time.perf_counter()
+            rt.load(runtimes.Target(h, card, mode, opset))      # makes (or reuses) its artifact
+            h.time(card, "deploy_load", time.perf_counter() - t0)
+            t0 = time.perf_counter()
             y = rt.infer(x_rt)
+            h.time(card, "deploy_inference", time.perf_counter() - t0)
             info = rt.info()
             promise = getattr(rt, "promise", None)
             artifact = getattr(getattr(rt, "art", None), "precision", None) or info.options.get("precision", "fp32")

@@ -20,7 +20,7 @@ class MetaCheck(Check):
     standard = True
 
     def run(self, h: Harness, card: Card, **params: Any) -> CheckResult:
-        got = h.client(card.framework).meta(card)
+        got = h.framework_meta(card)
         if not (got.url or got.published or got.card_fields):   # nothing compared is never a pass
             return CheckResult(card.id, "meta", "skip", f"{card.framework} ships no metadata for these weights "
                                "(no URL, no published numbers): nothing to compare", "-", {"framework_meta": got.meta})

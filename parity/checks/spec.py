@@ -15,7 +15,7 @@ class SpecCheck(Check):
     standard = True
 
     def run(self, h: Harness, card: Card, **params: Any) -> CheckResult:
-        derived = h.client(card.framework).derive_spec(card)
+        derived = h.derived_spec(card)
         diffs = card.preprocess.differences(derived)
         reason = ("registry vs framework: " + "; ".join(diffs)) if diffs else f"matches {derived.source}"
         return CheckResult(card.id, "spec", "fail" if diffs else "pass", reason, "-", {"derived": derived.to_dict()})

@@ -3,6 +3,7 @@ weights mode and opset), a results table, results JSON; exit 1 on any failure, 3
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks, findings, machine, runtimes
+from ..cache import Cache
 from ..checks import CheckResult
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
@@ -34,6 +36,7 @@ from .common import (
 )
 from .common import workdir as get_workdir
 from .jobs import in_card_order, stack_groups
+from .progress import Progress
 
 __all__ = ["add", "prepare", "run", "run_cards", "stack_groups"]
 
@@ -55,13 +58,52 @@ def add(sub: Any) -> None:
     add_workdir(p, "results.json")
     p.add_argument("--fresh", action="store_true",
                    help="start a new run in WORKDIR (default: join the current run, merging results)")
+    add_cache_options(p)
+    p.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="piped output: a progress line per worker stack every SECONDS (0: none); on a terminal the "
+                        "lines are live")
     p.set_defaults(fn=run, prepare=prepare, step="check")
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true",
+                   help="make every artifact (models' outputs, ONNX, fp16/int8, converted files, counts) and store "
+                        "nothing ($MBV2_PARITY_NO_CACHE=1)")
+    p.add_argument("--cache-dir", default=None,
+                   help="the artifact cache across runs (default $MBV2_PARITY_ARTIFACTS, else "
+                        "$XDG_CACHE_HOME/mbv2-parity/artifacts)")
+    p.add_argument("--cache-max-gb", type=float, default=None,
+                   help="size bound of the artifact cache in GiB; least recently used entries go first "
+                        "($MBV2_PARITY_ARTIFACTS_MAX_GB, default 20)")
+
+
+def make_cache(args: argparse.Namespace) -> Cache:
+    """The artifact cache the options ask for; a cache directory that cannot be written or a bound that is not
+    positive is refused before any work (exit 2)."""
+    from .. import settings
+    bound = args.cache_max_gb if args.cache_max_gb is not None else settings.artifact_cache_max_gb()
+    if bound <= 0:
+        raise UsageError(f"--cache-max-gb {bound}: must be more than 0", hint="--no-cache stores nothing")
+    root = Path(args.cache_dir) if args.cache_dir else settings.artifact_cache_dir()
+    enabled = not (args.no_cache or settings.no_cache())
+    if enabled:
+        try:
+            (root / "v1").mkdir(parents=True, exist_ok=True)
+            probe = root / "v1" / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(f"--cache-dir {root}: not writable ({e.strerror})",
+                             hint="pick a directory you can write, or --no-cache") from None
+    return Cache(root, int(bound * 2 ** 30), enabled)
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Everything that can be refused is refused here, before a worker starts."""
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: must be at least 1", hint="1 checks one card after the other")
+    if args.progress_every < 0:
+        raise UsageError(f"--progress-every {args.progress_every}: must be 0 (off) or more seconds")
     args.weights = args.weights or ["seeded", "pretrained"]
     args.opset = args.opset or [DEFAULT_OPSET]
     args.cards = select(args)
@@ -79,6 +121,7 @@ def prepare(args: argparse.Namespace) -> None:
         say("note: --deploy all plans no int8 runtime for seeded weights: the calibration options take effect with "
             "--weights real, pretrained or file:")
     args.findings = findings.load(findings.default_path())   # a broken findings file is refused before any work
+    args.cache = make_cache(args)
     preflight(args.cards)
 
 
@@ -130,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[CheckResult] = []
     t0 = time.perf_counter()
     partial, timings, versions = True, {}, {}
+    cache: Cache = getattr(args, "cache", None) or Cache.from_settings()
     try:
-        with Harness(load_registry(), workdir=wd) as h:
+        with Harness(load_registry(), workdir=wd, cache=cache) as h:
             run_cards(h, args, results)
             timings = h.timings
             versions = run_versions(h)
@@ -142,8 +186,10 @@ def run(args: argparse.Namespace) -> int:
         previous, versions = merge_previous(out, args.run_id, results, versions)
         merged = [r.to_dict() for r in judged(previous, getattr(args, "findings", []))]
         write_json({"results": merged, "wall_seconds": wall, "run": args.run_id, "partial": partial,
-                    "timings": timings, "versions": versions, "machine": machine.profile(merged)}, out)
+                    "timings": timings, "versions": versions, "machine": machine.profile(merged),
+                    "cache": {**cache.summary(), "events": [e.to_dict() for e in cache.events]}}, out)
     show(results, wall, len(args.cards))
+    say(cache_line(cache))
     counts = {s: sum(r.status == s for r in results) for s in ("pass", "fail", "skip", "error", findings.EXPECTED)}
     say(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped, {counts['error']} errors, "
         f"{counts[findings.EXPECTED]} known findings as expected; results: {out}")
@@ -164,6 +210,17 @@ def _fit(prefix: str, styled: str, reason: str) -> str:
     """One line per check at any width: the reason cut at a space to what is left of the console's width (the whole
     reason is in the results, and below the table for every failure, error and skip)."""
     return styled + _e(clip(reason, max(24, console.width - len(prefix) - 1)))
+
+
+def cache_line(cache: Cache) -> str:
+    """What the artifact cache did this run, in one line."""
+    if not cache.enabled:
+        return "artifact cache: off (--no-cache): every artifact was made"
+    evs = [e for e in cache.events if e.outcome != "off"]
+    n = {o: sum(e.outcome == o for e in evs) for o in ("hit", "miss", "rebuilt")}
+    saved = sum(e.saved for e in evs)
+    return (f"artifact cache {cache.store.root}: {n['hit']} reused (their making took {saved:.1f}s when made), "
+            f"{n['miss']} made and stored" + (f", {n['rebuilt']} damaged entries rebuilt" if n["rebuilt"] else ""))
 
 
 def _line(r: CheckResult) -> str:
@@ -198,33 +255,45 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
     are printed, and its results kept, in the order of the cards: the same output and results as a sequential run."""
     live: dict[str, list[CheckResult]] = {}   # each card's results as they come: kept when the card is interrupted
     finished: set[str] = set()
-
-    def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
-        items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
-        known = getattr(args, "findings", [])
-        got = live.setdefault(card.id, [])
-
-        def each(r: CheckResult) -> None:
-            (r,) = judged([r], known)   # a known finding reproduced is printed as `expected`
-            got.append(r)
-            if r.status != "skip":      # skips come after the card's other lines, one line per reason
-                note(_line(r))
-        res = judged(checks.run_plan(h, card, items, each), known)
-        for _why, rs in skip_groups(res):
-            note(_skip_line(rs))
-        return res
+    known = getattr(args, "findings", [])
+    # per-card wall times are recorded beside the artifact cache, per set of flags (an ETA compares like with like)
+    flags = json.dumps([args.weights, args.opset, args.deploy, args.deploy_options], sort_keys=True, default=str)
+    cache = getattr(h, "cache", None)
+    record = cache.store.root / "progress.json" if cache is not None and cache.enabled else None
+    every = getattr(args, "progress_every", 30.0)
 
     def finish(card: Any, res: list[CheckResult]) -> None:
         results.extend(res)
         finished.add(card.id)
 
-    try:
-        in_card_order(args.cards, args.jobs, one, console.print, lambda card: console.print(f"[bold]{_e(card.id)}[/]"),
-                      finish)
-    finally:   # Ctrl-C or a crash: the checks an unfinished card already ran are results too (partial, not "not run")
-        for card in args.cards:
-            if card.id not in finished:
-                results.extend(live.get(card.id, []))
+    with Progress(args.cards, record, hashlib.sha256(flags.encode()).hexdigest()[:16], every,
+                  lambda s: console.print(_e(s), style="dim"), live=console.is_terminal and every > 0) as prog:
+        def one(card: Any, note: Callable[[str], None]) -> list[CheckResult]:
+            items = checks.plan(card, tuple(args.weights), tuple(args.opset), tuple(args.deploy), args.deploy_options)
+            got = live.setdefault(card.id, [])
+
+            def each(r: CheckResult) -> None:
+                (r,) = judged([r], known)   # a known finding reproduced is printed as `expected`
+                got.append(r)
+                if r.status != "skip":      # skips come after the card's other lines, one line per reason
+                    note(_line(r))
+            prog.start_card(card)
+            try:
+                res = judged(checks.run_plan(h, card, items, each, before=lambda it: prog.step(card, it.label())),
+                             known)
+            finally:
+                prog.end_card(card)
+            for _why, rs in skip_groups(res):
+                note(_skip_line(rs))
+            return res
+
+        try:
+            in_card_order(args.cards, args.jobs, one, console.print,
+                          lambda card: console.print(f"[bold]{_e(card.id)}[/]"), finish)
+        finally:   # Ctrl-C or a crash: the checks an unfinished card already ran are results too (not "not run")
+            for card in args.cards:
+                if card.id not in finished:
+                    results.extend(live.get(card.id, []))
 
 
 def run_versions(h: Harness) -> dict[str, dict[str, str]]:

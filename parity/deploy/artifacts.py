@@ -45,14 +45,26 @@ def _stem(card: Card, mode: str, opset: int) -> str:
     return f"{card.id.replace('/', '__')}.{tag}"
 
 
+def _from(rec: dict[str, Any]) -> Artifact:
+    return Artifact(str(rec["path"]), str(rec["precision"]), dict(rec["made_by"]), rec.get("calib"))
+
+
 def fp16_onnx(h: Harness, card: Card, mode: str, opset: int) -> Artifact:
     def make() -> Artifact:
-        src = h.export(card, mode, opset).path
+        src = h.export(card, mode, opset)
         dst = _dir(h) / f"{_stem(card, mode, opset)}.fp16.onnx"
-        made = h.deploy().fp16(Path(src), dst)
-        attach_spec(dst, card, {"made_by": made})
-        return Artifact(str(dst), "fp16", made)
+
+        def convert() -> dict[str, Any]:
+            made = h.deploy().fp16(Path(src.path), dst)
+            attach_spec(dst, card, {"made_by": made})
+            return Artifact(str(dst), "fp16", made).to_dict()
+        # the key holds the fp32 file it is converted from (by content) and the deploy host's package versions
+        return _from(h.stored("fp16", card, {"source_onnx": src.sha256}, _onnx_files(dst), convert, stack="deploy"))
     return h.artifact(("fp16", card.id, card.build_digest, mode, opset), make)
+
+
+def _onnx_files(dst: Path) -> dict[str, Path]:
+    return {"model.onnx": dst, "preprocess.json": dst.with_suffix(".preprocess.json")}
 
 
 def int8(h: Harness, card: Card, mode: str, opset: int, calib: CalibSet, tool: str = "ort", method: str = "minmax",
@@ -60,17 +72,24 @@ def int8(h: Harness, card: Card, mode: str, opset: int, calib: CalibSet, tool: s
     """An int8 artifact (``tool`` ``ort``: QDQ ONNX; ``nncf-openvino``: OpenVINO IR). ``fault`` (stage
     ``artifact``) damages the made file, to prove the deployment check catches it."""
     def make() -> Artifact:
-        src = h.export(card, mode, opset).path
+        src = h.export(card, mode, opset)
         suffix = "int8.onnx" if tool == "ort" else "int8.xml"
         name = f"{_stem(card, mode, opset)}.{tool}.{method}.{granularity}.{calib.fingerprint.replace(':', '-')}"
         dst = _dir(h) / f"{name}.{suffix}"
-        made = h.deploy().quantize(Path(src), dst, calib.path, tool, method, granularity)
-        made["calibration"] = calib.to_dict()
-        if tool == "ort":
-            attach_spec(dst, card, {"made_by": made})
-        else:
-            dst.with_suffix(".made_by.json").write_text(json.dumps(made, indent=1, sort_keys=True))
-        return Artifact(str(dst), "int8", made, calib.to_dict())
+
+        def quantize() -> dict[str, Any]:
+            made = h.deploy().quantize(Path(src.path), dst, calib.path, tool, method, granularity)
+            made["calibration"] = calib.to_dict()
+            if tool == "ort":
+                attach_spec(dst, card, {"made_by": made})
+            else:
+                dst.with_suffix(".made_by.json").write_text(json.dumps(made, indent=1, sort_keys=True))
+            return Artifact(str(dst), "int8", made, calib.to_dict()).to_dict()
+        files = _onnx_files(dst) if tool == "ort" else {
+            "model.xml": dst, "model.bin": dst.with_suffix(".bin"), "made_by.json": dst.with_suffix(".made_by.json")}
+        ingredients = {"source_onnx": src.sha256, "tool": tool, "method": method, "granularity": granularity,
+                       "calibration": {"tensor": h.cache.sha256(calib.path), "n": calib.n, "spec": calib.spec_digest}}
+        return _from(h.stored("int8", card, ingredients, files, quantize, stack="deploy"))
     art = h.artifact(("int8", card.id, card.build_digest, mode, opset, tool, method, granularity, calib.fingerprint),
                      make)
     return damaged(h, art, fault) if fault else art

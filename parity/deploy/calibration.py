@@ -5,6 +5,7 @@ fingerprinted with it: a quantized artifact records which images and which spec 
 another spec is refused by the deployment check."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,8 +74,17 @@ def calibration(h: Harness, spec: PreprocessSpec, calib_dir: str | None = None, 
     out = h.workdir / "calibration" / f"{digest}-{used.digest()}.npy"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic(out) as tmp:   # another thread (`check --jobs`) may find it and hand it to a worker
-            np.save(tmp, preprocess_batch(images, used))
+
+        def make() -> dict[str, Any]:
+            with atomic(out) as tmp:   # another thread (`check --jobs`) may find it and hand it to a worker
+                np.save(tmp, preprocess_batch(images, used))
+            return {}
+        # keyed on the images by content (their bytes and labels, not their paths) and the spec by digest
+        content = [h.cache.sha256(p) if isinstance(p, (str, Path))
+                   else hashlib.sha256(np.ascontiguousarray(p).tobytes()).hexdigest() for p in images]
+        h.cache.files("calibration", {"images": hashlib.sha256("".join(content).encode()).hexdigest(),
+                                      "labels": labels, "spec": used.digest(), "seed": seed},
+                      {"calib.npy": out}, make, workdir=h.workdir)
     return CalibSet(str(out), len(images), len(set(labels)), source, digest, used.digest())
 
 

@@ -88,6 +88,7 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             versions.setdefault(where, {}).update(vs)
     fw = {c.id: c.framework for c in reg}
     ran = {fw[r["card"]] for r in results if r["card"] in fw and r["status"] != "skip"}   # frameworks whose worker ran
+    cache = cache_summary(checked)
     run = runlog.load(workdir)
     rows = [_row(card, results, counts, evals) for card in reg]
     statuses = [r["status"] for r in results]
@@ -100,7 +101,7 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "failures": [r for r in results if r["status"] in ("fail", "error")], "skips": skip_groups(results),
             "cross": _load(workdir / "cross.json"), "watch": _load(workdir / "watch.json"),
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
-            "versions": versions, "versions_missing": sorted(ran - set(versions)),
+            "versions": versions, "versions_missing": sorted(ran - set(versions)), "cache": cache,
             "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
             "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)) + audit.not_audited(run)}
@@ -109,6 +110,28 @@ def collect(workdir: Path, reg: Registry) -> Doc:
 def _machine(checked: list[Doc]) -> Doc | None:
     """The machine profile the run's (last) check recorded."""
     return next((d["machine"] for d in reversed(checked) if d.get("machine")), None)
+
+
+def cache_summary(checked: list[Doc]) -> str:
+    """One line on what the check steps took from the artifact cache across runs (``parity.cache``)."""
+    kinds: dict[str, dict[str, int]] = {}
+    saved, off = 0.0, False
+    for d in checked:
+        c = d.get("cache") or {}
+        off = off or c.get("enabled") is False
+        saved += float(c.get("saved_seconds", 0.0))
+        for kind, row in (c.get("kinds") or {}).items():
+            for outcome, n in row.items():
+                kinds.setdefault(kind, {}).setdefault(outcome, 0)
+                kinds[kind][outcome] += int(n)
+    if not kinds:
+        return "off (--no-cache)" if off else ""
+    total = {o: sum(r.get(o, 0) for r in kinds.values()) for o in ("hit", "miss", "rebuilt")}
+    per = ", ".join(f"{k} {r.get('hit', 0)}/{r.get('hit', 0) + r.get('miss', 0) + r.get('rebuilt', 0)}"
+                    for k, r in sorted(kinds.items()))
+    return (f"{total['hit']} artifacts reused, {total['miss']} made, {total['rebuilt']} damaged entries rebuilt "
+            f"(reused/used per kind: {per}); the reused ones took {saved:.0f}s to make; every verdict was computed "
+            "in this run")
 
 
 def _latest(docs: list[Doc]) -> Doc | None:

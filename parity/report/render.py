@@ -42,6 +42,8 @@ def markdown(doc: Doc) -> str:
              f"{s.get('expected', 0)} known findings as expected; cards: "
              f"{c['pass']} pass, {c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run", ""]
     lines += [f"* run problem: {p}" for p in doc["problems"]]
+    if doc.get("cache"):
+        lines += [f"* artifact cache: {doc['cache']}"]
     if doc["failures"]:
         lines += ["", "## Failures", ""] + [f"* **{r['card']}** {r['check']} [{r['mode']}] {r['status']}: {r['reason']}"
                                             for r in doc["failures"]]
@@ -229,7 +231,8 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped, {s['error']} errors, "
             f"{s.get('expected', 0)} known findings as expected; cards: {c['pass']} pass, "
             f"{c['fail']} fail, {c['skip']} only skipped, {c['not run']} not run. Steps: {steps}</p>"
-            f"{_failures(doc)}{_expected(doc)}<h2 id='machine'>Machine</h2><p>{e(machine_line(doc.get('machine')))}</p>"
+            + (f"<p id='cache'>Artifact cache: {e(doc['cache'])}</p>" if doc.get("cache") else "")
+            + f"{_failures(doc)}{_expected(doc)}<h2 id='machine'>Machine</h2><p>{e(machine_line(doc.get('machine')))}</p>"
             + "".join(f"<p class='compare'>{e(ln[2:])}</p>" for ln in compare.markdown(doc.get("compare"))[3:])
             + f"<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")

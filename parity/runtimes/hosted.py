@@ -5,6 +5,7 @@ Inference): the artifact is made from the card's built model by the worker (``de
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +62,24 @@ class HostedRuntime(Runtime):
         stem = f"{card.id.replace('/', '__')}.{card.build_digest}.{hashlib.sha1(target.mode.encode()).hexdigest()[:8]}"
         path = h.workdir / "deploy" / f"{stem}.{self.runtime}.{tag}{self.suffix}"
 
-        def make() -> dict[str, Any]:
+        prefix = path.name[:-len(self.suffix)] if self.suffix else path.name
+
+        def convert() -> dict[str, Any]:
+            t0 = time.time() - 1
             built = h.build(card, target.mode)
-            return h.client(card.framework).deploy_export(built.key, self.runtime, path, opts)
+            made = h.client(card.framework).deploy_export(built.key, self.runtime, path, opts)
+            # every file the conversion wrote for this artifact (a Paddle model has two; a quantized torch model
+            # keeps its state and ONNX beside it)
+            made["_files"] = sorted(p.name for p in path.parent.glob(prefix + "*") if p.stat().st_mtime >= t0)
+            return made
+
+        def make() -> dict[str, Any]:
+            # a file option (the calibration tensor) enters the key by content, not path
+            keyed = {k: (h.cache.sha256(v) if k == "calib" else v) for k, v in opts.items()}
+            return h.stored(f"hosted-{self.runtime}", card, {"weights": h.weights_key(card, target.mode),
+                                                             "options": keyed}, path.parent, convert,
+                            stack=frameworks.stack_of(card.framework).name,
+                            outputs=lambda rec: {n: path.parent / n for n in rec["_files"]})
         made = h.artifact((self.runtime, card.id, card.build_digest, target.mode, tag), make)
         self.path, self.made_by = str(made["path"]), dict(made["made_by"])
         self.ran = self._run(target.harness.probe_tensor(card.preprocess)[0][:1], {})
