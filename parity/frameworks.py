@@ -117,6 +117,11 @@ def stack_of(name: str) -> Stack:
     return STACKS[get(name).stack]
 
 
+# What container each weight format is, for the parent's check of a file before any work (parity/weights/formats.py)
+WEIGHT_CONTAINERS: dict[str, str] = {"torch-pickle": "torch-zip-or-legacy-pickle", "paddle-pickle": "pickle",
+                                     "keras-h5": "hdf5"}
+
+
 def names() -> tuple[str, ...]:
     return tuple(FRAMEWORKS)
 

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
+from .. import frameworks
 from .safe_pickle import UnsafePickle, load_state_dict
 
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C   # torch.serialization.MAGIC_NUMBER: the first pickle of a legacy torch file
@@ -77,7 +78,8 @@ def _hdf5(path: Path) -> str:
     return "no HDF5 signature: not a keras .h5 / .weights.h5 file"
 
 
-CHECKS = {"torch-pickle": _torch, "paddle-pickle": _paddle, "keras-h5": _hdf5}
+_BY_CONTAINER = {"torch-zip-or-legacy-pickle": _torch, "pickle": _paddle, "hdf5": _hdf5}
+CHECKS = {fmt: _BY_CONTAINER[container] for fmt, container in frameworks.WEIGHT_CONTAINERS.items()}
 
 
 def problem(path: str | Path, weight_format: str) -> str:
