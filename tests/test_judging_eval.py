@@ -283,3 +283,29 @@ def test_deployed_failures_judge_the_paired_drop_against_each_precision_budget()
     assert 100 * drop(25)[1] <= 2.0 < 100 * drop(25)[0]                    # the interval judges, not the estimate
     assert deployed_failures({"int8-bad": res["int8-bad"]}) == []          # no native reference: nothing judged
     assert deployed_failures({"native": run(0, "fp32", n_images=0), "int8-bad": res["int8-bad"]}) == []
+
+
+def test_a_published_error_rate_is_checked_as_accuracy():
+    """Seed 004 publishes "Top-1 error 28.12": checked as top-1 accuracy 1 - 0.2812 (a top5_err likewise)."""
+    card = card_with(pub("top1_err", "28.12", source="seed004"), pub("top5_err", "9.71", source="seed004"))
+    r = result(n=500, top1=0.72, top5=0.90, top1_ci=(0.68, 0.76), top5_ci=(0.87, 0.93))
+    rule = SUBSET_RULE.format(n=500)
+    assert check_against_published(card, r) == [
+        PublishedCheck("top1", "seed004", pytest.approx(1 - 0.2812), 0.72, (0.68, 0.76), "pass", rule),
+        PublishedCheck("top5", "seed004", pytest.approx(1 - 0.0971), 0.90, (0.87, 0.93), "pass", rule)]
+
+
+def test_paired_difference_honours_its_z():
+    a, b = [True] * 60 + [False] * 40, [True] * 50 + [False] * 50
+    d, lo, hi = paired_difference(a, b)
+    d99, lo99, hi99 = paired_difference(a, b, z=2.576)
+    assert d == d99 == pytest.approx(0.10) and lo99 < lo < d < hi < hi99
+    assert paired_difference(b, a, z=2.576) == pytest.approx((-d99, -hi99, -lo99))   # both sides at that z
+
+
+def test_top5_ties_rank_the_lower_class_first():
+    """Tied logits rank by class index (a stable sort): the same top-5 on every platform."""
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 500:] = 1.0                                  # 500 classes tied at the top
+    assert count_correct(logits, np.array([500]))[0] == 1 and count_correct(logits, np.array([504]))[1] == 1
+    assert count_correct(logits, np.array([505]))[1] == 0 and count_correct(logits, np.array([999]))[1] == 0
