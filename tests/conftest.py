@@ -18,3 +18,11 @@ if not os.environ.get("MBV2_PARITY_ARTIFACTS"):
 def harness(tmp_path_factory):
     with Harness(REGISTRY, workdir=tmp_path_factory.mktemp("harness")) as h:
         yield h
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts workers (through the `harness` fixture, also indirectly) is marked `workers`: `tox -e
+    mutation` runs the judging tests without them (`-m "judging and not workers"`), a few seconds per mutant."""
+    for item in items:
+        if "harness" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workers)

@@ -16,9 +16,11 @@ from parity.evaluation.verdicts import (
     PublishedCheck,
     check_against_published,
     count_correct,
+    deployed_failures,
     label_shift,
     label_shift_failure,
     native_onnx_failure,
+    paired_difference,
     wilson,
 )
 from parity.registry import Published
@@ -239,3 +241,71 @@ def test_full_rule_exactly_at_the_bound_with_real_numbers():
     card = card_with(pub("top1", "71.878"))
     (c,) = check_against_published(card, result(n=50_000, top1=36_089 / 50_000))      # 72.178 %: exactly 0.3 pts
     assert c.status == "pass"
+
+
+# --- deployed runtimes against native fp32 ---------------------------------------------------------------------------
+
+def test_deployed_failures_judge_the_paired_drop_against_each_precision_budget():
+    """Each lower-precision runtime against native fp32 on the same images: a failure exactly when the lower bound of
+    the paired 95 % interval of the top-1 drop is above the precision's budget (fp16 0.5, bf16 1.0, int8 2.0 pts);
+    fp32 runtimes and empty results are not judged; the message gives the drop, its interval, the budget, a suspect."""
+    n = 1000
+    labels = [i % 10 for i in range(n)]
+
+    def run(wrong, precision, options=None, n_images=n, **detail):
+        preds = [(y + 1) % 10 if i < wrong else y for i, y in enumerate(labels)]
+        info = {"precision": precision, "options": options or {}, **({"detail": detail} if detail else {})}
+        return result(n=n_images, predictions=preds, labels=labels, runtime=info)
+
+    native = run(0, "fp32")
+    res = {"native": native, "int8-bad": run(40, "int8", suspect="Conv_3"), "int8-ok": run(10, "int8"),
+           "int8-edge": run(25, "int8"),   # drop 2.5 pts above the budget, its interval not: not a failure
+           "fp16-file": run(20, "fp32", {"precision": "fp16"}), "bf16-ok": run(5, "bf16"), "fp32": run(300, "fp32"),
+           "empty": run(300, "int8", n_images=0), "better": run(0, "int8")}
+    out = deployed_failures(res)
+    ok = np.ones(n, bool)
+
+    def drop(wrong):
+        bad = ok.copy()
+        bad[:wrong] = False
+        return paired_difference(ok, bad)
+
+    d, lo, hi = drop(40)
+    assert 100 * lo > 2.0
+    first = (f"int8-bad (int8) loses {100 * d:.2f} pts of top-1 [95 % CI {100 * lo:.2f}, {100 * hi:.2f}] against "
+             "native fp32 on the same images: more than the int8 budget of 2.0 pts (suspect: Conv_3)")
+    d, lo, hi = drop(20)
+    assert 100 * lo > 0.5                     # an fp16 file run in fp32 is judged as fp16 (its weights are)
+    second = (f"fp16-file (fp16) loses {100 * d:.2f} pts of top-1 [95 % CI {100 * lo:.2f}, {100 * hi:.2f}] against "
+              "native fp32 on the same images: more than the fp16 budget of 0.5 pts")
+    assert out == [first, second]
+    assert 100 * drop(10)[1] <= 2.0 and 100 * drop(5)[1] <= 1.0           # within budget: not failures
+    assert 100 * drop(25)[1] <= 2.0 < 100 * drop(25)[0]                    # the interval judges, not the estimate
+    assert deployed_failures({"int8-bad": res["int8-bad"]}) == []          # no native reference: nothing judged
+    assert deployed_failures({"native": run(0, "fp32", n_images=0), "int8-bad": res["int8-bad"]}) == []
+
+
+def test_a_published_error_rate_is_checked_as_accuracy():
+    """Seed 004 publishes "Top-1 error 28.12": checked as top-1 accuracy 1 - 0.2812 (a top5_err likewise)."""
+    card = card_with(pub("top1_err", "28.12", source="seed004"), pub("top5_err", "9.71", source="seed004"))
+    r = result(n=500, top1=0.72, top5=0.90, top1_ci=(0.68, 0.76), top5_ci=(0.87, 0.93))
+    rule = SUBSET_RULE.format(n=500)
+    assert check_against_published(card, r) == [
+        PublishedCheck("top1", "seed004", pytest.approx(1 - 0.2812), 0.72, (0.68, 0.76), "pass", rule),
+        PublishedCheck("top5", "seed004", pytest.approx(1 - 0.0971), 0.90, (0.87, 0.93), "pass", rule)]
+
+
+def test_paired_difference_honours_its_z():
+    a, b = [True] * 60 + [False] * 40, [True] * 50 + [False] * 50
+    d, lo, hi = paired_difference(a, b)
+    d99, lo99, hi99 = paired_difference(a, b, z=2.576)
+    assert d == d99 == pytest.approx(0.10) and lo99 < lo < d < hi < hi99
+    assert paired_difference(b, a, z=2.576) == pytest.approx((-d99, -hi99, -lo99))   # both sides at that z
+
+
+def test_top5_ties_rank_the_lower_class_first():
+    """Tied logits rank by class index (a stable sort): the same top-5 on every platform."""
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 500:] = 1.0                                  # 500 classes tied at the top
+    assert count_correct(logits, np.array([500]))[0] == 1 and count_correct(logits, np.array([504]))[1] == 1
+    assert count_correct(logits, np.array([505]))[1] == 0 and count_correct(logits, np.array([999]))[1] == 0
