@@ -188,6 +188,13 @@ class Adapter:
             raise AdapterError(f"no compiled model {handle!r} in this worker (load it first)")
         return self.compiled[handle]
 
+    def op_artifact(self, format: str, path: str, input: str, options: dict) -> dict:
+        from .artifacts import run
+        from .base import artifact_reply
+        if format not in ("onnx", "openvino"):
+            raise AdapterError(f"format {format!r} is not run by the deploy host (it runs onnx, openvino)")
+        return artifact_reply(run(format, path, np.load(input) if input else None, options), input)
+
     def op_ov_double_scale(self, src: str, dst: str, index: int) -> dict:
         return ov_double_scale(self.core, src, dst, index)
 

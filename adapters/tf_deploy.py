@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from .artifacts import ArtifactHost
 from .base import AdapterError, timed
 
 
@@ -97,7 +98,9 @@ def layer_blame(conv, images: np.ndarray) -> dict:
             "tool": "tf.lite.experimental.QuantizationDebugger"}
 
 
-class TfLiteDeploy:
+class TfLiteDeploy(ArtifactHost):
+    HOSTS = ("tflite", "keras", "savedmodel")
+
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
         if runtime != "tflite":
             raise AdapterError(f"{runtime!r} is not a runtime of the TensorFlow stack (tflite)")
