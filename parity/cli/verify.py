@@ -107,8 +107,8 @@ def _show(v: Any, cells: list[Any]) -> None:
         m = p["metrics"]
         say(f"probe batch ({p['n']} images, {p['weights']} weights, judged at {p['precision']}"
             f"{'' if p['judged'] else ', not judged'}): cosine {m.get('cosine_min', float('nan')):.4f}, "
-            f"SQNR {m.get('sqnr_db', float('nan')):.1f} dB, top-1 agreement {m.get('top1_agree', float('nan')):.2f}, "
-            f"correlation {p['correlation']:.4f}")
+            + (f"SQNR {m['sqnr_db']:.1f} dB, " if "sqnr_db" in m else f"max |diff| {m.get('max_abs', float('nan')):.3g}, ")
+            + f"top-1 agreement {m.get('top1_agree', float('nan')):.2f}, correlation {p['correlation']:.4f}")
     d = v.data
     if d:
         lo1, hi1 = d["top1_ci"]
