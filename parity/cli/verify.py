@@ -50,7 +50,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..deploy.published import deployed_cells
+    from ..deploy.published import cells_for_file, deployed_cells
     from ..verify.identify import identify
     from ..verify.verdict import Verdict, choose_spec, data_verdict, probe_verdict
     wd = get_workdir(args)
@@ -87,21 +87,21 @@ def run(args: argparse.Namespace) -> int:
             probe_verdict(h, art, card, mode, spec, v)
         else:
             v.notes.append("the float weights it was made from are not available here: no paired comparison")
-        cells = [c for c in deployed_cells(reg) if art.path.stem in c.model]
+        cells, matched_by = cells_for_file(deployed_cells(reg), art.path.stem, art.sha256)
         if args.ds is not None:
             data_verdict(h, art, card, mode, spec, args.ds, v)
     v.notes += art.notes
-    _show(v, cells)
+    _show(v, cells, matched_by)
     doc = {"artifact": str(art.path), "sha256": art.sha256, "format": art.fmt.name, "io": art.io,
            "precision": art.precision, "detail": art.detail, "runtime": art.version, "structure": art.structure,
            "metadata": art.file.get("metadata"), "identification": ident.to_dict(), "card": card.id, "weights": mode,
-           "published": [vars(c) for c in cells], **v.to_dict()}
+           "published": [vars(c) for c in cells], "published_matched_by": matched_by, **v.to_dict()}
     write_json(doc, out)
     say(f"verify: {'FAIL' if v.failures else 'pass'} ({out})")
     return EXIT_FAILED if v.failures else EXIT_OK
 
 
-def _show(v: Any, cells: list[Any]) -> None:
+def _show(v: Any, cells: list[Any], matched_by: str) -> None:
     p = v.probe
     if p:
         m = p["metrics"]
@@ -120,8 +120,8 @@ def _show(v: Any, cells: list[Any]) -> None:
             say(f"  native fp32 top-1 {100 * d['native_top1']:.1f} %: drop {100 * d['drop']:.2f} pts "
                 f"[{100 * lo:.2f}, {100 * hi:.2f}] (paired 95 %), agreement {100 * d['agreement']:.1f} %")
         for c in cells:
-            say(f"  published: {c.metric} {c.digits} ({c.model}; {c.source}: {c.citation}); a subset of images is not "
-                "the full validation set")
+            say(f"  published: {c.metric} {c.digits} ({c.model}; {c.source}: {c.citation}; matched by {matched_by}); "
+                "a subset of images is not the full validation set")
     for f in v.findings:
         say(f"finding [{f.severity}] {f.name}: {f.text}")
     for n in v.notes:

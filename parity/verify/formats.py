@@ -109,9 +109,11 @@ register(Format("savedmodel", "TF SavedModel", "keras", _savedmodel))
 register(Format("executorch", "ExecuTorch", "", lambda p, h: h[4:6] == b"ET" or _suffix(p, ".pte"),
                 unsupported="ExecuTorch: supported once the executorch stack is installed"))
 register(Format("ncnn", "ncnn (.param + .bin)", "", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),
-                unsupported="ncnn: not supported (see README 'Verify a deployed file': the reason)"))
+                unsupported="ncnn: not run yet: no runner written (PyPI's ncnn 1.0.20261020 cp311 wheel resolves "
+                         "beside the deploy stack's pins; see README 'Verify a deployed file')"))
 register(Format("mnn", "MNN", "", lambda p, h: _suffix(p, ".mnn"),
-                unsupported="MNN: not supported (see README 'Verify a deployed file': the reason)"))
+                unsupported="MNN: not run yet: no runner written (PyPI's MNN 3.6.1 cp311 wheel resolves beside the "
+                         "deploy stack's pins; see README 'Verify a deployed file')"))
 
 
 def detect(path: Path) -> Format:
