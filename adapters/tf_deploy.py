@@ -102,6 +102,10 @@ class TfLiteDeploy(ArtifactHost):
     HOSTS = ("tflite", "keras", "savedmodel")
 
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
+        if runtime == "keras-file":    # `verify`'s Keras artifact: the model saved by Keras itself (.keras or .h5)
+            import keras
+            model.save(path)
+            return {"path": path, "made_by": {"tool": "keras.Model.save", "keras": keras.__version__}}
         if runtime != "tflite":
             raise AdapterError(f"{runtime!r} is not a runtime of the TensorFlow stack (tflite)")
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2

@@ -113,6 +113,54 @@ def test_a_worker_crash_at_batch_2_is_retried_one_image_at_a_time(harness, tmp_p
     np.testing.assert_allclose(clean.run(harness, x), y, rtol=1e-4, atol=1e-4)
 
 
+# ------------------------------------------------------------------------------------------------ each toolchain's own export
+KERAS = "keras/mobilenet_v2.alpha_1.0_224"
+PADDLE = "ppcls/MobileNetV2.pretrained"
+
+
+def _exported(harness, card_id: str, runtime: str, path: Path) -> Path:
+    b = harness.build(REGISTRY.get(card_id), "seeded")
+    return Path(harness.client(REGISTRY.get(card_id).framework).deploy_export(b.key, runtime, path, {})["path"])
+
+
+@pytest.fixture(scope="module")
+def seeded_files(harness, tmp_path_factory):
+    """One file per format, made once from seeded weights by each toolchain's own export: OpenVINO IR by
+    openvino.convert_model of the suite's ONNX export, TFLite by the keras card's TFLiteConverter (the `tflite`
+    runtime's export), a Paddle inference model by paddle.jit.save (the `paddle-inference` runtime's), a .keras file
+    by keras.Model.save."""
+    d = tmp_path_factory.mktemp("seeded-files")
+    made: dict[str, Path] = {}
+
+    def get(fmt: str) -> Path:
+        if fmt not in made:
+            if fmt == "openvino":
+                onnx_path = harness.export(REGISTRY.get(TV), "seeded").path
+                made[fmt] = Path(harness.deploy().ov_convert(Path(onnx_path), d / "tv.xml")["path"])
+            elif fmt == "tflite":
+                made[fmt] = _exported(harness, KERAS, "tflite", d / "keras.tflite")
+            elif fmt == "paddle":
+                made[fmt] = _exported(harness, PADDLE, "paddle-inference", d / "ppcls" / "inference.pdmodel")
+            elif fmt == "keras":
+                made[fmt] = _exported(harness, KERAS, "keras-file", d / "keras.keras")
+        return made[fmt]
+    return get
+
+
+@pytest.mark.parametrize("fmt,card,shape", [("openvino", TV, [None, 3, 224, 224]),
+                                            ("tflite", KERAS, [1, 224, 224, 3]),
+                                            ("paddle", PADDLE, [None, 3, 224, 224]),
+                                            ("keras", KERAS, [None, 224, 224, 3])])
+def test_each_format_from_seeded_weights_is_identified_and_passes(seeded_files, tmp_path, fmt, card, shape):
+    rc, doc = verify(tmp_path, seeded_files(fmt))
+    assert doc is not None and doc["format"] == fmt
+    assert doc["io"]["input_shape"] == shape and doc["io"]["output_shape"][-1] == 1000, doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == card and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+
+
 # ------------------------------------------------------------------------------------------------ ONNX faults (deploy host)
 def _onnx_variant(harness, tmp_path, fault: str) -> Path:
     import onnx
@@ -144,12 +192,14 @@ def _onnx_variant(harness, tmp_path, fault: str) -> Path:
                     n.output[i] = "y_1000"
         g.initializer.append(numpy_helper.from_array(np.array([0, 1, 0, 0], np.int64), "pads"))
         g.node.append(helper.make_node("Pad", ["y_1000", "pads"], ["y_1001" if fault == "offset" else y]))
-        if fault == "offset":
-            g.initializer.extend([numpy_helper.from_array(np.array([0], np.int64), n) for n in ("s0", "ax")])
-            g.initializer.append(numpy_helper.from_array(np.array([1000], np.int64), "s1"))
-            g.initializer[-2].dims[:] = [1]
+        if fault == "offset":   # classes 0..999 of the 1001: output k is class k-1 (the background kept, 999 lost)
+            g.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), n)
+                                 for n, v in (("s0", 0), ("s1", 1000), ("ax", 1)))
             g.node.append(helper.make_node("Slice", ["y_1001", "s0", "s1", "ax"], [y]))
         g.output[0].type.tensor_type.shape.dim[1].dim_value = 1000 if fault == "offset" else 1001
+    elif fault == "batch1":  # a batch-1-only file: batch fixed to 1 in its declared input and output
+        g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+        g.output[0].type.tensor_type.shape.dim[0].dim_value = 1
     out = tmp_path / f"{fault}.onnx"
     onnx.save(m, str(out))
     return out
@@ -161,6 +211,19 @@ def test_onnx_faults_fail_with_their_named_finding(harness, tmp_path, fault, fin
     rc, doc = verify(tmp_path, _onnx_variant(harness, tmp_path, fault), "--card", TV, "--weights", "seeded")
     assert rc == 1, doc
     assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == [finding], doc["findings"]
+    # the run's report gets a verify section with the file and its named finding
+    assert main(["report", "--workdir", str(tmp_path / "wd")]) == 0
+    md = (tmp_path / "wd" / "report.md").read_text()
+    row = next(ln for ln in md.splitlines() if ln.startswith(f"| {fault}.onnx |"))
+    assert "## Verify (deployed files)" in md and "| fail |" in row and f"* {fault}.onnx: {finding}" in md, md
+    assert "id='verify'" in (tmp_path / "wd" / "report.html").read_text()
+
+
+def test_a_batch_1_only_file_runs_one_image_at_a_time_and_passes(harness, tmp_path, capsys):
+    rc, doc = verify(tmp_path, _onnx_variant(harness, tmp_path, "batch1"), "--card", TV, "--weights", "seeded")
+    assert "batch fixed 1" in capsys.readouterr().out
+    assert rc == 0 and doc["io"]["input_shape"] == [1, 3, 224, 224] and doc["verdict"] == "pass", doc["failures"]
+    assert doc["probe"]["n"] == 14 and doc["probe"]["metrics"]["top1_agree"] == 1.0
 
 
 @pytest.mark.parametrize("fault", ["none", "background"])

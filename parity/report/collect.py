@@ -9,6 +9,7 @@ from typing import Any
 from .. import runlog
 from ..registry import Card, Registry
 from . import audit, deploy
+from . import verify as verify_section
 from .verdict import card_status, skip_groups
 
 Doc = dict[str, Any]
@@ -91,7 +92,8 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "preprocess_matrix": (_load(workdir / "preprocess.json") or {}).get("matrix"), "results": results,
             "versions": versions, "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
-            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems))}
+            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)),
+            "verify": verify_section.rows(step_outputs(workdir, "verify", "verify.json", problems))}
 
 
 def _latest(docs: list[Doc]) -> Doc | None:

@@ -162,7 +162,8 @@ class Artifact:
         q = self.io.get("output_quantization")
         if q and q[0] and self.io.get("output_dtype") in ("uint8", "int8"):
             y = (y - q[1]) * q[0]
-        return y.reshape(len(x), -1)
+        out: Array = y.reshape(len(x), -1)
+        return out
 
     def scores(self, raw: Array) -> Array:
         """The 1000 ImageNet classes' scores (background class dropped)."""

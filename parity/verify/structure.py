@@ -95,7 +95,8 @@ def onnx_structure(p: Path) -> dict[str, Any]:
     feature = None
     for w in gemm:
         if w is not None and len(w.dims) == 2:
-            feature = int(min(w.dims))
+            d0, d1 = (int(d) for d in w.dims)   # (classes, features) with transB, else (features, classes)
+            feature = d1 if d0 in (1000, 1001) else d0
     if feature is None and conv_shapes:
         feature = int(conv_shapes[-1][1])
     n_units = len(conv_shapes) - (1 if conv_shapes and conv_shapes[-1][0] in (1000, 1001) else 0)
@@ -155,7 +156,9 @@ def tflite_structure(p: Path) -> dict[str, Any]:
     def tshape(idx: int) -> list[int]:
         s = sg.Tensors(idx).ShapeAsNumpy()
         return [] if isinstance(s, int) else [int(v) for v in s]
-    convs, paddings, acts = [], [], Counter()
+    convs: list[Any] = []
+    paddings: list[str] = []
+    acts: Counter[str] = Counter()
     producer = {}
     for name, op in ops:
         for k in range(op.OutputsLength()):

@@ -161,8 +161,9 @@ def probe_verdict(h: Harness, art: Artifact, card: Card, mode: str, spec: Prepro
         return
     alts: dict[str, dict[str, Any]] = {}
     other = "BGR" if feed.channel_order == "RGB" else "RGB"
-    alts["channel-order"] = _measure(art, art.run(h, normalize_batch(u8, feed.replace(channel_order=other))), ref,
-                                     art.precision, seeded)
+    # the same per-colour normalization, channels swapped: mean/std are written in the model's channel order
+    swapped = feed.replace(channel_order=other, mean=tuple(feed.mean[::-1]), std=tuple(feed.std[::-1]))
+    alts["channel-order"] = _measure(art, art.run(h, normalize_batch(u8, swapped)), ref, art.precision, seeded)
     rawpix = feed.replace(scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     alts["normalization-twice"] = _measure(art, art.run(h, normalize_batch(u8, rawpix)), ref, art.precision, seeded)
     for shift in (1, -1):

@@ -183,6 +183,9 @@ class DeployClient:
     def ov_release(self, handle: str) -> None:
         self._call("ov_release", handle=handle)
 
+    def ov_convert(self, src: Path, dst: Path) -> dict[str, Any]:
+        return dict(self._call("ov_convert", src=str(src), dst=str(dst)))
+
     def ov_double_scale(self, src: Path, dst: Path, index: int) -> dict[str, Any]:
         return self._call("ov_double_scale", src=str(src), dst=str(dst), index=index)
 

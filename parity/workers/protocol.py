@@ -92,6 +92,8 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
     Op("ov_double_scale", ("src", "dst", "index"), ("weights", "path", "node"),
        "fault injection: the index-th weight's dequantization scale doubled in a copy of an int8 IR (path '' "
        "when the IR has fewer weights)"),
+    Op("ov_convert", ("src", "dst"), ("path", "made_by"),
+       "an ONNX file converted to OpenVINO IR by openvino.convert_model (fp32 weights kept): `verify`'s IR artifact"),
     Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
        "`verify`: an ONNX file (ONNX Runtime) or an OpenVINO IR read and run as given (adapters/artifacts.py)"),
 )}
