@@ -154,6 +154,27 @@ def torchscript(path: str, x: np.ndarray | None, options: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- Paddle
+def _paddle_declared(prefix: str) -> tuple[list[int | None], str]:
+    """The input shape the model file declares (the predictor's handle knows none before a reshape): its feed
+    variable (a .pdmodel program) or its ``pd_op.data`` op (a PIR .json program), read in static mode."""
+    import paddle as pd
+    dynamic = pd.in_dynamic_mode()
+    pd.enable_static()
+    try:
+        prog, feeds, _ = pd.static.load_inference_model(prefix, pd.static.Executor(pd.CPUPlace()))
+        block = prog.global_block()
+        if hasattr(block, "var"):
+            shape = list(block.var(feeds[0]).shape)
+        else:
+            shape = next(list(op.result(0).shape) for op in block.ops if op.name() in ("pd_op.data", "pd_op.feed"))
+        return [None if int(d) < 0 else int(d) for d in shape], ""
+    except Exception as e:  # noqa: BLE001 - the shape is then unknown (and said so), the predictor still runs the file
+        return [], f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    finally:
+        if dynamic:
+            pd.disable_static()
+
+
 def paddle(path: str, x: np.ndarray | None, options: dict) -> dict:
     import paddle as pd
     params = os.path.splitext(path)[0] + ".pdiparams"
@@ -162,10 +183,11 @@ def paddle(path: str, x: np.ndarray | None, options: dict) -> dict:
     pred = pd.inference.create_predictor(cfg)
     h_in = pred.get_input_handle(pred.get_input_names()[0])
     h_out = pred.get_output_handle(pred.get_output_names()[0])
-    shape = _dims(h_in.shape()) if hasattr(h_in, "shape") else [None, 3, None, None]
+    shape, why = _paddle_declared(os.path.splitext(path)[0])
     out: dict[str, Any] = {"io": {"input_name": pred.get_input_names()[0], "input_shape": shape,
                                   "input_dtype": "float32", "output_dtype": "float32"},
-                           "precision": "fp32", "detail": {"onednn": cfg.mkldnn_enabled()},
+                           "precision": "fp32", "detail": {"onednn": cfg.mkldnn_enabled(),
+                                                           **({"input_shape_unread": why} if why else {})},
                            "version": f"paddlepaddle {pd.__version__}"}
 
     def fn(a: np.ndarray) -> np.ndarray:

@@ -126,7 +126,7 @@ HYPOTHESES = {"channel-order": "the artifact expects {other} (a {other} artifact
 
 
 def _measure(art: Artifact, test_raw: Array, ref: Array, precision: str, seeded: bool, shift: int = 0) -> dict[str, Any]:
-    test = art.scores(test_raw) if shift == 0 else _shifted(test_raw, shift)
+    test, ref = _aligned(art, test_raw, ref, shift)
     t, r = comparable(art, test, ref)
     if precision in SEEDED_NOT_JUDGED and seeded:
         c = judge(r, t, "fp32", "verify")
@@ -138,13 +138,16 @@ def _measure(art: Artifact, test_raw: Array, ref: Array, precision: str, seeded:
             "correlation": correlation(t, r)}
 
 
-def _shifted(raw: Array, shift: int) -> Array:
-    """The 1000 classes read with the class index moved by ``shift`` (+1: output k is class k-1)."""
-    if raw.shape[1] == 1001:
-        return raw[:, :1000] if shift == 1 else raw[:, 1:]
-    if shift == 1:
-        return np.concatenate([raw[:, 1:], np.full((len(raw), 1), raw.min())], 1)
-    return np.concatenate([np.full((len(raw), 1), raw.min()), raw[:, :-1]], 1)
+def _aligned(art: Artifact, raw: Array, ref: Array, shift: int) -> tuple[Array, Array]:
+    """The artifact's scores and the reference's over the classes both have, with the artifact's class index read
+    moved by ``shift`` (+1: its output k is class k-1, e.g. a background slot at 0 it does not declare). Shift 0 is
+    the declared reading (a 1001-class output drops its background at 0). A class a shifted reading loses is left
+    out of both, so a file that is exact but for the offset compares exactly."""
+    if shift == 0:
+        return art.scores(raw), ref
+    o = (1 if raw.shape[1] == 1001 else 0) + shift      # class j is the artifact's output j + o
+    lo, hi = max(0, -o), min(ref.shape[1], raw.shape[1] - o)
+    return raw[:, lo + o:hi + o], ref[:, lo:hi]
 
 
 def probe_verdict(h: Harness, art: Artifact, card: Card, mode: str, spec: PreprocessSpec, v: Verdict) -> None:
