@@ -106,6 +106,11 @@ class TfLiteDeploy(ArtifactHost):
             import keras
             model.save(path)
             return {"path": path, "made_by": {"tool": "keras.Model.save", "keras": keras.__version__}}
+        if runtime == "savedmodel":    # `verify`'s SavedModel artifact: Keras's own export (a serving signature)
+            import keras
+            model.export(path, format="tf_saved_model", verbose=False)
+            return {"path": path, "made_by": {"tool": "keras.Model.export(format='tf_saved_model')",
+                                              "keras": keras.__version__}}
         if runtime != "tflite":
             raise AdapterError(f"{runtime!r} is not a runtime of the TensorFlow stack (tflite)")
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2

@@ -128,7 +128,7 @@ def seeded_files(harness, tmp_path_factory):
     """One file per format, made once from seeded weights by each toolchain's own export: OpenVINO IR by
     openvino.convert_model of the suite's ONNX export, TFLite by the keras card's TFLiteConverter (the `tflite`
     runtime's export), a Paddle inference model by paddle.jit.save (the `paddle-inference` runtime's), a .keras file
-    by keras.Model.save."""
+    by keras.Model.save, a SavedModel by keras.Model.export."""
     d = tmp_path_factory.mktemp("seeded-files")
     made: dict[str, Path] = {}
 
@@ -143,6 +143,8 @@ def seeded_files(harness, tmp_path_factory):
                 made[fmt] = _exported(harness, PADDLE, "paddle-inference", d / "ppcls" / "inference.pdmodel")
             elif fmt == "keras":
                 made[fmt] = _exported(harness, KERAS, "keras-file", d / "keras.keras")
+            elif fmt == "savedmodel":
+                made[fmt] = _exported(harness, KERAS, "savedmodel", d / "keras_savedmodel")
         return made[fmt]
     return get
 
@@ -150,7 +152,8 @@ def seeded_files(harness, tmp_path_factory):
 @pytest.mark.parametrize("fmt,card,shape", [("openvino", TV, [None, 3, 224, 224]),
                                             ("tflite", KERAS, [1, 224, 224, 3]),
                                             ("paddle", PADDLE, [None, 3, 224, 224]),
-                                            ("keras", KERAS, [None, 224, 224, 3])])
+                                            ("keras", KERAS, [None, 224, 224, 3]),
+                                            ("savedmodel", KERAS, [None, 224, 224, 3])])
 def test_each_format_from_seeded_weights_is_identified_and_passes(seeded_files, tmp_path, fmt, card, shape):
     rc, doc = verify(tmp_path, seeded_files(fmt))
     assert doc is not None and doc["format"] == fmt
