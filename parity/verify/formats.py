@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import frameworks
 from ..errors import UsageError
 
 
@@ -32,6 +33,12 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {}
+
+# hosts and the Keras format's name come from the framework table (parity.frameworks), never as literals
+_TF = frameworks.tflite_host().name                    # TFLite, Keras files and SavedModels run in its worker
+_TORCHSCRIPT = next(f.name for f in frameworks.FRAMEWORKS.values() if "torchscript" in f.deploy_runtimes)
+_PADDLE = next(f.name for f in frameworks.FRAMEWORKS.values() if "paddle-inference" in f.deploy_runtimes)
+KERAS_SUFFIX = f".{_TF}"
 
 
 def register(fmt: Format) -> Format:
@@ -56,7 +63,7 @@ def _beside(p: Path, *suffixes: str) -> list[Path]:
 
 
 def _torchscript(p: Path, head: bytes) -> bool:
-    if not head.startswith(b"PK\x03\x04") or _suffix(p, ".keras"):
+    if not head.startswith(b"PK\x03\x04") or _suffix(p, KERAS_SUFFIX):
         return False
     names = _zip_names(p)
     return any(n.endswith(("/constants.pkl", "/bytecode.pkl")) or "/code/" in n for n in names) or (
@@ -95,17 +102,17 @@ def _savedmodel(p: Path, head: bytes) -> bool:
 
 
 register(Format("onnx", "ONNX", "deploy", lambda p, h: _suffix(p, ".onnx"), inspect=_inspect_onnx))
-register(Format("tflite", "TFLite / LiteRT", "keras", lambda p, h: h[4:8] == b"TFL3", inspect=_inspect_tflite))
+register(Format("tflite", "TFLite / LiteRT", _TF, lambda p, h: h[4:8] == b"TFL3", inspect=_inspect_tflite))
 register(Format("openvino", "OpenVINO IR", "deploy", lambda p, h: _suffix(p, ".xml") and b"<net" in h[:4096],
                 companions=lambda p: _beside(p, ".bin"), inspect=_inspect_openvino))
-register(Format("torchscript", "TorchScript", "torchvision", _torchscript, inspect=_inspect_zip))
-register(Format("paddle", "Paddle inference model", "ppcls",
+register(Format("torchscript", "TorchScript", _TORCHSCRIPT, _torchscript, inspect=_inspect_zip))
+register(Format("paddle", "Paddle inference model", _PADDLE,
                 lambda p, h: _suffix(p, ".pdmodel") or (_suffix(p, ".json") and p.with_suffix(".pdiparams").exists()),
                 companions=lambda p: _beside(p, ".pdiparams")))
-register(Format("keras", "Keras model (.keras / full-model .h5)", "keras",
-                lambda p, h: _suffix(p, ".keras") or (h.startswith(b"\x89HDF\r\n\x1a\n") and not _suffix(p, ".weights.h5")),
-                inspect=lambda p: _inspect_zip(p) if _suffix(p, ".keras") else {}))
-register(Format("savedmodel", "TF SavedModel", "keras", _savedmodel))
+register(Format(_TF, "Keras model (.keras / full-model .h5)", _TF,
+                lambda p, h: _suffix(p, KERAS_SUFFIX) or (h.startswith(b"\x89HDF\r\n\x1a\n") and not _suffix(p, ".weights.h5")),
+                inspect=lambda p: _inspect_zip(p) if _suffix(p, KERAS_SUFFIX) else {}))
+register(Format("savedmodel", "TF SavedModel", _TF, _savedmodel))
 register(Format("executorch", "ExecuTorch", "", lambda p, h: h[4:6] == b"ET" or _suffix(p, ".pte"),
                 unsupported="ExecuTorch: supported once the executorch stack is installed"))
 register(Format("ncnn", "ncnn (.param + .bin)", "", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),

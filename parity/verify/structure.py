@@ -25,6 +25,10 @@ def _structure(stem: int | None, feature: int | None, convs: int, paddings: list
 
 
 # ------------------------------------------------------------------------------------------------------------ ONNX
+def _onnx_dims(vi: Any) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in vi.type.tensor_type.shape.dim]
+
+
 def onnx_structure(p: Path) -> dict[str, Any]:
     import onnx
     from onnx import numpy_helper
@@ -68,18 +72,11 @@ def onnx_structure(p: Path) -> dict[str, Any]:
             paddings.append("same" if not arr or arr[:half] != arr[half:] else "symmetric")
         elif any(pads):
             paddings.append("symmetric")
-    acts: Counter[str] = Counter()
-    for n in g.node:
-        if n.op_type == "Clip":
-            acts["relu6"] += 1
-        elif n.op_type == "Relu":
-            acts["relu"] += 1
+    acts: Counter[str] = Counter("relu6" if n.op_type == "Clip" else "relu" for n in g.node if n.op_type in ("Clip", "Relu"))
     ident = {i.name for i in inits.values()}
     inputs = [i for i in g.input if i.name not in ident]
 
-    def dims(vi: Any) -> list[int | None]:
-        return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in vi.type.tensor_type.shape.dim]
+    dims = _onnx_dims
     etypes = {1: "float32", 10: "float16", 2: "uint8", 3: "int8"}
     out_dims = dims(g.output[0])
     last = producer.get(g.output[0].name)
@@ -115,11 +112,8 @@ _NP = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 9: "int8", 7: "int16"
 _ITEM = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int8": 1, "int16": 2, "int64": 8}
 
 
-def tflite_structure(p: Path) -> dict[str, Any]:
-    import tflite
-    from tflite.ActivationFunctionType import ActivationFunctionType as Act
-    from tflite.Padding import Padding
-
+def _tflite_read(p: Path, tflite: Any) -> tuple[Any, Any, list[tuple[str, Any]]]:
+    """The model, its first subgraph and its (op name, op) list; every constant tensor checked whole, else refused."""
     from ..weights.tflite_import import op_names
     buf = p.read_bytes()
     size = len(buf)
@@ -152,6 +146,30 @@ def tflite_structure(p: Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - a cut or damaged flatbuffer raises anything
         raise ArtifactRefused(f"{p.name}: not a readable TFLite model ({type(e).__name__}: {e}; truncated or "
                               "damaged)", hint=DAMAGED_HINT) from None
+    return model, sg, ops
+
+
+def _tflite_quant(t: Any) -> list[float] | None:
+    q = t.Quantization()
+    if q is None or not q.ScaleLength():
+        return None
+    return [float(q.ScaleAsNumpy()[0]), float(q.ZeroPointAsNumpy()[0])]
+
+
+def _tflite_metadata(p: Path) -> dict[str, Any]:
+    try:
+        from ..audit.importers import read
+        _, decl, _ = read(p, "tflite-metadata")
+        return {"normalization": decl.to_dict()["fields"], "notes": decl.notes}
+    except Exception:  # noqa: BLE001 - no metadata (or unreadable metadata) is simply no metadata
+        return {}
+
+
+def tflite_structure(p: Path) -> dict[str, Any]:
+    import tflite
+    from tflite.ActivationFunctionType import ActivationFunctionType as Act
+    from tflite.Padding import Padding
+    model, sg, ops = _tflite_read(p, tflite)
 
     def tshape(idx: int) -> list[int]:
         s = sg.Tensors(idx).ShapeAsNumpy()
@@ -191,11 +209,7 @@ def tflite_structure(p: Path) -> dict[str, Any]:
     ti, to = sg.Tensors(sg.Inputs(0)), sg.Tensors(sg.Outputs(0))
     sig = ti.ShapeSignatureAsNumpy() if ti.ShapeSignatureLength() else ti.ShapeAsNumpy()
 
-    def quant(t: Any) -> list[float] | None:
-        q = t.Quantization()
-        if q is None or not q.ScaleLength():
-            return None
-        return [float(q.ScaleAsNumpy()[0]), float(q.ZeroPointAsNumpy()[0])]
+    quant = _tflite_quant
     fcs = [tshape(op.Inputs(1)) for name, op in ops if name == "FULLY_CONNECTED"]
     feature = fcs[-1][1] if fcs else (convs[-1][3] if convs else None)
     units = len(convs) - (1 if convs and convs[-1][0] in (1000, 1001) else 0)
@@ -203,13 +217,7 @@ def tflite_structure(p: Path) -> dict[str, Any]:
                            if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"))
     precision = "int8" if weight_types.get("int8") or weight_types.get("uint8") else (
         "fp16" if "DEQUANTIZE" in [n for n, _ in ops] and weight_types.get("float16") else "fp32")
-    meta: dict[str, Any] = {}
-    try:
-        from ..audit.importers import read
-        _, decl, _ = read(p, "tflite-metadata")
-        meta = {"normalization": decl.to_dict()["fields"], "notes": decl.notes}
-    except Exception:  # noqa: BLE001 - no metadata (or unreadable metadata) is simply no metadata
-        pass
+    meta = _tflite_metadata(p)
     wq = sorted({"per-channel" if (sg.Tensors(op.Inputs(1)).Quantization() is not None and
                                    sg.Tensors(op.Inputs(1)).Quantization().ScaleLength() > 1) else "per-tensor"
                  for name, op in ops if name in ("CONV_2D", "DEPTHWISE_CONV_2D")}) if precision == "int8" else []
