@@ -143,6 +143,18 @@ def timed(call: Any, repeats: int) -> list[float]:
     return out
 
 
+def artifact_reply(r: dict, input: str) -> dict:
+    """The ``artifact`` op's answer: outputs as an .npy beside the input."""
+    y = r.pop("y", None)
+    r.setdefault("precision", "fp32")
+    r.setdefault("detail", {})
+    r["output"] = ""
+    if y is not None:
+        r["output"] = f"{Path(input).with_suffix('')}.artifact.out.npy"
+        np.save(r["output"], np.asarray(y))
+    return r
+
+
 class Hooks:
     """What each framework's adapter implements (see the module docstring); ``BaseAdapter`` turns them into ops."""
 
@@ -219,6 +231,10 @@ class Hooks:
         raise NotImplementedError
 
     def file_shapes(self, model: Any, path: str) -> dict[str, tuple]:
+        raise NotImplementedError
+
+    def artifact(self, fmt: str, path: str, x: np.ndarray | None, options: dict) -> dict:
+        """`verify`: a deployed file read and run by this stack's runtime (``adapters/artifacts.py``)."""
         raise NotImplementedError
 
 
@@ -371,6 +387,9 @@ class BaseAdapter(Hooks):
 
     def op_tflite_run(self, path: str, input: str) -> dict:
         return self.tflite_run(path, input)
+
+    def op_artifact(self, format: str, path: str, input: str, options: dict) -> dict:
+        return artifact_reply(self.artifact(format, path, np.load(input) if input else None, options), input)
 
     # ------------------------------------------------------------------ weights modes, the same in every adapter
     def apply_weights(self, model: Any, card: dict, weights: dict) -> Any:

@@ -202,6 +202,20 @@ class Adapter:
             raise AdapterError(f"no compiled model {handle!r} in this worker (load it first)")
         return self.compiled[handle]
 
+    def op_ov_convert(self, src: str, dst: str) -> dict:
+        """An ONNX file converted to OpenVINO IR (.xml + .bin) by OpenVINO's own converter, fp32 weights kept."""
+        import openvino as ov
+        ov.save_model(ov.convert_model(src), dst, compress_to_fp16=False)
+        return {"path": dst, "made_by": {"tool": "openvino.convert_model + save_model(compress_to_fp16=False)",
+                                         "version": ov.__version__}}
+
+    def op_artifact(self, format: str, path: str, input: str, options: dict) -> dict:
+        from .artifacts import run
+        from .base import artifact_reply
+        if format not in ("onnx", "openvino"):
+            raise AdapterError(f"format {format!r} is not run by the deploy host (it runs onnx, openvino)")
+        return artifact_reply(run(format, path, np.load(input) if input else None, options), input)
+
     def op_ov_double_scale(self, src: str, dst: str, index: int) -> dict:
         return ov_double_scale(self.core, src, dst, index)
 

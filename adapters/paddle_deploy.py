@@ -10,6 +10,7 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
+from .artifacts import ArtifactHost
 from .base import AdapterError, timed
 
 
@@ -28,7 +29,9 @@ def predictor(path: str, bf16: bool, threads: int, _mtime: int) -> tuple:
     return precision, cfg, paddle.inference.create_predictor(cfg)
 
 
-class PaddleInferenceDeploy:
+class PaddleInferenceDeploy(ArtifactHost):
+    HOSTS = ("paddle",)
+
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
         if runtime != "paddle-inference":
             raise AdapterError(f"{runtime!r} is not a runtime of the Paddle stack (paddle-inference)")

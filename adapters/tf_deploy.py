@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from .artifacts import ArtifactHost
 from .base import AdapterError, timed
 
 
@@ -97,8 +98,19 @@ def layer_blame(conv, images: np.ndarray) -> dict:
             "tool": "tf.lite.experimental.QuantizationDebugger"}
 
 
-class TfLiteDeploy:
+class TfLiteDeploy(ArtifactHost):
+    HOSTS = ("tflite", "keras", "savedmodel")
+
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
+        if runtime == "keras-file":    # `verify`'s Keras artifact: the model saved by Keras itself (.keras or .h5)
+            import keras
+            model.save(path)
+            return {"path": path, "made_by": {"tool": "keras.Model.save", "keras": keras.__version__}}
+        if runtime == "savedmodel":    # `verify`'s SavedModel artifact: Keras's own export (a serving signature)
+            import keras
+            model.export(path, format="tf_saved_model", verbose=False)
+            return {"path": path, "made_by": {"tool": "keras.Model.export(format='tf_saved_model')",
+                                              "keras": keras.__version__}}
         if runtime != "tflite":
             raise AdapterError(f"{runtime!r} is not a runtime of the TensorFlow stack (tflite)")
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import torch
 
+from .artifacts import ArtifactHost
 from .base import AdapterError, timed
 
 CHUNK = 32
@@ -67,7 +68,9 @@ def trace_save(model, path: str, made: dict, hw: int) -> dict:
                                       **made}}
 
 
-class TorchScriptDeploy:
+class TorchScriptDeploy(ArtifactHost):
+    HOSTS = ("torchscript",)
+
     def deploy_export(self, model, runtime: str, path: str, options: dict) -> dict:
         _hosted(runtime)
         hw = int(getattr(model, "_mbv2_input_size", 224))

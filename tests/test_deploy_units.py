@@ -156,10 +156,25 @@ def test_published_deployed_numbers_are_cited_and_validated():
     good = dict(REGISTRY.sections["deployed"][0])
     for bad, why in (({**good, "source": "nowhere"}, "not in"), ({**good, "digits": "7o.8"}, "not a number"),
                      ({k: v for k, v in good.items() if k != "citation"}, "missing citation"),
-                     ({**good, "precision": "int4"}, "precision"), ({**good, "colour": "red"}, "unknown field")):
+                     ({**good, "precision": "int4"}, "precision"), ({**good, "colour": "red"}, "unknown field"),
+                     ({**good, "sha256": "abc"}, "64 hex digits")):
         reg = Registry([], REGISTRY.sources, sections={"deployed": [bad]})
         with pytest.raises(RegistryError, match=why):
             deployed_cells(reg)
+
+
+def test_a_deployed_row_matches_a_file_by_sha256_else_by_name_and_says_which():
+    """`verify` prints a published number beside a file: by the file's sha256 where the row has one (a renamed copy
+    still matches, another file of the same name does not), else by its name, saying so."""
+    from parity.deploy.published import cells_for_file, deployed_cells
+    from parity.registry import Registry
+    good = {k: v for k, v in REGISTRY.sections["deployed"][0].items() if k != "sha256"}
+    row = {**good, "model": "hosted m_quant", "sha256": "ab" * 32}
+    cells = deployed_cells(Registry([], REGISTRY.sources, sections={"deployed": [row, {**good, "model": "hosted m_x"}]}))
+    assert cells_for_file(cells, "renamed", "ab" * 32) == ([cells[0]], "sha256 of the file")
+    assert cells_for_file(cells, "m_quant", "cd" * 32) == ([], "")
+    got, how = cells_for_file(cells, "m_x", "cd" * 32)
+    assert got == [cells[1]] and how.startswith("file name only")
 
 
 def test_cpu_int8_names_the_saturating_x86_path_only_without_vnni(monkeypatch):

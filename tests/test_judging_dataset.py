@@ -290,8 +290,26 @@ def test_imagefolder_subset_errors(tmp_path):
 def test_unknown_layout_and_missing_path(tmp_path):
     touch(tmp_path / "photos", "a.jpg")
     assert refusal(open_dataset, tmp_path) == (
-        f"{tmp_path}: no val_label.txt/val.txt, no synset directories: not a known ImageNet layout",
-        "see README 'Evaluation' for the accepted layouts")
+        f"{tmp_path}: no val_label.txt/val.txt/labels.txt of 'FILE INDEX' lines, no synset directories: not a "
+        "known ImageNet layout", "see README 'Evaluation' for the accepted layouts")
+
+
+def test_a_directory_with_labels_txt_pairs_is_a_dataset(tmp_path):
+    """The layout of ../shared/realdata/images/imagenet_sample_1000: images + labels.txt of 'FILE INDEX' lines."""
+    touch(tmp_path, "n00000000_a.JPEG", "n00000007_b.JPEG")
+    (tmp_path / "labels.txt").write_text("n00000000_a.JPEG 0\nn00000007_b.JPEG 7\n")
+    ds = open_dataset(tmp_path)
+    assert ds.labels.tolist() == [0, 7] and ds.paths == (tmp_path / "n00000000_a.JPEG", tmp_path / "n00000007_b.JPEG")
+    assert ds.root == tmp_path
+
+
+def test_a_labels_txt_of_class_names_is_not_a_label_file(tmp_path):
+    """TFLite's labels.txt lists class names ('background', 'tench', ...): not pairs, so the directory is refused
+    as no known layout rather than with a parse error about that file."""
+    touch(tmp_path, "a.jpg")
+    (tmp_path / "labels.txt").write_text("background\ntench\n")
+    msg, _ = refusal(open_dataset, tmp_path)
+    assert msg.startswith(f"{tmp_path}: no val_label.txt/val.txt/labels.txt") and "not a known ImageNet layout" in msg
     assert refusal(open_dataset, tmp_path / "nope") == (f"dataset not found: {tmp_path / 'nope'}",
                                                         "set MBV2_PARITY_IMAGENET or pass --data")
 

@@ -21,14 +21,15 @@ from typing import Any, NoReturn
 from .. import runlog
 from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, ParityError, Terminated
 from ..paths import default_workdir, workdir_path
-from . import audit, bench, check, count, doctor, drift, eval, eval_runs, listing, preprocess, report, weights
+from . import audit, bench, check, count, doctor, drift, eval, eval_runs, listing, preprocess, report, verify, weights
 from .common import console
 
-COMMANDS = (listing, check, count, preprocess, weights, eval, eval_runs, bench, drift, report, doctor, audit)
+COMMANDS = (listing, check, count, preprocess, weights, eval, eval_runs, bench, drift, report, doctor, audit, verify)
 LOG = "mbv2-parity.log"
 # commands that are steps of a run, and the results file each writes unless --json says otherwise
 STEP_OUTPUTS = {"check": "results.json", "count": "counts.json", "eval": "eval.json", "cross": "cross.json",
-                "preprocess": "preprocess.json", "bench": "bench.json", "audit": "audit.json"}
+                "preprocess": "preprocess.json", "bench": "bench.json", "audit": "audit.json",
+                "verify": "verify.json"}
 
 
 class Parser(argparse.ArgumentParser):

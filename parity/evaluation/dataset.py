@@ -5,7 +5,8 @@ the order of ``val.txt``/``synset_words.txt`` and of torchvision/timm/mmpretrain
 
 Layouts (``open_dataset(path)`` detects them):
 
-* ``val/`` + ``val_label.txt`` (or ``val.txt`` / ``ILSVRC2012_val_labels.txt``) under ``path``: ``FILE INDEX`` lines
+* ``val/`` + ``val_label.txt`` (or ``val.txt`` / ``ILSVRC2012_val_labels.txt`` / ``labels.txt``, the last only when it
+  holds pairs, not class names) under ``path``: ``FILE INDEX`` lines
   (the seed's layout; a class-name file ``label.txt``/``synset_words.txt`` beside it is checked if present);
 * ImageFolder: ``path/<wnid>/*.JPEG`` (torchvision style), all 1000 synset directories, or fewer with
   ``synsets=`` naming the standard list;
@@ -28,7 +29,8 @@ from ..errors import ParityError
 
 NUM_CLASSES = 1000
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp")
-LABEL_FILES = ("val_label.txt", "val.txt", "ILSVRC2012_val_labels.txt", "ilsvrc2012_val_labels.txt")
+LABEL_FILES = ("val_label.txt", "val.txt", "ILSVRC2012_val_labels.txt", "ilsvrc2012_val_labels.txt", "labels.txt")
+NAME_OR_PAIRS = ("labels.txt",)   # a class-name list in some layouts (TFLite's labels.txt): used only when it holds pairs
 WNID = re.compile(r"^n\d{8}$")
 WNID_IN_PATH = re.compile(r"(?:^|[/_.-])(n\d{8})(?:[/_.-]|$)")
 SYNSET_FILES = ("synset_words.txt", "LOC_synset_mapping.txt", "synsets.txt")
@@ -233,7 +235,12 @@ def open_dataset(path: str | Path, synsets: str | Path | None = None, label_base
         lf = p / name
         if lf.is_file():
             img_dir = p / "val" if (p / "val").is_dir() else p
-            paths, labels = _read_pairs(lf, img_dir)
+            try:
+                paths, labels = _read_pairs(lf, img_dir)
+            except DatasetError:
+                if name in NAME_OR_PAIRS:
+                    continue
+                raise
             for names in ("label.txt", "synset_words.txt"):
                 if (p / names).is_file():
                     _check_names(p / names)
@@ -255,5 +262,6 @@ def open_dataset(path: str | Path, synsets: str | Path | None = None, label_base
         files = [f for w in wnids for f in sorted((p / w).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
         return Dataset(p, "ImageFolder", tuple(files), np.asarray([index[f.parent.name] for f in files], np.int64),
                        "labels from synset directories")
-    raise DatasetError(f"{p}: no val_label.txt/val.txt, no synset directories: not a known ImageNet layout",
+    raise DatasetError(f"{p}: no val_label.txt/val.txt/labels.txt of 'FILE INDEX' lines, no synset directories: not a "
+                       "known ImageNet layout",
                        hint="see README 'Evaluation' for the accepted layouts")

@@ -9,6 +9,7 @@ from typing import Any
 from .. import findings, runlog
 from ..registry import Card, Registry
 from . import audit, deploy
+from . import verify as verify_section
 from .verdict import card_status, skip_groups
 
 Doc = dict[str, Any]
@@ -104,7 +105,8 @@ def collect(workdir: Path, reg: Registry) -> Doc:
             "versions": versions, "versions_missing": sorted(ran - set(versions)), "cache": cache,
             "problems": problems + (run.problems() if run else []),
             "deploy": deploy.rows(results), "bench": _latest(step_outputs(workdir, "bench", "bench.json", problems)),
-            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)) + audit.not_audited(run)}
+            "audit": audit.rows(step_outputs(workdir, "audit", "audit.json", problems)) + audit.not_audited(run),
+            "verify": verify_section.rows(step_outputs(workdir, "verify", "verify.json", problems))}
 
 
 def _machine(checked: list[Doc]) -> Doc | None:

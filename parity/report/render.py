@@ -9,6 +9,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from . import audit, compare, deploy
+from . import verify as verify_section
 
 Doc = dict[str, Any]
 e = html.escape
@@ -76,6 +77,7 @@ def markdown(doc: Doc) -> str:
                                                   for j in range(len(cr["names"]))) + " |")
     lines += deploy.markdown(doc.get("deploy") or [], doc.get("bench"))
     lines += audit.markdown(doc.get("audit") or [])
+    lines += verify_section.markdown(doc.get("verify") or [])
     if doc.get("watch"):
         lines += ["", "## Upstream watch", ""] + [f"* {r['card']}: {r['status']}" for r in doc["watch"]["results"]]
     return "\n".join(lines) + "\n"
@@ -235,6 +237,7 @@ def render_html(doc: Doc, imgs: dict[str, str]) -> str:
             + f"{_failures(doc)}{_expected(doc)}<h2 id='machine'>Machine</h2><p>{e(machine_line(doc.get('machine')))}</p>"
             + "".join(f"<p class='compare'>{e(ln[2:])}</p>" for ln in compare.markdown(doc.get("compare"))[3:])
             + f"<h2>Cards</h2>{_models(doc)}{_skips(doc)}{_deploy(doc)}{audit.html(doc.get('audit') or [])}"
+            + f"{verify_section.html(doc.get('verify') or [])}"
             + (f"<h2>Charts (measured data only)</h2>{figs}" if figs else "")
             + f"<h2 id='drilldown'>Per card</h2>{cards}{_versions(doc)}</body></html>\n")
 

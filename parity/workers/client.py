@@ -125,6 +125,9 @@ class AdapterClient:
     def deploy_run(self, runtime: str, path: str, input: str, options: dict[str, Any]) -> dict[str, Any]:
         return self._call("deploy_run", runtime=runtime, path=path, input=input, options=options)
 
+    def artifact(self, fmt: str, path: str, input: str, options: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("artifact", format=fmt, path=path, input=input, options=options))
+
     def tflite_run(self, path: Path, input: str) -> str:
         return str(self._call("tflite_run", path=str(path), input=input)["output"])
 
@@ -180,8 +183,14 @@ class DeployClient:
     def ov_release(self, handle: str) -> None:
         self._call("ov_release", handle=handle)
 
+    def ov_convert(self, src: Path, dst: Path) -> dict[str, Any]:
+        return dict(self._call("ov_convert", src=str(src), dst=str(dst)))
+
     def ov_double_scale(self, src: Path, dst: Path, index: int) -> dict[str, Any]:
         return self._call("ov_double_scale", src=str(src), dst=str(dst), index=index)
+
+    def artifact(self, fmt: str, path: str, input: str, options: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("artifact", format=fmt, path=path, input=input, options=options))
 
     def layer_errors(self, float_path: Path, quant_path: Path, calib: str, images: int = 8) -> dict[str, Any]:
         return self._call("layer_errors", float_path=str(float_path), quant_path=str(quant_path), calib=calib,

@@ -68,6 +68,10 @@ OPS: dict[str, Op] = {o.name: o for o in (
     Op("deploy_run", ("runtime", "path", "input", "options"), ("output", "precision", "detail", "times"),
        "run a deployed artifact in this stack's runtime (threads, precision); with options.repeats > 0 also the "
        "seconds of each call, timed in the worker", ("deploy_run",), optional=True),
+    Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
+       "`verify`: a user's deployed file read and run by its own runtime (adapters/artifacts.py): its I/O as the "
+       "runtime reports it, the precision it runs, and with an input (.npy, '' for none) the raw outputs",
+       ("artifact",), optional=True),
 )}
 
 
@@ -88,6 +92,10 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
     Op("ov_double_scale", ("src", "dst", "index"), ("weights", "path", "node"),
        "fault injection: the index-th weight's dequantization scale doubled in a copy of an int8 IR (path '' "
        "when the IR has fewer weights)"),
+    Op("ov_convert", ("src", "dst"), ("path", "made_by"),
+       "an ONNX file converted to OpenVINO IR by openvino.convert_model (fp32 weights kept): `verify`'s IR artifact"),
+    Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
+       "`verify`: an ONNX file (ONNX Runtime) or an OpenVINO IR read and run as given (adapters/artifacts.py)"),
 )}
 
 

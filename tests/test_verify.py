@@ -1,0 +1,278 @@
+"""`mbv2-parity verify`: refusals (truncated, unknown, unsupported, foreign task) before any work, identification and
+a passing verdict on artifacts made in the test from seeded weights by each toolchain's own export, the injected
+faults each caught with its named finding, a worker crash retried one image at a time, and the two real TFLite
+files of ../shared/realdata."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.cli import main
+from parity.paths import realdata_dir
+from parity.verify.artifact import open_artifact
+from parity.verify.formats import ArtifactRefused
+from support import REGISTRY
+
+REAL = realdata_dir()
+TF2 = REAL / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite" if REAL else None
+QAT = REAL / "tflite" / "mobilenet_v2_1.0_224_quant.tflite" if REAL else None
+needs_real = pytest.mark.skipif(TF2 is None or not TF2.is_file(), reason="no ../shared/realdata")
+TV = "torchvision/mobilenet_v2.IMAGENET1K_V1"
+
+
+def verify(tmp_path, *args):
+    out = tmp_path / "verify.json"
+    rc = main(["verify", *map(str, args), "--workdir", str(tmp_path / "wd"), "--json", str(out)])
+    return rc, (json.loads(out.read_text()) if out.is_file() else None)
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+@needs_real
+def test_truncated_tflite_is_refused_in_one_line(tmp_path, capsys):
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(TF2.read_bytes()[: TF2.stat().st_size // 2])
+    rc, _ = verify(tmp_path, cut)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "truncated" in err, err
+
+
+def test_unknown_and_executorch_files_are_refused(tmp_path, capsys):
+    junk = tmp_path / "model.bin"
+    junk.write_bytes(b"\x00garbage" * 100)
+    assert verify(tmp_path, junk)[0] == 2
+    assert "not a format verify knows" in capsys.readouterr().err
+    pte = tmp_path / "model.pte"
+    pte.write_bytes(b"\x1c\x00\x00\x00ET12" + b"\x00" * 64)
+    assert verify(tmp_path, pte)[0] == 2
+    assert "ExecuTorch: supported once the executorch stack is installed" in capsys.readouterr().err
+
+
+def _tiny_onnx(path: Path, classes: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+    w = helper.make_tensor("w", TensorProto.FLOAT, [classes, 3], np.ones(3 * classes, np.float32).tolist())
+    g = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+                           helper.make_node("Flatten", ["p"], ["f"]),
+                           helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_file_for_another_task_is_refused_before_any_work(tmp_path, capsys):
+    rc, _ = verify(tmp_path, _tiny_onnx(tmp_path / "ten.onnx", 10))
+    err = capsys.readouterr().err
+    assert rc == 2 and "another task" in err
+    assert not (tmp_path / "wd" / "deploy").exists()
+
+
+def test_truncated_onnx_is_refused(tmp_path):
+    p = _tiny_onnx(tmp_path / "ok.onnx", 1000)
+    p.write_bytes(p.read_bytes()[:-20])
+    with pytest.raises(ArtifactRefused, match="truncated"):
+        open_artifact(p)
+
+
+# ------------------------------------------------------------------------------------------------ TorchScript (torch worker)
+def _torchscript(harness, card_id: str, path: Path) -> Path:
+    card = REGISTRY.get(card_id)
+    b = harness.build(card, "seeded")
+    return Path(harness.client(card.framework).deploy_export(b.key, "torchscript", path, {})["path"])
+
+
+def test_torchscript_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
+    rc, doc = verify(tmp_path, _torchscript(harness, TV, tmp_path / "tv.pt"))
+    assert rc == 0, doc
+    assert doc["identification"]["identical"] and doc["card"] == TV and doc["weights"] == "seeded"
+    assert doc["verdict"] == "pass" and doc["probe"]["metrics"]["top1_agree"] == 1.0
+
+
+def test_another_cards_weights_are_named(harness, tmp_path):
+    other = "timm/mobilenetv2_100.ra_in1k"
+    rc, doc = verify(tmp_path, _torchscript(harness, other, tmp_path / "timm.pt"), "--card", TV)
+    assert rc == 1
+    assert doc["identification"]["matches"][0]["card"] == other
+    assert any(f["name"] == "other-weights" and other in f["text"] for f in doc["findings"])
+
+
+def test_a_worker_crash_at_batch_2_is_retried_one_image_at_a_time(harness, tmp_path):
+    art = open_artifact(_torchscript(harness, TV, tmp_path / "tv.pt"))
+    art.fault = "crash_above_batch:1"
+    art.load(harness)
+    x = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
+    y = art.run(harness, x)
+    assert y.shape == (3, 1000)
+    assert art.crashed_at == 3 and "crashes at batch 3: ran one image at a time" in art.notes[0]
+    clean = open_artifact(art.path)
+    clean.load(harness)
+    np.testing.assert_allclose(clean.run(harness, x), y, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ each toolchain's own export
+KERAS = "keras/mobilenet_v2.alpha_1.0_224"
+PADDLE = "ppcls/MobileNetV2.pretrained"
+
+
+def _exported(harness, card_id: str, runtime: str, path: Path) -> Path:
+    b = harness.build(REGISTRY.get(card_id), "seeded")
+    return Path(harness.client(REGISTRY.get(card_id).framework).deploy_export(b.key, runtime, path, {})["path"])
+
+
+@pytest.fixture(scope="module")
+def seeded_files(harness, tmp_path_factory):
+    """One file per format, made once from seeded weights by each toolchain's own export: OpenVINO IR by
+    openvino.convert_model of the suite's ONNX export, TFLite by the keras card's TFLiteConverter (the `tflite`
+    runtime's export), a Paddle inference model by paddle.jit.save (the `paddle-inference` runtime's), a .keras file
+    by keras.Model.save, a SavedModel by keras.Model.export."""
+    d = tmp_path_factory.mktemp("seeded-files")
+    made: dict[str, Path] = {}
+
+    def get(fmt: str) -> Path:
+        if fmt not in made:
+            if fmt == "openvino":
+                onnx_path = harness.export(REGISTRY.get(TV), "seeded").path
+                made[fmt] = Path(harness.deploy().ov_convert(Path(onnx_path), d / "tv.xml")["path"])
+            elif fmt == "tflite":
+                made[fmt] = _exported(harness, KERAS, "tflite", d / "keras.tflite")
+            elif fmt == "paddle":
+                made[fmt] = _exported(harness, PADDLE, "paddle-inference", d / "ppcls" / "inference.pdmodel")
+            elif fmt == "keras":
+                made[fmt] = _exported(harness, KERAS, "keras-file", d / "keras.keras")
+            elif fmt == "savedmodel":
+                made[fmt] = _exported(harness, KERAS, "savedmodel", d / "keras_savedmodel")
+        return made[fmt]
+    return get
+
+
+@pytest.mark.parametrize("fmt,card,shape", [("openvino", TV, [None, 3, 224, 224]),
+                                            ("tflite", KERAS, [1, 224, 224, 3]),
+                                            ("paddle", PADDLE, [None, 3, 224, 224]),
+                                            ("keras", KERAS, [None, 224, 224, 3]),
+                                            ("savedmodel", KERAS, [None, 224, 224, 3])])
+def test_each_format_from_seeded_weights_is_identified_and_passes(seeded_files, tmp_path, fmt, card, shape):
+    rc, doc = verify(tmp_path, seeded_files(fmt))
+    assert doc is not None and doc["format"] == fmt
+    assert doc["io"]["input_shape"] == shape and doc["io"]["output_shape"][-1] == 1000, doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == card and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------ ONNX faults (deploy host)
+def _onnx_variant(harness, tmp_path, fault: str) -> Path:
+    import onnx
+    from onnx import helper, numpy_helper
+    card = REGISTRY.get(TV)
+    m = onnx.load(harness.export(card, "seeded").path)
+    g = m.graph
+    x, y = g.input[0].name, g.output[0].name
+    for n in g.node:
+        for i, v in enumerate(n.input):
+            if v == x and fault in ("bgr", "baked"):
+                n.input[i] = "x_in"
+            if v == y and fault in ("offset", "background"):
+                pass
+    if fault == "bgr":       # a model that wants BGR: it swaps the channels back first
+        g.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "rev"))
+        g.node.insert(0, helper.make_node("Gather", [x, "rev"], ["x_in"], axis=1))
+    elif fault == "baked":   # normalization baked in: the model takes 0-255 pixels
+        s = card.preprocess
+        a = np.array([s.scale / d for d in s.std], np.float32).reshape(1, 3, 1, 1)
+        b = np.array([-mu / d for mu, d in zip(s.mean, s.std)], np.float32).reshape(1, 3, 1, 1)
+        g.initializer.extend([numpy_helper.from_array(a, "na"), numpy_helper.from_array(b, "nb")])
+        g.node.insert(0, helper.make_node("Mul", [x, "na"], ["x_m"]))
+        g.node.insert(1, helper.make_node("Add", ["x_m", "nb"], ["x_in"]))
+    elif fault in ("offset", "background"):   # 1001 outputs, background first; the offset fault keeps 0..999
+        for n in g.node:
+            for i, v in enumerate(n.output):
+                if v == y:
+                    n.output[i] = "y_1000"
+        g.initializer.append(numpy_helper.from_array(np.array([0, 1, 0, 0], np.int64), "pads"))
+        g.node.append(helper.make_node("Pad", ["y_1000", "pads"], ["y_1001" if fault == "offset" else y]))
+        if fault == "offset":   # classes 0..999 of the 1001: output k is class k-1 (the background kept, 999 lost)
+            g.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), n)
+                                 for n, v in (("s0", 0), ("s1", 1000), ("ax", 1)))
+            g.node.append(helper.make_node("Slice", ["y_1001", "s0", "s1", "ax"], [y]))
+        g.output[0].type.tensor_type.shape.dim[1].dim_value = 1000 if fault == "offset" else 1001
+    elif fault == "batch1":  # a batch-1-only file: batch fixed to 1 in its declared input and output
+        g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+        g.output[0].type.tensor_type.shape.dim[0].dim_value = 1
+    out = tmp_path / f"{fault}.onnx"
+    onnx.save(m, str(out))
+    return out
+
+
+@pytest.mark.parametrize("fault,finding", [("bgr", "channel-order"), ("baked", "normalization-twice"),
+                                           ("offset", "class-offset")])
+def test_onnx_faults_fail_with_their_named_finding(harness, tmp_path, fault, finding):
+    rc, doc = verify(tmp_path, _onnx_variant(harness, tmp_path, fault), "--card", TV, "--weights", "seeded")
+    assert rc == 1, doc
+    assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == [finding], doc["findings"]
+    # the run's report gets a verify section with the file and its named finding
+    assert main(["report", "--workdir", str(tmp_path / "wd")]) == 0
+    md = (tmp_path / "wd" / "report.md").read_text()
+    row = next(ln for ln in md.splitlines() if ln.startswith(f"| {fault}.onnx |"))
+    assert "## Verify (deployed files)" in md and "| fail |" in row and f"* {fault}.onnx: {finding}" in md, md
+    assert "id='verify'" in (tmp_path / "wd" / "report.html").read_text()
+
+
+def test_a_batch_1_only_file_runs_one_image_at_a_time_and_passes(harness, tmp_path, capsys):
+    rc, doc = verify(tmp_path, _onnx_variant(harness, tmp_path, "batch1"), "--card", TV, "--weights", "seeded")
+    assert "batch fixed 1" in capsys.readouterr().out
+    assert rc == 0 and doc["io"]["input_shape"] == [1, 3, 224, 224] and doc["verdict"] == "pass", doc["failures"]
+    assert doc["probe"]["n"] == 14 and doc["probe"]["metrics"]["top1_agree"] == 1.0
+
+
+@pytest.mark.parametrize("fault", ["none", "background"])
+def test_correct_onnx_passes_and_1001_with_background_passes(harness, tmp_path, fault):
+    path = Path(harness.export(REGISTRY.get(TV), "seeded").path) if fault == "none" else \
+        _onnx_variant(harness, tmp_path, fault)
+    rc, doc = verify(tmp_path, path)
+    assert rc == 0, doc
+    assert doc["card"] == TV and doc["io"]["output_shape"][-1] == (1000 if fault == "none" else 1001)
+
+
+# ------------------------------------------------------------------------------------------------ real TFLite files
+def _patch_input_zero_point(src: Path, dst: Path, zp: int) -> None:
+    import tflite
+    buf = bytearray(src.read_bytes())
+    model = tflite.Model.GetRootAsModel(buf, 0)
+    sg = model.Subgraphs(0)
+    q = sg.Tensors(sg.Inputs(0)).Quantization()
+    o = q._tab.Offset(10)          # QuantizationParameters.zero_point (field 3)
+    pos = q._tab.Vector(o)
+    struct.pack_into("<q", buf, pos, zp)
+    dst.write_bytes(bytes(buf))
+
+
+@needs_real
+@pytest.mark.parametrize("which", ["tf2", "qat"])
+def test_real_tflite_files_with_data(tmp_path, which):
+    path = TF2 if which == "tf2" else QAT
+    rc, doc = verify(tmp_path, path, "--data", REAL / "images" / "imagenet_sample_1000" / "labels.txt", "--limit", "100")
+    assert doc["io"]["output_shape"][-1] == 1001
+    assert doc["io"]["input_dtype"] == "uint8" and doc["io"]["input_quantization"][1] in (127, 128)
+    assert doc["card"] == "keras/mobilenet_v2.alpha_1.0_224"
+    lo, hi = doc["data"]["top1_ci"]
+    assert lo < doc["data"]["top1"] < hi and doc["data"]["n"] == 100
+    if which == "tf2":
+        assert rc == 0 and doc["identification"]["identical"], doc
+        assert "drop" in doc["data"]
+    else:
+        assert doc["published"] and doc["published"][0]["digits"] == "70.8"
+
+
+@needs_real
+def test_wrong_input_zero_point_is_named(tmp_path):
+    bad = tmp_path / "zp0.tflite"
+    _patch_input_zero_point(TF2, bad, 0)
+    assert open_artifact(bad).io["input_quantization"][1] == 0
+    rc, doc = verify(tmp_path, bad, "--card", "keras/mobilenet_v2.alpha_1.0_224", "--weights", "real")
+    assert rc == 1
+    assert "input-zero-point" in [f["name"] for f in doc["findings"]]
