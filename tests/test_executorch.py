@@ -23,7 +23,7 @@ MISSING = interpreter_missing()
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 needs_real = pytest.mark.skipif(REAL is None or not REAL.joinpath(*REAL_TFLITE).is_file(),
                                 reason="../shared/realdata is absent")
-CALIB = {"calib_images": 100}    # one PT2E observer call per image (exported at batch 1)
+CALIB = {"calib_images": 64}     # two observer calls of 32 (HistogramObservers: slow per call)
 
 
 def deploy(h, card, runtime, mode="seeded", **kw):
@@ -60,9 +60,9 @@ def test_executorch_int8_runs_int8_and_on_seeded_weights_is_not_judged(harness):
     assert info.precision == "int8"
     (delegate,) = xnnpack(info.detail)
     assert {"xnn_datatype_qint8", "xnn_datatype_qcint8"} <= set(delegate["datatypes"]), delegate
-    assert info.detail["calibration"]["n"] == 100 and info.detail["calibration"]["spec"] == TORCH.preprocess.digest()
+    assert info.detail["calibration"]["n"] == 64 and info.detail["calibration"]["spec"] == TORCH.preprocess.digest()
     made = info.detail["made_by"]
-    assert made["calib_images"] == 100 and "XNNPACKQuantizer" in made["quantizer"]
+    assert made["calib_images"] == 64 and "XNNPACKQuantizer" in made["quantizer"]
 
 
 def test_a_pte_file_is_read_back_and_run(harness, tmp_path):
