@@ -64,11 +64,19 @@ STACKS: dict[str, Stack] = {s.name: s for s in (
           ("paddlepaddle", "paddle2onnx", "paddleclas", "onnx", "onnxruntime", "numpy")),
     Stack("deploy", "w-deploy", ("openvino", "nncf", "onnxconverter_common"),
           ("openvino", "nncf", "onnxconverter-common", "onnxruntime", "onnx", "numpy")),
+    Stack("executorch", "w-executorch", ("executorch", "torchao", "torch", "torchvision", "timm"),
+          ("executorch", "torchao", "torch", "torchvision", "timm", "numpy")),
 )}
 
 # Workers that host deployment toolchains rather than a model framework: adapter module -> stack.
 # `deploy` (adapters/deploy.py): OpenVINO, NNCF and ONNX Runtime's quantization and fp16 conversion.
-HOSTS: dict[str, str] = {"deploy": "deploy"}
+# `executorch` (adapters/executorch.py): torch.export -> to_edge -> XNNPACK .pte files, PT2E int8, the ExecuTorch
+# runtime; its pins (executorch 1.5.1, torchao 0.18) live beside the torch stack's card code, not in it.
+HOSTS: dict[str, str] = {"deploy": "deploy", "executorch": "executorch"}
+
+# Hosts that build a stack's cards themselves, with that stack's adapter code, from the same card and weights:
+# host -> the stack whose cards it builds (its deployment runtimes run those cards only).
+CARD_HOSTS: dict[str, str] = {"executorch": "torch"}
 
 CACHES: dict[str, Cache] = {c.name: c for c in (
     Cache("torch-hub", "TORCH_HOME", "$XDG_CACHE_HOME/torch", "hub/checkpoints"),   # torchvision, timm, mmpretrain
@@ -129,6 +137,11 @@ def names() -> tuple[str, ...]:
 def by_suffix(path: str) -> list[Framework]:
     """The frameworks whose native weight files end like ``path``."""
     return [f for f in FRAMEWORKS.values() if any(path.endswith(s) for s in f.weight_suffixes)]
+
+
+def built_by(host: str) -> tuple[str, ...]:
+    """The frameworks whose cards host ``host`` builds (``CARD_HOSTS``)."""
+    return tuple(f.name for f in FRAMEWORKS.values() if f.stack == CARD_HOSTS.get(host))
 
 
 def tflite_host() -> Framework:

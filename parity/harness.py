@@ -35,7 +35,7 @@ from .weights.canonical import load as load_canonical
 from .weights.download import WeightsUnavailable, fetch
 from .weights.modes import REAL_TFLITE, parse_mode, seed_for
 from .workers import AdapterClient, Built, Exported, WorkerError, WorkerPool
-from .workers.client import DeployClient
+from .workers.client import DeployClient, ExecuTorchClient
 
 Array = npt.NDArray[Any]
 DEFAULT_OPSET = 17
@@ -62,7 +62,7 @@ class Harness(CacheUse):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._clients: dict[str, AdapterClient] = {}
         self._tensors: dict[tuple[Any, ...], str] = {}
-        self._built: dict[tuple[str, str, str], Built] = {}
+        self._built: dict[tuple[str, str, str, str], Built] = {}
         self._onnx: dict[tuple[str, str, str, int, str], Exported] = {}
         self._shapes: dict[str, dict[str, tuple[int, ...]]] = {}
         self._artifacts: dict[tuple[Any, ...], Any] = {}
@@ -98,8 +98,10 @@ class Harness(CacheUse):
         return self._artifacts[key]  # type: ignore[no-any-return]
 
     def client(self, framework: str) -> AdapterClient:
+        """The typed client of a framework's worker, or of the ExecuTorch host (``ExecuTorchClient``: + ``pte_run``)."""
         if framework not in self._clients:
-            self._clients[framework] = AdapterClient(self.pool, frameworks.get(framework).name)
+            self._clients[framework] = ExecuTorchClient(self.pool) if framework == ExecuTorchClient.name else \
+                AdapterClient(self.pool, frameworks.get(framework).name)
         return self._clients[framework]
 
     # ---------------------------------------------------------------- inputs
@@ -174,19 +176,24 @@ class Harness(CacheUse):
         self.time(card, "download", time.perf_counter() - t0)
         return {"mode": "file", "path": str(got.path), "sha256": got.sha256}
 
-    def build(self, card: Card, mode: str = "seeded") -> Built:
-        """The card's model built in its worker. A model lives in one worker process: after that worker died
+    def build(self, card: Card, mode: str = "seeded", host: str = "") -> Built:
+        """The card's model built in its worker (or in ``host``, a worker that builds its stack's cards with the same
+        adapter code: ``frameworks.CARD_HOSTS``). A model lives in one worker process: after that worker died
         (segfault, OOM kill) and the pool started a new one, the model is built again in the new worker."""
         card = self.resolve(card, mode)
-        key = (card.id, card.build_digest, mode)
-        existed = card.framework in self.pool.workers and self.pool.workers[card.framework].alive
-        worker = self.pool.get(card.framework)
+        where = host or card.framework
+        if host and card.framework not in frameworks.built_by(host):
+            raise UsageError(f"{host} does not build {card.framework} cards",
+                             hint=f"it builds {', '.join(frameworks.built_by(host)) or 'none'}")
+        key = (where, card.id, card.build_digest, mode)
+        existed = where in self.pool.workers and self.pool.workers[where].alive
+        worker = self.pool.get(where)
         if not existed:
-            self.time(card, "worker_start", worker.start_seconds)
-        generation = self.pool.generation[card.framework]
+            self.time(card, f"{host}_worker_start" if host else "worker_start", worker.start_seconds)
+        generation = self.pool.generation[where]
         if key not in self._built or self._built[key].generation != generation:
             try:
-                built = self.client(card.framework).build(card, self.weights_request(card, mode))
+                built = self.client(where).build(card, self.weights_request(card, mode))
             except WorkerError as e:
                 kind, path = parse_mode(mode)
                 if kind == "real" and e.kind in REAL_MISFITS:   # the adapters' error classes, not their wording
@@ -195,7 +202,7 @@ class Harness(CacheUse):
                 if kind == "file" and path and e.kind == "AdapterError" and "in the file but" in str(e):
                     raise WorkerError(str(e), e.kind, self.fitting_cards(card, Path(path))) from None
                 raise
-            self.time(card, "build", built.seconds)
+            self.time(card, f"{host}_build" if host else "build", built.seconds)
             self._built[key] = built
         return self._built[key]
 

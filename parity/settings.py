@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 VARIABLES: dict[str, str] = {
-    "MBV2_PARITY_PYTHON_<STACK>": "interpreter of a worker stack (TORCH, TF, PADDLE); tox sets them; unset: the "
-                                  "checkout's .tox/w-<stack> is used when it exists",
+    "MBV2_PARITY_PYTHON_<STACK>": "interpreter of a worker stack (TORCH, TF, PADDLE, DEPLOY, EXECUTORCH); tox sets "
+                                  "them; unset: the checkout's .tox/w-<stack> is used when it exists",
     "MBV2_PARITY_WORKDIR": "default --workdir (default: ./build)",
     "MBV2_PARITY_CACHE": "weights cache root, instead of the ecosystems' own caches",
     "MBV2_PARITY_ARTIFACTS": "artifact cache directory (`check --cache-dir`; default $XDG_CACHE_HOME/mbv2-parity/"

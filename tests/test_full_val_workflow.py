@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from parity.frameworks import FRAMEWORKS, STACKS
+from parity.frameworks import CARD_HOSTS, FRAMEWORKS, STACKS
 from parity.paths import ROOT
 from support import REGISTRY, actionlint, actionlint_dir, schema_check
 
@@ -68,9 +68,10 @@ def test_nightly_parity_jobs_build_only_their_own_stack():
     assert set(stacks) == set(FRAMEWORKS)
     for fw, envs in stacks.items():
         own = STACKS[FRAMEWORKS[fw].stack].tox_env
-        assert envs == {own, STACKS["deploy"].tox_env}, (fw, envs)
+        hosts = {STACKS[h].tox_env for h, stack in CARD_HOSTS.items() if stack == FRAMEWORKS[fw].stack}
+        assert envs == {own, STACKS["deploy"].tox_env} | hosts, (fw, envs)
     tox = (ROOT / "tox.ini").read_text()
-    assert "{env:PARITY_WORKER_ENVS:w-torch,w-tf,w-paddle,w-deploy}" in tox
+    assert "{env:PARITY_WORKER_ENVS:w-torch,w-tf,w-paddle,w-deploy,w-executorch}" in tox
 
 
 def plan(*args):

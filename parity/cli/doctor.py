@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     core.add_row("default workdir", escape(str(default_workdir())))
     console.print(core)
     if broken:
-        console.print("[bold red]incomplete[/]: `tox -e w-torch,w-tf,w-paddle,w-deploy` builds the worker stacks; tox -e "
-                      "parity / tests set the MBV2_PARITY_PYTHON_* variables")
+        console.print("[bold red]incomplete[/]: `tox -e w-torch,w-tf,w-paddle,w-deploy,w-executorch` builds the worker "
+                      "stacks; tox -e parity / tests set the MBV2_PARITY_PYTHON_* variables")
         return EXIT_FAILED
     return EXIT_OK

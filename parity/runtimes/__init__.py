@@ -77,7 +77,8 @@ FAMILIES = {("ort", None): "ort-opt-on", ("ort", "fp32"): "ort-opt-on", ("ort", 
             ("paddle-inference", None): "paddle-inference", ("paddle-inference", "fp32"): "paddle-inference",
             ("paddle-inference", "bf16"): "paddle-inference-bf16", ("torchscript", None): "torchscript",
             ("torchscript", "fp32"): "torchscript", ("torch-quantized", None): "torch-qnnpack",
-            ("torch-quantized", "int8"): "torch-qnnpack"}
+            ("torch-quantized", "int8"): "torch-qnnpack", ("executorch", None): "executorch-fp32",
+            ("executorch", "fp32"): "executorch-fp32", ("executorch", "int8"): "executorch-int8"}
 
 
 def resolve(name: str, precision: str | None = None) -> str:
@@ -136,7 +137,16 @@ def quant_options(selected: list[str], given: dict[str, Any]) -> tuple[dict[str,
 
 def _load_builtins() -> None:
     from .. import plugins
-    from . import native, onnxruntime, openvino, paddle_inference, tflite, torch_quantized, torchscript  # noqa: F401  (each registers)
+    from . import (  # noqa: F401  (each registers)
+        executorch,
+        native,
+        onnxruntime,
+        openvino,
+        paddle_inference,
+        tflite,
+        torch_quantized,
+        torchscript,
+    )
     plugins.load()
 
 

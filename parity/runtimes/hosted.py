@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 class HostedRuntime(Runtime):
-    """``runtime``: the name the worker knows it by; ``suffix``: the artifact's file suffix."""
+    """``runtime``: the name the worker knows it by; ``suffix``: the artifact's file suffix; ``host``: a worker that
+    builds the card itself (``frameworks.CARD_HOSTS``) instead of the card's framework worker."""
 
     runtime = ""
     suffix = ""
+    host = ""
 
     def __init__(self, name: str, precision: str = "fp32", threads: int = 0, calib_dir: str | None = None,
                  calib_images: int = 1000) -> None:
@@ -66,8 +68,8 @@ class HostedRuntime(Runtime):
 
         def convert() -> dict[str, Any]:
             t0 = time.time() - 1
-            built = h.build(card, target.mode)
-            made = h.client(card.framework).deploy_export(built.key, self.runtime, path, opts)
+            built = h.build(card, target.mode, host=self.host)
+            made = h.client(self.worker).deploy_export(built.key, self.runtime, path, opts)
             # every file the conversion wrote for this artifact (a Paddle model has two; a quantized torch model
             # keeps its state and ONNX beside it)
             made["_files"] = sorted(p.name for p in path.parent.glob(prefix + "*") if p.stat().st_mtime >= t0)
@@ -78,18 +80,24 @@ class HostedRuntime(Runtime):
             keyed = {k: (h.cache.sha256(v) if k == "calib" else v) for k, v in opts.items()}
             return h.stored(f"hosted-{self.runtime}", card, {"weights": h.weights_key(card, target.mode),
                                                              "options": keyed}, path.parent, convert,
-                            stack=frameworks.stack_of(card.framework).name,
+                            stack=frameworks.stack_of(self.worker).name,
                             outputs=lambda rec: {n: path.parent / n for n in rec["_files"]})
         made = h.artifact((self.runtime, card.id, card.build_digest, target.mode, tag), make)
         self.path, self.made_by = str(made["path"]), dict(made["made_by"])
         self.ran = self._run(target.harness.probe_tensor(card.preprocess)[0][:1], {})
 
+    @property
+    def worker(self) -> str:
+        """The worker that makes and runs the artifact."""
+        assert self.target is not None
+        return self.host or self.target.card.framework
+
     def _run(self, x: Array, extra: dict[str, Any]) -> dict[str, Any]:
         assert self.target is not None
-        h, card = self.target.harness, self.target.card
+        h = self.target.harness
         inp = h.pool.put_array(np.ascontiguousarray(x, np.float32), self.runtime)
         try:
-            r = h.client(card.framework).deploy_run(self.runtime, self.path, inp,
+            r = h.client(self.worker).deploy_run(self.runtime, self.path, inp,
                                                     {"threads": self.options["threads"],
                                                      "precision": self.options["precision"], **extra})
             r["logits"] = np.load(r["output"])
@@ -107,7 +115,7 @@ class HostedRuntime(Runtime):
 
     def info(self) -> RuntimeInfo:
         assert self.target is not None
-        versions = self.target.harness.pool.info(self.target.card.framework).get("versions", {})
+        versions = self.target.harness.pool.info(self.worker).get("versions", {})
         notes = []
         if self.options["precision"] not in ("fp32", self.ran["precision"]):
             notes.append(f"asked for {self.options['precision']}, {self.runtime} runs {self.ran['precision']}")

@@ -133,6 +133,71 @@ class AdapterClient:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of an ExecuTorch method, as its MethodMeta gives it."""
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Delegate:
+    """One delegate (lowered subgraph) of a .pte method: the backend it was lowered for, its payload's size, and for
+    XNNPACK payloads the datatypes of the tensors it holds (``{datatype: count}``, e.g. ``qcint8`` weights)."""
+    backend: str
+    bytes: int
+    datatypes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PteRun:
+    """What a .pte file holds and, when it was given an input, what its method computed (``output``: an .npz of
+    the method's outputs in order, '' without input)."""
+    path: str
+    method: str
+    methods: list[str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    delegates: list[Delegate]
+    operators: list[str]             # operators the method runs outside any delegate (ExecuTorch's kernels)
+    precision: str                   # fp32 | int8 | fp16 from the delegates' datatypes ('' when nothing is delegated)
+    output: str
+    seconds: float
+
+
+class ExecuTorchClient(AdapterClient):
+    """Typed client of the ExecuTorch host (``adapters/executorch.py``): the model ops of ``AdapterClient``
+    (build, run, deploy_export, deploy_run) for the cards it builds, and ``pte_run`` for any .pte file."""
+
+    name = "executorch"
+
+    def __init__(self, pool: WorkerPool) -> None:
+        super().__init__(pool, self.name)
+
+    def _call(self, op: str, **params: Any) -> dict[str, Any]:
+        from .protocol import EXECUTORCH_OPS
+        assert op in EXECUTORCH_OPS, op
+        result = self.pool.call(self.framework, op, **params)
+        assert isinstance(result, dict), (op, result)
+        return result
+
+    def versions(self) -> dict[str, str]:
+        return dict(self.pool.info(self.name).get("versions", {}))
+
+    def pte_run(self, path: Path | str, input: str = "", method: str = "forward") -> PteRun:
+        r = self._call("pte_run", path=str(path), input=input, method=method)
+
+        def specs(rows: list[dict[str, Any]]) -> list[TensorSpec]:
+            return [TensorSpec(str(t["dtype"]), tuple(int(d) for d in t["shape"]), int(t["nbytes"])) for t in rows]
+        return PteRun(str(path), str(r["method"]), [str(m) for m in r["methods"]], specs(r["inputs"]),
+                      specs(r["outputs"]),
+                      [Delegate(str(d["backend"]), int(d["bytes"]), {str(k): int(v) for k, v in d["datatypes"].items()})
+                       for d in r["delegates"]],
+                      [str(o) for o in r["operators"]], str(r["precision"]), str(r["output"] or ""),
+                      float(r.get("seconds", 0.0)))
+
+
+@dataclass(frozen=True)
 class Loaded:
     """An OpenVINO compiled model in the deploy host, with what the plugin reports it will run."""
     handle: str

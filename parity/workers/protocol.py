@@ -99,5 +99,25 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
 )}
 
 
+# The ExecuTorch host (adapters/executorch.py, stack `executorch`): builds the torch stack's cards with their own
+# adapter code (the same card and weights as the torch worker), lowers them to .pte files and runs them in the
+# ExecuTorch runtime; `pte_run` takes any .pte file, made here or not.
+EXECUTORCH_OPS: dict[str, Op] = {o.name: o for o in (
+    OPS["ping"], OPS["contract"], OPS["build"], OPS["run"], OPS["release"],
+    Op("deploy_export", ("key", "runtime", "path", "options"), ("path", "made_by"),
+       "the built model lowered to a .pte: torch.export -> (executorch-int8: PT2E with the XNNPACK quantizer, "
+       "calibrated on options.calib) -> to_edge_transform_and_lower with the XNNPACK partitioner; made_by records "
+       "the lowered program's delegates and what stayed outside them"),
+    Op("deploy_run", ("runtime", "path", "input", "options"), ("output", "precision", "detail", "times"),
+       "a .pte run in the ExecuTorch runtime on an .npy batch (one image per call at the exported batch size); the "
+       "precision read back from the file's XNNPACK delegates (their tensor datatypes)"),
+    Op("pte_run", ("path", "input", "method"), ("method", "methods", "inputs", "outputs", "delegates", "operators",
+                                                "precision", "output"),
+       "any .pte file: its methods, the method's input/output tensor specs (ExecuTorch MethodMeta), the backends it "
+       "delegates to with each delegate's size and tensor datatypes, the operators left outside delegates; with an "
+       "input .npy ('' for none) the method run on it, outputs as .npz"),
+)}
+
+
 def unknown_op(op: str, framework: str) -> str:
     return f"unknown op {op!r} for {framework} worker; the contract has {sorted(OPS)}"
