@@ -44,3 +44,13 @@ def test_the_check_names_a_stale_page(tmp_path):
     p = subprocess.run([sys.executable, "-m", "parity.cli.docs", "--check", "--out", str(out)], capture_output=True,
                        text=True)
     assert p.returncode == 1 and "doctor.md" in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_the_readme_stays_a_newcomers_page():
+    """README: at most 200 lines (the reference lives in docs/), and every docs page it links to exists."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    links = re.findall(r"\]\((docs/[^)#]+)", text)
+    assert links and [p for p in links if not (root / p).is_file()] == []
