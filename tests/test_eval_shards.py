@@ -3,7 +3,6 @@
 import argparse
 import json
 import random
-import time
 
 import numpy as np
 import pytest
@@ -269,12 +268,11 @@ def test_an_empty_shard_is_refused_before_any_work(tmp_path, twenty, capsys):
     listing = twenty
     data = listing("all.txt", range(20))
     k = next(k for k in range(1, 101) if not len(shards.shard(open_dataset(data), k, 100)))   # 80 of the 100 are empty
-    t0 = time.perf_counter()
     rc = main(["eval", CARD.id, "--data", data, "--weights", "seeded", "--shard", f"{k}/100", "--workdir",
                str(tmp_path / "w")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and f"--shard {k}/100" in err and "no images" in err and "20 images" in err, (rc, err)
-    assert err.count("\n") == 0 and time.perf_counter() - t0 < 10
+    assert err.count("\n") == 0          # one line; "before any work": no worker started (below), not a timing
     assert not list((tmp_path / "w").glob("workers/*/worker-*.log"))      # no worker was started
 
 
