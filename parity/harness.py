@@ -207,22 +207,7 @@ class Harness(CacheUse):
         return self._built[key]
 
     def fitting_cards(self, card: Card, path: Path) -> str:
-        """Which cards of the card's framework a weight file would fit (its tensors' names and shapes), as a hint."""
-        client = self.client(card.framework)
-        try:
-            held = client.file_shapes(card, path)
-        except WorkerError:
-            return ""
-        fits = []
-        for other in self.registry.select([card.framework]):
-            ident = f"{other.id}#{other.build_digest}"
-            if ident not in self._shapes:
-                self._shapes[ident] = client.weight_shapes(other)
-            if self._shapes[ident] == held:
-                fits.append(other.id)
-        if fits:
-            return f"{path.name} fits {', '.join(fits)}"
-        return f"no {card.framework} card of the registry fits {path.name}"
+        return fitting_cards(self, card, path)
 
     def native(self, card: Card, mode: str, x: Array | str) -> Array:
         """The native model's logits on a batch (an array in the card's layout, or the path of one). Reused from the
@@ -266,6 +251,25 @@ class Harness(CacheUse):
         self.time(card, "onnx_check", time.perf_counter() - t0)
         return dataclasses.replace(exp, path=str(dst), check=summary, spec_json=attached["spec_json"],
                                    sha256=attached["sha256"], bytes=attached["bytes"])
+
+
+def fitting_cards(h: Harness, card: Card, path: Path) -> str:
+    """Which cards of the card's framework a weight file would fit (its tensors' names and shapes), as a hint."""
+    client = h.client(card.framework)
+    try:
+        held = client.file_shapes(card, path)
+    except WorkerError:
+        return ""
+    fits = []
+    for other in h.registry.select([card.framework]):
+        ident = f"{other.id}#{other.build_digest}"
+        if ident not in h._shapes:
+            h._shapes[ident] = client.weight_shapes(other)
+        if h._shapes[ident] == held:
+            fits.append(other.id)
+    if fits:
+        return f"{path.name} fits {', '.join(fits)}"
+    return f"no {card.framework} card of the registry fits {path.name}"
 
 
 def write_json(doc: dict[str, Any], path: Path | str) -> Path:

@@ -87,12 +87,12 @@ def checks_table():
 def test_check_table_fits_without_splitting_a_word(width):
     buf = io.StringIO()
     con = cli_common.console
-    old = con.file, con.width
+    old = con._file, con.width    # _file, not file: file is sys.stdout of *this* test's capture when unset
     con.file, con.width = buf, width
     try:
         check.show(checks_table(), 12.3, 3)
     finally:
-        con.file, con.width = old
+        con._file, con.width = old
     lines = buf.getvalue().splitlines()
     for token in ("timm/mobilenetv2_050.lamb_in1k", "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af", "pass",
                   "fail", "error", "2.6e-06", "1.00", "deploy-ort-fp16", "327.5", "513.2", "cosine_min=0.9999999"):
@@ -135,7 +135,7 @@ def test_a_cut_reason_ends_at_a_space():
 def shown(results, width=120):
     buf = io.StringIO()
     con = cli_common.console
-    old = con.file, con.width
+    old = con._file, con.width    # _file, not file: file is sys.stdout of *this* test's capture when unset
     con.file, con.width = buf, width
     try:
         check.show(results, 1.0, 1)
@@ -143,7 +143,7 @@ def shown(results, width=120):
         lines += [check._skip_line(rs) for _w, rs in check.skip_groups(results)]
         con.print("\n".join(lines))
     finally:
-        con.file, con.width = old
+        con._file, con.width = old
     return buf.getvalue().splitlines()
 
 

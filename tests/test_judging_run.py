@@ -3,6 +3,7 @@ field written and read back, the manifest's timestamps and ids, a crash while wr
 read."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -94,8 +95,8 @@ def test_manifest_is_one_field_per_line(tmp_path):
 
 
 def test_a_crash_while_writing_leaves_the_previous_manifest(tmp_path, monkeypatch):
-    """The manifest is written to run.json.tmp beside it and moved over run.json: a crash before the move leaves
-    the previous manifest whole."""
+    """The manifest is written to a temporary file beside it (a name per process and thread, parity.fileio) and moved
+    over run.json: a crash before the move leaves the previous manifest whole and no temporary behind."""
     run, _ = runlog.start(tmp_path, "check", ["check"], [], fresh=True)
     before = (tmp_path / "run.json").read_text()
     moves = []
@@ -107,7 +108,9 @@ def test_a_crash_while_writing_leaves_the_previous_manifest(tmp_path, monkeypatc
     monkeypatch.setattr(runlog.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
         runlog.start(tmp_path, "count", ["count"], [])
-    assert moves == [(str(tmp_path / "run.json.tmp"), str(tmp_path / "run.json"))]
+    assert len(moves) == 1 and moves[0][1] == str(tmp_path / "run.json"), moves
+    assert Path(moves[0][0]).parent == tmp_path and Path(moves[0][0]).name != "run.json"
+    assert not Path(moves[0][0]).exists()
     assert (tmp_path / "run.json").read_text() == before
     monkeypatch.undo()
     assert [s.command for s in runlog.load(tmp_path).steps] == ["check"] and runlog.load(tmp_path).id == run.id
