@@ -101,7 +101,8 @@ def test_the_host_implements_its_contract(harness):
     assert c.missing == [] and "pte_run" in c.implemented, c
 
 
-@needs_real
+@pytest.mark.slow   # CI time (123 s): the runtime's code runs on seeded weights above; the judged-int8 path of the
+@needs_real         # deploy check runs in CI through ort/openvino/tflite int8 on the real weights (test_deploy.py)
 def test_executorch_on_the_real_weights(harness):
     for runtime in ("executorch-fp32", "executorch-int8"):
         r = deploy(harness, TORCH, runtime, mode="real", options=CALIB if runtime.endswith("int8") else None)
@@ -109,6 +110,7 @@ def test_executorch_on_the_real_weights(harness):
         assert r.metrics["runtime"]["precision"] == runtime.split("-")[1]
 
 
+@pytest.mark.slow   # CI time (62 s): eval through a hosted deploy runtime runs in CI (test_deploy.py's eval tests)
 @needs_real
 def test_eval_through_executorch_reports_what_it_ran(tmp_path):
     out = tmp_path / "eval.json"
