@@ -132,6 +132,15 @@ def transpose_dw_unit(card: dict) -> int | None:
     return int(arg) if arg is not None else None
 
 
+def call_op(fn: Any, params: dict[str, Any]) -> Any:
+    """Run one op's handler; a dict answer says how long it took (``seconds``): every host's dispatch ends here."""
+    t0 = time.perf_counter()
+    result = fn(**params)
+    if isinstance(result, dict):
+        result.setdefault("seconds", time.perf_counter() - t0)
+    return result
+
+
 def timed(call: Any, repeats: int) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``call()`` (the caller has already warmed it up): how every deployment
     runtime times itself inside its worker."""
@@ -253,11 +262,7 @@ class BaseAdapter(Hooks):
             raise AdapterError(unknown_op(op, self.framework))
         if op in self.UNSUPPORTED:
             raise AdapterError(f"{self.framework} does not support {op!r}: {self.UNSUPPORTED[op]}")
-        t0 = time.perf_counter()
-        result = fn(**params)
-        if isinstance(result, dict):
-            result.setdefault("seconds", time.perf_counter() - t0)
-        return result
+        return call_op(fn, params)
 
     def op_ping(self) -> dict:
         return {"pong": True}

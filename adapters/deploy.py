@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 from parity.kit import sqnr_db
 from parity.workers.protocol import DEPLOY_OPS, unknown_op
 
-from .base import AdapterError, timed
+from .base import AdapterError, call_op, timed
 
 # ORT static quantization, every default pinned (they changed between releases: QOperator/QUInt8 until 1.11)
 ORT_QUANT: dict[str, Any] = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "reduce_range": False,
@@ -49,11 +48,7 @@ class Adapter:
         fn = getattr(self, f"op_{op}", None)
         if op not in DEPLOY_OPS or fn is None:
             raise AdapterError(unknown_op(op, self.framework))
-        t0 = time.perf_counter()
-        result = fn(**params)
-        if isinstance(result, dict):
-            result.setdefault("seconds", time.perf_counter() - t0)
-        return result
+        return call_op(fn, params)
 
     def versions(self) -> dict[str, str]:
         import nncf

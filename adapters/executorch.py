@@ -29,7 +29,7 @@ import torch
 from parity.frameworks import built_by
 from parity.workers.protocol import EXECUTORCH_OPS
 
-from .base import AdapterError, BaseAdapter, timed
+from .base import AdapterError, BaseAdapter, call_op, timed
 
 HOST = "executorch"
 INT8 = {"xnn_datatype_qint8", "xnn_datatype_quint8", "xnn_datatype_qcint8", "xnn_datatype_qdint8",
@@ -50,11 +50,7 @@ class Adapter(BaseAdapter):
         fn = getattr(self, f"op_{op}", None)
         if op not in EXECUTORCH_OPS or fn is None:
             raise AdapterError(f"unknown op {op!r} for the executorch host; it serves {sorted(EXECUTORCH_OPS)}")
-        t0 = time.perf_counter()
-        result = fn(**params)
-        if isinstance(result, dict):
-            result.setdefault("seconds", time.perf_counter() - t0)
-        return result
+        return call_op(fn, params)
 
     def op_contract(self) -> dict:
         implemented = [o for o in EXECUTORCH_OPS if hasattr(self, f"op_{o}")]

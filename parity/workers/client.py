@@ -132,6 +132,18 @@ class AdapterClient:
         return str(self._call("tflite_run", path=str(path), input=input)["output"])
 
 
+def host_call(pool: WorkerPool, name: str, ops: Any, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One op of a toolchain host (deploy, executorch): only the ops its protocol names, a dict answer."""
+    assert op in ops, op
+    result = pool.call(name, op, **params)
+    assert isinstance(result, dict), (op, result)
+    return result
+
+
+def host_versions(pool: WorkerPool, name: str) -> dict[str, str]:
+    return dict(pool.info(name).get("versions", {}))
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output of an ExecuTorch method, as its MethodMeta gives it."""
@@ -176,13 +188,10 @@ class ExecuTorchClient(AdapterClient):
 
     def _call(self, op: str, **params: Any) -> dict[str, Any]:
         from .protocol import EXECUTORCH_OPS
-        assert op in EXECUTORCH_OPS, op
-        result = self.pool.call(self.framework, op, **params)
-        assert isinstance(result, dict), (op, result)
-        return result
+        return host_call(self.pool, self.name, EXECUTORCH_OPS, op, params)
 
     def versions(self) -> dict[str, str]:
-        return dict(self.pool.info(self.name).get("versions", {}))
+        return host_versions(self.pool, self.name)
 
     def pte_run(self, path: Path | str, input: str = "", method: str = "forward") -> PteRun:
         r = self._call("pte_run", path=str(path), input=input, method=method)
@@ -219,13 +228,10 @@ class DeployClient:
 
     def _call(self, op: str, **params: Any) -> dict[str, Any]:
         from .protocol import DEPLOY_OPS
-        assert op in DEPLOY_OPS, op
-        result = self.pool.call(self.name, op, **params)
-        assert isinstance(result, dict), (op, result)
-        return result
+        return host_call(self.pool, self.name, DEPLOY_OPS, op, params)
 
     def versions(self) -> dict[str, str]:
-        return dict(self.pool.info(self.name).get("versions", {}))
+        return host_versions(self.pool, self.name)
 
     def fp16(self, src: Path, dst: Path) -> dict[str, Any]:
         return dict(self._call("fp16", src=str(src), dst=str(dst))["made_by"])
