@@ -26,7 +26,7 @@ def test_cli_and_core_import_no_framework():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path):
+def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path, fresh):
     card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
     from parity.harness import Harness
     with Harness(REGISTRY, workdir=tmp_path) as h:
@@ -40,7 +40,7 @@ def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path):
         assert h.pool.workers["torchvision"].proc.pid != pid
 
 
-def test_worker_killed_between_two_checks_of_the_same_card_is_rebuilt(tmp_path):
+def test_worker_killed_between_two_checks_of_the_same_card_is_rebuilt(tmp_path, fresh):
     """An OOM kill (SIGKILL) between two checks: the second check still passes, in a new worker."""
     import os
     import signal

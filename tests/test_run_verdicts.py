@@ -63,7 +63,7 @@ def test_a_failing_step_fails_the_strict_report(tmp_path):
     assert p.returncode == 1 and "`count` exited 2" in p.stderr, p.stderr
 
 
-def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path):
+def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path, fresh):
     proc = subprocess.Popen([sys.executable, "-m", "parity.cli", "check", CARD, "ppcls/MobileNetV2.pretrained",
                              "--weights", "seeded", "--workdir", str(tmp_path), "--fresh", "--jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -98,7 +98,7 @@ def test_relative_workdirs_start_workers_and_a_second_check_keeps_both_stacks_ve
     assert doc["versions"]["timm"]["torch"] and doc["versions"]["torchvision"]["torch"] and doc["versions"]["core"]
 
 
-def test_sigterm_writes_partial_results_stops_the_workers_and_exits_143(tmp_path):
+def test_sigterm_writes_partial_results_stops_the_workers_and_exits_143(tmp_path, fresh):
     proc = subprocess.Popen([sys.executable, "-m", "parity.cli", "check", CARD, TV, "--weights", "seeded",
                              "--workdir", str(tmp_path), "--fresh", "--jobs", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
