@@ -173,10 +173,17 @@ def test_report_strict_exit_codes_are_documented():
 
 
 def test_results_are_json_with_the_run(tmp_path):
-    p = cli("check", TIMM, "--weights", "seeded", "--workdir", str(tmp_path), "--fresh")
-    assert p.returncode == 0
-    doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["run"] and doc["partial"] is False and doc["versions"]["timm"]["timm"]
+    """results.json holds the run, and the versions of every stack it used: read from the started worker on a cold
+    run, and from the stack's installed distributions (marked so) on a warm run that started no worker."""
+    env = {"MBV2_PARITY_ARTIFACTS": str(tmp_path / "cache")}
+    for run, started in (("cold", True), ("warm", False)):
+        p = cli("check", TIMM, "--weights", "seeded", "--workdir", str(tmp_path / run), "--fresh", env=env)
+        assert p.returncode == 0, p.stderr[-800:]
+        doc = json.loads((tmp_path / run / "results.json").read_text())
+        timm = doc["versions"]["timm"]
+        assert doc["run"] and doc["partial"] is False and timm["timm"] and timm["torch"], (run, doc["versions"])
+        assert ("read" not in timm) is started, (run, timm)
+        assert (tmp_path / run / "workers" / "timm").exists() is started, run
 
 
 def test_a_bug_is_reported_as_a_bug_with_its_traceback_in_the_log(tmp_path):

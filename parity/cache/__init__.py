@@ -29,6 +29,7 @@ __all__ = ["Cache", "Corrupt", "Event", "Store", "file_sha256", "suite_digest"]
 
 _SUITE: str | None = None
 _STACKS: dict[str, str] = {}
+_LISTED: dict[str, dict[str, str]] = {}   # stack -> {distribution: version} as read for its key
 _LOCK = threading.Lock()
 WORKDIR = "${WORKDIR}"
 
@@ -72,7 +73,16 @@ def stack_versions(stack: str) -> str:
     digest = hashlib.sha256(json.dumps(listed).encode()).hexdigest()
     with _LOCK:
         _STACKS[stack] = digest
+        _LISTED[stack] = dict(d.split("==", 1) for d in listed[1:] if "==" in d)
     return digest
+
+
+def stack_listing(stack: str) -> dict[str, str]:
+    """The distributions (name -> version) of a stack's interpreter as read for a cache key in this process; empty
+    when no key of that stack was made here. A run that took everything of a stack from the cache started no worker
+    of it: these are the versions its reused artifacts were keyed on."""
+    with _LOCK:
+        return dict(_LISTED.get(stack, {}))
 
 
 class Cache:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import checks, findings, machine, runtimes
-from ..cache import Cache
+from .. import checks, findings, frameworks, machine, runtimes
+from ..cache import Cache, stack_listing
 from ..checks import CheckResult
 from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import DEFAULT_OPSET, Harness, write_json
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         with Harness(load_registry(), workdir=wd, cache=cache) as h:
             run_cards(h, args, results)
             timings = h.timings
-            versions = run_versions(h)
+            versions = run_versions(h, {c.framework for c in args.cards})
         partial = False
     finally:  # Ctrl-C or a crash of the parent: what was checked is written, marked partial
         wall = time.perf_counter() - t0
@@ -296,8 +296,10 @@ def run_cards(h: Harness, args: argparse.Namespace, results: list[CheckResult]) 
                     results.extend(live.get(card.id, []))
 
 
-def run_versions(h: Harness) -> dict[str, dict[str, str]]:
-    """The versions this run used: the core's packages and every worker's framework stack."""
+def run_versions(h: Harness, families: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """The versions this run used: the core's packages and every worker's framework stack; a framework of the run
+    whose worker never started (everything it needed came from the artifact cache) gets its stack's distributions
+    as read for the cache keys, marked as such."""
     import importlib.metadata
     core = {}
     for d in ("mbv2-parity", "numpy", "onnx", "onnxruntime", "pillow", "opencv-python-headless"):
@@ -306,7 +308,14 @@ def run_versions(h: Harness) -> dict[str, dict[str, str]]:
         except importlib.metadata.PackageNotFoundError:
             continue
     core["python"] = sys.version.split()[0]
-    return {"core": core, **{fw: dict(w.info.get("versions", {})) for fw, w in sorted(h.pool.workers.items())}}
+    out = {"core": core, **{fw: dict(w.info.get("versions", {})) for fw, w in sorted(h.pool.workers.items())}}
+    for fw in sorted((families or set()) - set(out)):
+        stack = frameworks.stack_of(fw)
+        listed = stack_listing(stack.name)
+        if listed:
+            out[fw] = {**{d: listed[d] for d in stack.distributions if d in listed},
+                       "read": "installed distributions (no worker started: every artifact came from the cache)"}
+    return out
 
 
 def show(results: list[CheckResult], wall: float, n_cards: int) -> None:
