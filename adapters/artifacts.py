@@ -272,8 +272,38 @@ def keras(path: str, x: np.ndarray | None, options: dict) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------- ExecuTorch
+def pte(path: str, x: np.ndarray | None, options: dict) -> dict:
+    """A .pte read as the ExecuTorch host's ``pte_run`` reads it: the ``forward`` method's input and output tensor
+    specs (ExecuTorch's MethodMeta: the shape it was exported at, e.g. batch fixed 1), its delegates and the datatypes
+    of their tensors (the precision), the operators left outside them; run by the ExecuTorch runtime in chunks of the
+    method's input batch."""
+    import executorch.version
+
+    from .executorch import load_method, read_pte, run_outputs
+    read = read_pte(path, "forward")
+    if len(read["inputs"]) != 1 or not read["outputs"]:
+        raise AdapterError(f"{os.path.basename(path)}: its forward takes {len(read['inputs'])} inputs and gives "
+                           f"{len(read['outputs'])} outputs; verify runs one image input to one score output")
+    i, o = read["inputs"][0], read["outputs"][0]
+    io = {"input_name": "forward[0]", "input_shape": [int(d) for d in i["shape"]], "input_dtype": i["dtype"],
+          "output_shape": [int(d) for d in o["shape"]], "output_dtype": o["dtype"]}
+    out: dict[str, Any] = {"io": io, "precision": read["precision"] or "fp32",
+                           "detail": {"delegates": read["delegates"], "operators": read["operators"][:20],
+                                      "methods": read["methods"],
+                                      **({} if read["precision"] else {"delegated": "nothing: ExecuTorch's portable "
+                                                                                    "kernels run it in fp32"})},
+                           "version": f"executorch {executorch.version.__version__}"}
+    if x is not None:
+        method = load_method(path, os.stat(path).st_mtime_ns, "forward")
+        step = io["input_shape"][0] if io["input_shape"] else len(x)
+        _fault(options, step)
+        out["y"] = run_outputs(method, x, read["inputs"])[0]
+    return out
+
+
 RUNNERS = {"onnx": onnx, "tflite": tflite, "torchscript": torchscript, "paddle": paddle, "openvino": openvino,
-           "keras": keras, "savedmodel": keras}
+           "keras": keras, "savedmodel": keras, "executorch": pte}
 
 
 def run(fmt: str, path: str, x: np.ndarray | None, options: dict) -> dict:

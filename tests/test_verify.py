@@ -40,15 +40,11 @@ def test_truncated_tflite_is_refused_in_one_line(tmp_path, capsys):
     assert rc == 2 and len(err.splitlines()) == 1 and "truncated" in err, err
 
 
-def test_unknown_and_executorch_files_are_refused(tmp_path, capsys):
+def test_unknown_files_are_refused(tmp_path, capsys):
     junk = tmp_path / "model.bin"
     junk.write_bytes(b"\x00garbage" * 100)
     assert verify(tmp_path, junk)[0] == 2
     assert "not a format verify knows" in capsys.readouterr().err
-    pte = tmp_path / "model.pte"
-    pte.write_bytes(b"\x1c\x00\x00\x00ET12" + b"\x00" * 64)
-    assert verify(tmp_path, pte)[0] == 2
-    assert "ExecuTorch: supported once the executorch stack is installed" in capsys.readouterr().err
 
 
 def _tiny_onnx(path: Path, classes: int) -> Path:
@@ -111,6 +107,40 @@ def test_a_worker_crash_at_batch_2_is_retried_one_image_at_a_time(harness, tmp_p
     clean = open_artifact(art.path)
     clean.load(harness)
     np.testing.assert_allclose(clean.run(harness, x), y, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ ExecuTorch .pte (executorch host)
+def _pte(harness, card, path: Path, mode: str = "seeded") -> Path:
+    """A .pte lowered by the ExecuTorch host from the card built there (the `executorch-fp32` runtime's path)."""
+    b = harness.build(card, mode, host="executorch")
+    return Path(harness.client("executorch").deploy_export(b.key, "executorch", path, {"quantize": False})["path"])
+
+
+def test_pte_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
+    path = _pte(harness, REGISTRY.get(TV), tmp_path / "tv.pte")
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "executorch", doc
+    assert doc["io"]["input_shape"] == [1, 3, 224, 224] and doc["io"]["output_shape"] == [1, 1000], doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == TV and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["detail"]["delegates"][0]["backend"] == "XnnpackBackend"
+    assert doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+    cut = tmp_path / "cut.pte"      # a truncated copy: refused before any worker starts
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ArtifactRefused, match="truncated ExecuTorch program"):
+        open_artifact(cut)
+
+
+def test_pte_of_a_model_that_wants_bgr_fails_with_channel_order(harness, tmp_path):
+    # the card's seeded weights (a variant's own id would seed others), its first conv's input channels reversed
+    canon = tmp_path / "tv.safetensors"
+    harness.client("torchvision").export_canonical(harness.build(REGISTRY.get(TV), "seeded").key, canon)
+    card = REGISTRY.get(TV).variant(faults=["bgr_input"])
+    rc, doc = verify(tmp_path, _pte(harness, card, tmp_path / "bgr.pte", f"canonical:{canon}"), "--card", TV,
+                     "--weights", "seeded")
+    assert rc == 1, doc
+    assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == ["channel-order"], doc["findings"]
 
 
 # ------------------------------------------------------------------------------------------------ each toolchain's own export

@@ -116,6 +116,9 @@ EXECUTORCH_OPS: dict[str, Op] = {o.name: o for o in (
        "any .pte file: its methods, the method's input/output tensor specs (ExecuTorch MethodMeta), the backends it "
        "delegates to with each delegate's size and tensor datatypes, the operators left outside delegates; with an "
        "input .npy ('' for none) the method run on it, outputs as .npz"),
+    Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
+       "`verify`: a user's .pte read as pte_run reads it (MethodMeta shapes and dtypes, delegates' datatypes) and run "
+       "in the ExecuTorch runtime (adapters/artifacts.py)"),
 )}
 
 
