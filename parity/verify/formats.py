@@ -134,12 +134,21 @@ def _inspect_pte(p: Path) -> dict[str, Any]:
 
 register(Format("executorch", "ExecuTorch", frameworks.HOSTS["executorch"],
                 lambda p, h: h[4:6] == b"ET" or _suffix(p, ".pte"), inspect=_inspect_pte))
-register(Format("ncnn", "ncnn (.param + .bin)", "", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),
-                unsupported="ncnn: not run yet: no runner written (PyPI's ncnn 1.0.20261020 cp311 wheel resolves "
-                         "beside the deploy stack's pins; see README 'Verify a deployed file')"))
-register(Format("mnn", "MNN", "", lambda p, h: _suffix(p, ".mnn"),
-                unsupported="MNN: not run yet: no runner written (PyPI's MNN 3.6.1 cp311 wheel resolves beside the "
-                         "deploy stack's pins; see README 'Verify a deployed file')"))
+
+
+def _inspect_ncnn(p: Path) -> dict[str, Any]:
+    from .structure import ncnn_structure
+    return ncnn_structure(p)
+
+
+def _inspect_mnn(p: Path) -> dict[str, Any]:
+    from .structure import mnn_structure
+    return mnn_structure(p)
+
+
+register(Format("ncnn", "ncnn (.param + .bin)", "deploy", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),
+                companions=lambda p: _beside(p, ".bin"), inspect=_inspect_ncnn))
+register(Format("mnn", "MNN", "deploy", lambda p, h: _suffix(p, ".mnn"), inspect=_inspect_mnn))
 
 
 def detect(path: Path) -> Format:
