@@ -362,7 +362,7 @@ def convert(src: str, dst: str, tool: str, options: dict) -> dict:
     """``pnnx`` (the binary its wheel ships, run by path: the wheel's Python helper imports torch, which this env does
     not have): ONNX -> ncnn ``dst`` (.param) + .bin, weights fp16 unless ``options.fp16`` is false (pnnx's default is
     fp16); ``mnnconvert``: MNN's converter (``_tools.mnnconvert``, not the ``mnnconvert`` script, whose wrapper posts
-    a usage log over the network) ONNX -> ``dst`` (.mnn), fp32 weights."""
+    a usage log over the network) ONNX -> ``dst`` (.mnn), fp32 weights (``--fp16`` with ``options.fp16``)."""
     import importlib.util
     import shutil
     import subprocess
@@ -390,9 +390,10 @@ def convert(src: str, dst: str, tool: str, options: dict) -> dict:
         made = {"tool": "pnnx", "args": cmd[2:4], "fp16_weights": bool(fp16)}
     elif tool == "mnnconvert":
         cmd = [sys.executable, "-c", "import sys, _tools; sys.exit(_tools.mnnconvert(['mnnconvert'] + sys.argv[1:]))",
-               "-f", "ONNX", "--modelFile", src, "--MNNModel", str(out), "--bizCode", "mbv2-parity"]
+               "-f", "ONNX", "--modelFile", src, "--MNNModel", str(out), "--bizCode", "mbv2-parity",
+               *(["--fp16"] if options.get("fp16") else [])]
         r = subprocess.run(cmd, capture_output=True, text=True)
-        made = {"tool": "mnnconvert", "args": ["-f", "ONNX"], "fp16_weights": False}
+        made = {"tool": "mnnconvert", "args": ["-f", "ONNX", *cmd[12:]], "fp16_weights": bool(options.get("fp16"))}
     else:
         raise AdapterError(f"unknown converter {tool!r}", hint="pnnx or mnnconvert")
     if not out.is_file():

@@ -276,12 +276,12 @@ def test_correct_onnx_passes_and_1001_with_background_passes(harness, tmp_path, 
 CONVERTERS = {"ncnn": ("pnnx", ".ncnn.param"), "mnn": ("mnnconvert", ".mnn")}
 
 
-def _converted(harness, tmp_path, fmt: str, src: Path | None = None, name: str = "tv") -> Path:
+def _converted(harness, tmp_path, fmt: str, src: Path | None = None, name: str = "tv", **options) -> Path:
     """The seeded torchvision ONNX export (or a faulty variant of it) converted by the format's own converter in the
     deploy host: pnnx -> ncnn .param + .bin (pnnx's defaults: fp16 weights), mnnconvert -> .mnn."""
     tool, suffix = CONVERTERS[fmt]
     src = src or Path(harness.export(REGISTRY.get(TV), "seeded").path)
-    return Path(harness.deploy().convert(src, tmp_path / f"{name}{suffix}", tool)["path"])
+    return Path(harness.deploy().convert(src, tmp_path / f"{name}{suffix}", tool, options)["path"])
 
 
 @pytest.mark.parametrize("fmt,precision", [("ncnn", "fp16"), ("mnn", "fp32")])
@@ -298,6 +298,19 @@ def test_ncnn_and_mnn_from_seeded_weights_are_identified_and_pass(harness, tmp_p
     # what the runtime's reduced-precision switches do here is measured, not assumed (fp16 weights: nothing more)
     measured = doc["detail"]["fp16_options_effect" if fmt == "ncnn" else "precision_normal_vs_high"]
     assert "identical" in measured and (measured["identical"] or doc["precision"] != "fp32"), measured
+
+
+@pytest.mark.parametrize("fmt,fp16", [("ncnn", False), ("mnn", True)])
+def test_ncnn_and_mnn_precision_is_the_lower_of_the_files_storage_and_the_measured_runtime(harness, tmp_path, fmt,
+                                                                                          fp16):
+    """fp32 ncnn weights: judged at fp16 exactly when ncnn's default fp16 options measurably change the output on this
+    CPU; MNN with --fp16 weights: the file's fp16 storage, whatever precision normal does."""
+    art = open_artifact(_converted(harness, tmp_path, fmt, fp16=fp16))
+    assert art.file["precision"] == ("fp16" if fp16 else "fp32"), art.file["weights"]
+    art.load(harness)
+    measured = art.detail["fp16_options_effect" if fmt == "ncnn" else "precision_normal_vs_high"]
+    assert art.precision == ("fp32" if measured["identical"] and not fp16 else "fp16"), (art.precision, measured)
+    assert any(line.startswith("measured on this machine: ") for line in art.describe())
 
 
 @pytest.mark.parametrize("fmt,fault,finding", [("ncnn", "bgr_weights", "channel-order"),

@@ -99,7 +99,7 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
        "given (adapters/artifacts.py)"),
     Op("convert", ("src", "dst", "tool", "options"), ("path", "made_by"),
        "an ONNX file converted by tool `pnnx` (ncnn .param + .bin; options.fp16, pnnx's default true) or "
-       "`mnnconvert` (.mnn): `verify`'s ncnn and MNN artifacts"),
+       "`mnnconvert` (.mnn; options.fp16, default false): `verify`'s ncnn and MNN artifacts"),
 )}
 
 
