@@ -272,8 +272,154 @@ def keras(path: str, x: np.ndarray | None, options: dict) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------- ExecuTorch
+def pte(path: str, x: np.ndarray | None, options: dict) -> dict:
+    """A .pte read as the ExecuTorch host's ``pte_run`` reads it: the ``forward`` method's input and output tensor
+    specs (ExecuTorch's MethodMeta: the shape it was exported at, e.g. batch fixed 1), its delegates and the datatypes
+    of their tensors (the precision), the operators left outside them; run by the ExecuTorch runtime in chunks of the
+    method's input batch."""
+    import executorch.version
+
+    from .executorch import load_method, read_pte, run_outputs
+    read = read_pte(path, "forward")
+    if len(read["inputs"]) != 1 or not read["outputs"]:
+        raise AdapterError(f"{os.path.basename(path)}: its forward takes {len(read['inputs'])} inputs and gives "
+                           f"{len(read['outputs'])} outputs; verify runs one image input to one score output")
+    i, o = read["inputs"][0], read["outputs"][0]
+    io = {"input_name": "forward[0]", "input_shape": [int(d) for d in i["shape"]], "input_dtype": i["dtype"],
+          "output_shape": [int(d) for d in o["shape"]], "output_dtype": o["dtype"]}
+    out: dict[str, Any] = {"io": io, "precision": read["precision"] or "fp32",
+                           "detail": {"delegates": read["delegates"], "operators": read["operators"][:20],
+                                      "methods": read["methods"],
+                                      **({} if read["precision"] else {"delegated": "nothing: ExecuTorch's portable "
+                                                                                    "kernels run it in fp32"})},
+                           "version": f"executorch {executorch.version.__version__}"}
+    if x is not None:
+        method = load_method(path, os.stat(path).st_mtime_ns, "forward")
+        step = io["input_shape"][0] if io["input_shape"] else len(x)
+        _fault(options, step)
+        out["y"] = run_outputs(method, x, read["inputs"])[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- ncnn / MNN
+def _against(fn: Any, strict: Any, shape: list[int]) -> dict:
+    """What the runtime's default configuration does to the numbers on this machine, measured: one fixed input
+    (seeded normal noise, ``shape``) run by ``fn`` (the default: what a deployment gets) and by ``strict`` (the same
+    file with the runtime's reduced-precision paths switched off). Equal outputs: those paths do not run here."""
+    a = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    y, ref = np.asarray(fn(a), np.float64), np.asarray(strict(a), np.float64)
+    err = float(((y - ref) ** 2).sum())
+    return {"max_abs": float(np.abs(y - ref).max()), "identical": err == 0.0,
+            "sqnr_db": None if err == 0.0 else round(float(10 * np.log10((ref ** 2).sum() / err)), 1)}
+
+
+def _ncnn_net(ncnn: Any, path: str, options: dict, fp16: bool) -> Any:
+    net = ncnn.Net()
+    if options.get("threads"):
+        net.opt.num_threads = int(options["threads"])
+    if not fp16:
+        for k in ("use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed", "use_bf16_storage"):
+            setattr(net.opt, k, False)
+    binary = os.path.splitext(path)[0] + ".bin"
+    if net.load_param(path) != 0 or net.load_model(binary) != 0:
+        raise AdapterError(f"ncnn cannot load {os.path.basename(path)} + {os.path.basename(binary)}",
+                           hint="a text .param written with its .bin by the same conversion (pnnx, onnx2ncnn)")
+    return net
+
+
+def ncnn_model(path: str, x: np.ndarray | None, options: dict) -> dict:
+    """A text .param + its .bin, run by ncnn's Python binding with its default options (what a deployment gets; they
+    are reported, with the ``cpu_support_*`` answers of this ncnn build on this CPU). What the fp16 options change
+    here is measured (``_against``: the same file with them off); the file's weight storage is read by the parent.
+    ncnn has no batch: one image (C, H, W) per extractor. Its input and output blobs are the net's own."""
+    import ncnn
+    net, strict = _ncnn_net(ncnn, path, options, True), _ncnn_net(ncnn, path, options, False)
+    in_name, out_name = next(iter(net.input_names())), list(net.output_names())[-1]
+    opt = {k: bool(getattr(net.opt, k)) for k in ("use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
+                                                  "use_bf16_storage", "use_int8_inference", "use_vulkan_compute")}
+    cpu = {k[len("cpu_support_"):]: bool(getattr(ncnn, k)()) for k in sorted(dir(ncnn)) if k.startswith("cpu_support_")}
+
+    def runner(n: Any) -> Any:
+        def fn(a: np.ndarray) -> np.ndarray:
+            _fault(options, len(a))
+            ys = []
+            for k in range(len(a)):
+                ex = n.create_extractor()
+                ex.input(in_name, ncnn.Mat(np.ascontiguousarray(a[k], np.float32)))
+                ret, out = ex.extract(out_name)
+                if ret != 0:
+                    raise AdapterError(f"ncnn could not extract {out_name!r} (code {ret})")
+                ys.append(np.array(out, np.float32).reshape(-1))
+            return np.stack(ys)
+        return fn
+    fn = runner(net)
+    hw = int(options.get("probe_size") or 224)
+    effect = _against(fn, runner(strict), [1, 3, hw, hw])
+    out: dict[str, Any] = {"io": {"input_name": in_name, "input_shape": [None, 3, None, None], "input_dtype": "float32",
+                                  "output_name": out_name, "output_dtype": "float32",
+                                  "output_shape": [None, int(fn(np.zeros((1, 3, hw, hw), np.float32)).shape[1])]},
+                           "detail": {"option": opt, "cpu_support": cpu, "fp16_options_effect": effect},
+                           "precision": "fp32" if effect["identical"] else "fp16",
+                           "version": f"ncnn {ncnn.__version__}"}
+    if x is not None:
+        out["y"] = _loop(fn, x, int(options.get("batch") or 0) or 32)
+    return out
+
+
+def _mnn_session(mnn: Any, itp: Any, precision: str, options: dict) -> tuple[Any, list[int], list[str]]:
+    """A CPU session at ``precision``: a function running a batch through it (the input resized to the batch), the
+    input's shape, the first input's and output's names."""
+    sess = itp.createSession({"backend": "CPU", "precision": precision, "numThread": int(options.get("threads") or 1)})
+    t = itp.getSessionInput(sess)
+    dim = t.getDimensionType()
+    state = {"shape": tuple(int(d) for d in t.getShape())}
+
+    def fn(a: np.ndarray) -> np.ndarray:
+        _fault(options, len(a))
+        a = np.ascontiguousarray(a, np.float32)
+        if tuple(a.shape) != state["shape"]:
+            itp.resizeTensor(t, tuple(a.shape))
+            itp.resizeSession(sess)
+            state["shape"] = tuple(a.shape)
+        t.copyFrom(mnn.Tensor(tuple(a.shape), mnn.Halide_Type_Float, a, dim))
+        itp.runSession(sess)
+        o = itp.getSessionOutput(sess)
+        oshape = tuple(int(d) for d in o.getShape())
+        host = mnn.Tensor(oshape, mnn.Halide_Type_Float, np.zeros(oshape, np.float32), mnn.Tensor_DimensionType_Caffe)
+        o.copyToHostTensor(host)
+        return np.array(host.getNumpyData(), np.float32).reshape(oshape)
+    names = [next(iter(itp.getSessionInputAll(sess)), ""), next(iter(itp.getSessionOutputAll(sess)), "")]
+    return fn, [int(d) for d in t.getShape()], names
+
+
+def mnn_model(path: str, x: np.ndarray | None, options: dict) -> dict:
+    """A .mnn run by MNN's Interpreter in a CPU session at precision ``normal`` (MNN's default). What that precision
+    changes here against ``high`` is measured (``_against``); how the file stores its weights (fp32, fp16, 8-bit) is
+    read by the parent. The input's shape, dimension order and dtype are the session's (read from the file); a batch
+    of another size is run by resizing the input tensor."""
+    import MNN
+    itp = MNN.Interpreter(path)
+    fn, shape, (in_name, out_name) = _mnn_session(MNN, itp, "normal", options)
+    strict = _mnn_session(MNN, itp, "high", options)[0]
+    if len(shape) != 4:
+        raise AdapterError(f"MNN reads input shape {shape} from {os.path.basename(path)}: not an image batch")
+    probe = [1, *shape[1:]]
+    effect = _against(fn, strict, probe)
+    out: dict[str, Any] = {"io": {"input_name": in_name, "input_shape": shape, "input_dtype": "float32",
+                                  "output_name": out_name, "output_dtype": "float32",
+                                  "output_shape": [shape[0], *fn(np.zeros(probe, np.float32)).shape[1:]]},
+                           "precision": "fp32" if effect["identical"] else "fp16",
+                           "detail": {"session": {"backend": "CPU", "precision": "normal"},
+                                      "precision_normal_vs_high": effect},
+                           "version": f"MNN {MNN.version()}"}
+    if x is not None:
+        out["y"] = _loop(fn, x, 1 if shape[0] == 1 else int(options.get("batch") or 0) or 32)
+    return out
+
+
 RUNNERS = {"onnx": onnx, "tflite": tflite, "torchscript": torchscript, "paddle": paddle, "openvino": openvino,
-           "keras": keras, "savedmodel": keras}
+           "keras": keras, "savedmodel": keras, "executorch": pte, "ncnn": ncnn_model, "mnn": mnn_model}
 
 
 def run(fmt: str, path: str, x: np.ndarray | None, options: dict) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -207,9 +208,13 @@ class Adapter:
     def op_artifact(self, format: str, path: str, input: str, options: dict) -> dict:
         from .artifacts import run
         from .base import artifact_reply
-        if format not in ("onnx", "openvino"):
-            raise AdapterError(f"format {format!r} is not run by the deploy host (it runs onnx, openvino)")
+        if format not in ARTIFACTS:
+            raise AdapterError(f"format {format!r} is not run by the deploy host (it runs {', '.join(ARTIFACTS)})")
         return artifact_reply(run(format, path, np.load(input) if input else None, options), input)
+
+    def op_convert(self, src: str, dst: str, tool: str, options: dict) -> dict:
+        """An ONNX file converted by another deployment toolchain's own converter (`verify`'s ncnn and MNN files)."""
+        return convert(src, dst, tool, options)
 
     def op_ov_double_scale(self, src: str, dst: str, index: int) -> dict:
         return ov_double_scale(self.core, src, dst, index)
@@ -347,3 +352,51 @@ def stride_for(n: int, most: int = 16) -> int:
     image's activations until the reader is exhausted -- 1000 images through entropy were an OOM kill at 22 GB
     here; fed at most 16 at a time, each call merges its ranges (or histograms) and clears."""
     return next(d for d in range(min(most, n), 0, -1) if n % d == 0)
+
+
+# ---------------------------------------------------------------------- ncnn / MNN converters (`verify`'s files)
+ARTIFACTS = ("onnx", "openvino", "ncnn", "mnn")
+
+
+def convert(src: str, dst: str, tool: str, options: dict) -> dict:
+    """``pnnx`` (the binary its wheel ships, run by path: the wheel's Python helper imports torch, which this env does
+    not have): ONNX -> ncnn ``dst`` (.param) + .bin, weights fp16 unless ``options.fp16`` is false (pnnx's default is
+    fp16); ``mnnconvert``: MNN's converter (``_tools.mnnconvert``, not the ``mnnconvert`` script, whose wrapper posts
+    a usage log over the network) ONNX -> ``dst`` (.mnn), fp32 weights (``--fp16`` with ``options.fp16``)."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+
+    import onnx
+    t0 = time.perf_counter()
+    out = Path(dst).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    if tool == "pnnx":
+        spec = importlib.util.find_spec("pnnx")
+        if spec is None or not spec.submodule_search_locations:
+            raise AdapterError("pnnx is not installed in the deploy env", hint="tox -e w-deploy installs it")
+        exe = Path(next(iter(spec.submodule_search_locations))) / "pnnx"
+        dims = [d.dim_value or 1 for d in onnx.load(src, load_external_data=False).graph.input[0].type.tensor_type.shape.dim]
+        fp16 = 1 if options.get("fp16", True) else 0
+        with tempfile.TemporaryDirectory() as tmp:
+            t = Path(tmp)          # pnnx writes its simplified ONNX beside its input: a copy here, not the user's dir
+            src = str(shutil.copy(src, t / "model.onnx"))
+            cmd = [str(exe), src, f"inputshape=[{','.join(map(str, dims))}]", f"fp16={fp16}", f"ncnnparam={out}",
+                   f"ncnnbin={out.with_suffix('.bin')}", f"ncnnpy={t / 'n.py'}", f"pnnxparam={t / 'p.param'}",
+                   f"pnnxbin={t / 'p.bin'}", f"pnnxpy={t / 'p.py'}", f"pnnxonnx={t / 'p.onnx'}"]
+            r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        made = {"tool": "pnnx", "args": cmd[2:4], "fp16_weights": bool(fp16)}
+    elif tool == "mnnconvert":
+        cmd = [sys.executable, "-c", "import sys, _tools; sys.exit(_tools.mnnconvert(['mnnconvert'] + sys.argv[1:]))",
+               "-f", "ONNX", "--modelFile", src, "--MNNModel", str(out), "--bizCode", "mbv2-parity",
+               *(["--fp16"] if options.get("fp16") else [])]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        made = {"tool": "mnnconvert", "args": ["-f", "ONNX", *cmd[12:]], "fp16_weights": bool(options.get("fp16"))}
+    else:
+        raise AdapterError(f"unknown converter {tool!r}", hint="pnnx or mnnconvert")
+    if not out.is_file():
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise AdapterError(f"{tool} wrote no {out.name} (exit {r.returncode}): {tail[0][:300]}")
+    return {"path": str(out), "made_by": {**made, "seconds": round(time.perf_counter() - t0, 2)}}

@@ -141,6 +141,14 @@ class Adapter(BaseAdapter):
             np.savez(out, *outs)
         return {**read, "output": out}
 
+    def op_artifact(self, format: str, path: str, input: str, options: dict) -> dict:
+        """`verify`'s .pte (``adapters/artifacts.py``: ``pte``)."""
+        from .artifacts import run
+        from .base import artifact_reply
+        if format != HOST:
+            raise AdapterError(f"format {format!r} is not run by the ExecuTorch host (it runs {HOST})")
+        return artifact_reply(run(format, path, np.load(input) if input else None, options), input)
+
 
 # ---------------------------------------------------------------------- lowering
 def lower(model: torch.nn.Module, hw: int, calib: np.ndarray | None, path: str) -> dict:

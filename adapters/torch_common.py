@@ -103,6 +103,9 @@ def fault_model(model: nn.Module, fault) -> nn.Module:
         if fault.name == "conv_channel_scale":
             conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
             conv.weight[0].mul_(1.01)
+        elif fault.name == "bgr_input":
+            conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+            conv.weight.copy_(conv.weight.flip(1))
         elif fault.name == "bn_eps":
             for m in model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -47,6 +47,7 @@ class Fault:
 
 FAULTS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("conv_channel_scale", "model", "first conv: output channel 0 weights scaled by 1.01"),
+    FaultKind("bgr_input", "model", "first conv: its input channels reversed (a model that wants BGR, fed RGB)"),
     FaultKind("bn_eps", "model", "every BatchNorm epsilon set to the other ecosystem's default "
                                  "(1e-5 -> 1e-3; keras 1e-3 -> 1e-5)"),
     FaultKind("softmax", "output", "softmax appended to the native output"),

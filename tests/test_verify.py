@@ -40,15 +40,11 @@ def test_truncated_tflite_is_refused_in_one_line(tmp_path, capsys):
     assert rc == 2 and len(err.splitlines()) == 1 and "truncated" in err, err
 
 
-def test_unknown_and_executorch_files_are_refused(tmp_path, capsys):
+def test_unknown_files_are_refused(tmp_path, capsys):
     junk = tmp_path / "model.bin"
     junk.write_bytes(b"\x00garbage" * 100)
     assert verify(tmp_path, junk)[0] == 2
     assert "not a format verify knows" in capsys.readouterr().err
-    pte = tmp_path / "model.pte"
-    pte.write_bytes(b"\x1c\x00\x00\x00ET12" + b"\x00" * 64)
-    assert verify(tmp_path, pte)[0] == 2
-    assert "ExecuTorch: supported once the executorch stack is installed" in capsys.readouterr().err
 
 
 def _tiny_onnx(path: Path, classes: int) -> Path:
@@ -111,6 +107,40 @@ def test_a_worker_crash_at_batch_2_is_retried_one_image_at_a_time(harness, tmp_p
     clean = open_artifact(art.path)
     clean.load(harness)
     np.testing.assert_allclose(clean.run(harness, x), y, rtol=1e-4, atol=1e-4)
+
+
+# -------------------------------------------------------------------------------------------- ExecuTorch .pte (executorch host)
+def _pte(harness, card, path: Path, mode: str = "seeded") -> Path:
+    """A .pte lowered by the ExecuTorch host from the card built there (the `executorch-fp32` runtime's path)."""
+    b = harness.build(card, mode, host="executorch")
+    return Path(harness.client("executorch").deploy_export(b.key, "executorch", path, {"quantize": False})["path"])
+
+
+def test_pte_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
+    path = _pte(harness, REGISTRY.get(TV), tmp_path / "tv.pte")
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "executorch", doc
+    assert doc["io"]["input_shape"] == [1, 3, 224, 224] and doc["io"]["output_shape"] == [1, 1000], doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == TV and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["detail"]["delegates"][0]["backend"] == "XnnpackBackend"
+    assert doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+    cut = tmp_path / "cut.pte"      # a truncated copy: refused before any worker starts
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ArtifactRefused, match="truncated ExecuTorch program"):
+        open_artifact(cut)
+
+
+def test_pte_of_a_model_that_wants_bgr_fails_with_channel_order(harness, tmp_path):
+    # the card's seeded weights (a variant's own id would seed others), its first conv's input channels reversed
+    canon = tmp_path / "tv.safetensors"
+    harness.client("torchvision").export_canonical(harness.build(REGISTRY.get(TV), "seeded").key, canon)
+    card = REGISTRY.get(TV).variant(faults=["bgr_input"])
+    rc, doc = verify(tmp_path, _pte(harness, card, tmp_path / "bgr.pte", f"canonical:{canon}"), "--card", TV,
+                     "--weights", "seeded")
+    assert rc == 1, doc
+    assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == ["channel-order"], doc["findings"]
 
 
 # ------------------------------------------------------------------------------------------------ each toolchain's own export
@@ -181,6 +211,10 @@ def _onnx_variant(harness, tmp_path, fault: str) -> Path:
     if fault == "bgr":       # a model that wants BGR: it swaps the channels back first
         g.initializer.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "rev"))
         g.node.insert(0, helper.make_node("Gather", [x, "rev"], ["x_in"], axis=1))
+    elif fault == "bgr_weights":   # a model that wants BGR by its weights: the first conv's input channels reversed
+        conv = next(n for n in g.node if n.op_type == "Conv")
+        w = next(t for t in g.initializer if t.name == conv.input[1])
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w)[:, ::-1].copy(), w.name))
     elif fault == "baked":   # normalization baked in: the model takes 0-255 pixels
         s = card.preprocess
         a = np.array([s.scale / d for d in s.std], np.float32).reshape(1, 3, 1, 1)
@@ -236,6 +270,81 @@ def test_correct_onnx_passes_and_1001_with_background_passes(harness, tmp_path, 
     rc, doc = verify(tmp_path, path)
     assert rc == 0, doc
     assert doc["card"] == TV and doc["io"]["output_shape"][-1] == (1000 if fault == "none" else 1001)
+
+
+# ------------------------------------------------------------------------------------------------ ncnn and MNN (deploy host)
+CONVERTERS = {"ncnn": ("pnnx", ".ncnn.param"), "mnn": ("mnnconvert", ".mnn")}
+
+
+def _converted(harness, tmp_path, fmt: str, src: Path | None = None, name: str = "tv", **options) -> Path:
+    """The seeded torchvision ONNX export (or a faulty variant of it) converted by the format's own converter in the
+    deploy host: pnnx -> ncnn .param + .bin (pnnx's defaults: fp16 weights), mnnconvert -> .mnn."""
+    tool, suffix = CONVERTERS[fmt]
+    src = src or Path(harness.export(REGISTRY.get(TV), "seeded").path)
+    return Path(harness.deploy().convert(src, tmp_path / f"{name}{suffix}", tool, options)["path"])
+
+
+@pytest.mark.parametrize("fmt,precision", [("ncnn", "fp16"), ("mnn", "fp32")])
+def test_ncnn_and_mnn_from_seeded_weights_are_identified_and_pass(harness, tmp_path, fmt, precision):
+    rc, doc = verify(tmp_path, _converted(harness, tmp_path, fmt))
+    assert doc is not None and doc["format"] == fmt, doc
+    assert doc["io"]["output_shape"][-1] == 1000 and doc["io"]["input_shape"][1] == 3, doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == TV and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == precision and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    # fp16 weights (pnnx's default) are judged by the fp16 budget: measured SQNR 29.9 dB, top-1 agreement 13/14
+    assert doc["probe"]["judged"] and doc["probe"]["precision"] == precision
+    assert doc["probe"]["metrics"]["top1_agree"] == 1.0 or precision != "fp32"
+    # what the runtime's reduced-precision switches do here is measured, not assumed (fp16 weights: nothing more)
+    measured = doc["detail"]["fp16_options_effect" if fmt == "ncnn" else "precision_normal_vs_high"]
+    assert "identical" in measured and (measured["identical"] or doc["precision"] != "fp32"), measured
+
+
+@pytest.mark.parametrize("fmt,fp16", [("ncnn", False), ("mnn", True)])
+def test_ncnn_and_mnn_precision_is_the_lower_of_the_files_storage_and_the_measured_runtime(harness, tmp_path, fmt,
+                                                                                          fp16):
+    """fp32 ncnn weights: judged at fp16 exactly when ncnn's default fp16 options measurably change the output on this
+    CPU; MNN with --fp16 weights: the file's fp16 storage, whatever precision normal does."""
+    art = open_artifact(_converted(harness, tmp_path, fmt, fp16=fp16))
+    assert art.file["precision"] == ("fp16" if fp16 else "fp32"), art.file["weights"]
+    art.load(harness)
+    measured = art.detail["fp16_options_effect" if fmt == "ncnn" else "precision_normal_vs_high"]
+    assert art.precision == ("fp32" if measured["identical"] and not fp16 else "fp16"), (art.precision, measured)
+    assert any(line.startswith("measured on this machine: ") for line in art.describe())
+
+
+@pytest.mark.parametrize("fmt,fault,finding", [("ncnn", "bgr_weights", "channel-order"),
+                                                 ("mnn", "offset", "class-offset")])
+def test_ncnn_and_mnn_faults_fail_with_their_named_finding(harness, tmp_path, fmt, fault, finding):
+    path = _converted(harness, tmp_path, fmt, _onnx_variant(harness, tmp_path, fault), fault)
+    rc, doc = verify(tmp_path, path, "--card", TV, "--weights", "seeded")
+    assert rc == 1, doc
+    assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == [finding], doc["findings"]
+
+
+def _damaged(src: Path, dst: Path, keep: float = 1.0, junk: bool = False) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(np.random.default_rng(0).bytes(len(data)) if junk else data[: int(len(data) * keep)])
+    return dst
+
+
+@pytest.mark.parametrize("fmt,damage", [("ncnn", "param cut"), ("ncnn", "bin cut"), ("ncnn", "bin foreign"),
+                                        ("mnn", "cut"), ("mnn", "foreign")])
+def test_truncated_or_foreign_ncnn_and_mnn_files_are_refused_before_any_work(harness, tmp_path, capsys, fmt, damage):
+    good = _converted(harness, tmp_path / "made", fmt)
+    bad = tmp_path / f"bad{good.name[2:]}"
+    if fmt == "ncnn":          # the .param and its .bin, one of them damaged
+        param, binary = good, good.with_suffix(".bin")
+        _damaged(param, bad, 0.5 if damage == "param cut" else 1.0)
+        _damaged(binary, bad.with_suffix(".bin"), 0.5 if damage == "bin cut" else 1.0, damage == "bin foreign")
+    else:
+        _damaged(good, bad, 0.5, damage == "foreign")
+    capsys.readouterr()
+    rc, _ = verify(tmp_path, bad)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert any(w in err for w in ("truncated", "damaged", "not the weights")), err
+    assert not (tmp_path / "wd" / "deploy").exists()
 
 
 # ------------------------------------------------------------------------------------------------ real TFLite files

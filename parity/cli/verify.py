@@ -20,7 +20,8 @@ from .common import workdir as get_workdir
 def add(sub: Any) -> None:
     p = sub.add_parser("verify", help="verify a deployed file: format, I/O, which card it was made from, verdict")
     p.add_argument("artifact", help="the file you ship: .onnx, .tflite, .pt/.ptl, .xml (+ .bin), .pdmodel/.json "
-                                    "(+ .pdiparams), .keras/.h5, a SavedModel directory")
+                                    "(+ .pdiparams), .keras/.h5, a SavedModel directory, .pte, ncnn .param (+ .bin), "
+                                    ".mnn")
     p.add_argument("--card", default=None, help="the card it claims to be made from (checked); default: identified")
     p.add_argument("--config", default=None, help="the deployment config that feeds it (an `audit` format)")
     p.add_argument("--data", default=None, help="labeled images (as `eval --data`): top-1/top-5 with intervals")

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 
 Array = npt.NDArray[Any]
 CLASSES = (1000, 1001)
+PRECISION_FROM = {"onnx": "read from the file: QDQ / fp16 tensors",
+                  "ncnn": "the lower of the .bin's weight storage tags and what ncnn's default fp16 options measurably "
+                          "do on this CPU",
+                  "mnn": "the lower of the file's weight storage and what MNN's precision normal measurably does on "
+                         "this CPU against precision high",
+                  "executorch": "read from the file: its delegates' tensor datatypes"}
+LOWER = ("int8", "fp16", "fp32")          # a file stored lower than its runtime computes is judged at the lower
 
 
 def sha256(path: Path) -> str:
@@ -93,9 +100,16 @@ class Artifact:
                  + f"; batch {self.batch}",
                  f"output: {self.classes} classes" + (" (index 0 = background)" if self.classes == 1001 else "")
                  + f", {self.output_kind}" + (f", {io.get('output_dtype')}" if io.get("output_dtype") else ""),
-                 f"runs at: {self.precision} (read back from the runtime)" + (
+                 f"runs at: {self.precision} ({PRECISION_FROM.get(self.fmt.name, 'read back from the runtime')})" + (
                      f"; weights {', '.join(self.file.get('weights', {}).get('granularity', []))}"
                      if self.file.get("weights", {}).get("granularity") else "")]
+        measured = self.detail.get("fp16_options_effect") or self.detail.get("precision_normal_vs_high")
+        if measured:
+            what = "ncnn's default fp16 options against them off" if self.fmt.name == "ncnn" else \
+                "MNN's precision normal against high"
+            lines.append(f"measured on this machine: {what}: " + (
+                "identical outputs" if measured.get("identical") else
+                f"SQNR {measured.get('sqnr_db')} dB, max abs {measured.get('max_abs', 0):.3g}"))
         if st:
             lines.append(f"structure: stem {st.get('stem_channels')} ch, features {st.get('feature_channels')} ch, "
                          f"{st.get('convs')} conv units, padding {st.get('padding')}, {st.get('activation')}")
@@ -133,8 +147,11 @@ class Artifact:
         for k in ("input_quantization", "output_quantization"):
             if worker_io.get(k) is not None:
                 self.io[k] = worker_io[k]
-        if self.fmt.name in ("onnx",):
-            self.precision = str(self.file.get("precision") or "fp32")   # ORT reports none: the file's QDQ / fp16
+        if self.fmt.name == "onnx":           # ORT reports none: the file's QDQ / fp16
+            self.precision = str(self.file.get("precision") or "fp32")
+        elif self.fmt.name in ("ncnn", "mnn"):   # the weights' storage (read by the parent) and the runtime's measure
+            both = [str(self.file.get("precision") or "fp32"), str(r.get("precision") or "fp32")]
+            self.precision = min(both, key=lambda p: LOWER.index(p) if p in LOWER else 0)
         else:
             self.precision = str(r.get("precision") or "fp32")
         self.detail, self.version = dict(r.get("detail") or {}), str(r.get("version") or "")
@@ -185,4 +202,5 @@ def open_artifact(path: Path) -> Artifact:
         raise ArtifactRefused(f"{path.name}: input {shape} is not an RGB image batch: a file for another task",
                               hint="verify checks image classifiers (N, 3, H, W) or (N, H, W, 3)")
     art.io = dict(io)
+    art.notes += [str(n) for n in file.get("notes", [])]
     return art

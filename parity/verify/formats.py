@@ -113,14 +113,42 @@ register(Format(_TF, "Keras model (.keras / full-model .h5)", _TF,
                 lambda p, h: _suffix(p, KERAS_SUFFIX) or (h.startswith(b"\x89HDF\r\n\x1a\n") and not _suffix(p, ".weights.h5")),
                 inspect=lambda p: _inspect_zip(p) if _suffix(p, KERAS_SUFFIX) else {}))
 register(Format("savedmodel", "TF SavedModel", _TF, _savedmodel))
-register(Format("executorch", "ExecuTorch", "", lambda p, h: h[4:6] == b"ET" or _suffix(p, ".pte"),
-                unsupported="ExecuTorch: supported once the executorch stack is installed"))
-register(Format("ncnn", "ncnn (.param + .bin)", "", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),
-                unsupported="ncnn: not run yet: no runner written (PyPI's ncnn 1.0.20261020 cp311 wheel resolves "
-                         "beside the deploy stack's pins; see README 'Verify a deployed file')"))
-register(Format("mnn", "MNN", "", lambda p, h: _suffix(p, ".mnn"),
-                unsupported="MNN: not run yet: no runner written (PyPI's MNN 3.6.1 cp311 wheel resolves beside the "
-                         "deploy stack's pins; see README 'Verify a deployed file')"))
+def _inspect_pte(p: Path) -> dict[str, Any]:
+    """A .pte's extended header (``eh00``, ExecuTorch's exir/_serialize/_program.py: program size, segment base offset
+    and segment data size, little-endian) against the file's length: a truncated copy is refused here."""
+    with p.open("rb") as f:
+        head = f.read(64)
+    at = head.find(b"eh00")
+    if at < 0 or len(head) < at + 24:
+        return {}
+    length = int.from_bytes(head[at + 4:at + 8], "little")
+    program = int.from_bytes(head[at + 8:at + 16], "little")
+    base = int.from_bytes(head[at + 16:at + 24], "little")
+    segments = int.from_bytes(head[at + 24:at + 32], "little") if length > 24 else 0
+    need, size = max(program, base + segments), p.stat().st_size
+    if size < need:
+        raise ArtifactRefused(f"{p.name}: truncated ExecuTorch program ({size} bytes; its header says {need})",
+                              hint="copy the file again")
+    return {}
+
+
+register(Format("executorch", "ExecuTorch", frameworks.HOSTS["executorch"],
+                lambda p, h: h[4:6] == b"ET" or _suffix(p, ".pte"), inspect=_inspect_pte))
+
+
+def _inspect_ncnn(p: Path) -> dict[str, Any]:
+    from .structure import ncnn_structure
+    return ncnn_structure(p)
+
+
+def _inspect_mnn(p: Path) -> dict[str, Any]:
+    from .structure import mnn_structure
+    return mnn_structure(p)
+
+
+register(Format("ncnn", "ncnn (.param + .bin)", "deploy", lambda p, h: _suffix(p, ".param") or h.startswith(b"7767517"),
+                companions=lambda p: _beside(p, ".bin"), inspect=_inspect_ncnn))
+register(Format("mnn", "MNN", "deploy", lambda p, h: _suffix(p, ".mnn"), inspect=_inspect_mnn))
 
 
 def detect(path: Path) -> Format:

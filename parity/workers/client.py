@@ -257,6 +257,9 @@ class DeployClient:
     def ov_convert(self, src: Path, dst: Path) -> dict[str, Any]:
         return dict(self._call("ov_convert", src=str(src), dst=str(dst)))
 
+    def convert(self, src: Path, dst: Path, tool: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        return dict(self._call("convert", src=str(src), dst=str(dst), tool=tool, options=options or {}))
+
     def ov_double_scale(self, src: Path, dst: Path, index: int) -> dict[str, Any]:
         return self._call("ov_double_scale", src=str(src), dst=str(dst), index=index)
 

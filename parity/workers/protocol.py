@@ -95,7 +95,11 @@ DEPLOY_OPS: dict[str, Op] = {o.name: o for o in (
     Op("ov_convert", ("src", "dst"), ("path", "made_by"),
        "an ONNX file converted to OpenVINO IR by openvino.convert_model (fp32 weights kept): `verify`'s IR artifact"),
     Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
-       "`verify`: an ONNX file (ONNX Runtime) or an OpenVINO IR read and run as given (adapters/artifacts.py)"),
+       "`verify`: an ONNX file (ONNX Runtime), an OpenVINO IR, an ncnn .param + .bin or an MNN file read and run as "
+       "given (adapters/artifacts.py)"),
+    Op("convert", ("src", "dst", "tool", "options"), ("path", "made_by"),
+       "an ONNX file converted by tool `pnnx` (ncnn .param + .bin; options.fp16, pnnx's default true) or "
+       "`mnnconvert` (.mnn; options.fp16, default false): `verify`'s ncnn and MNN artifacts"),
 )}
 
 
@@ -116,6 +120,9 @@ EXECUTORCH_OPS: dict[str, Op] = {o.name: o for o in (
        "any .pte file: its methods, the method's input/output tensor specs (ExecuTorch MethodMeta), the backends it "
        "delegates to with each delegate's size and tensor datatypes, the operators left outside delegates; with an "
        "input .npy ('' for none) the method run on it, outputs as .npz"),
+    Op("artifact", ("format", "path", "input", "options"), ("io", "precision", "detail", "version", "output"),
+       "`verify`: a user's .pte read as pte_run reads it (MethodMeta shapes and dtypes, delegates' datatypes) and run "
+       "in the ExecuTorch runtime (adapters/artifacts.py)"),
 )}
 
 
