@@ -190,8 +190,42 @@ def test_each_format_from_seeded_weights_is_identified_and_passes(seeded_files, 
     assert doc["io"]["input_shape"] == shape and doc["io"]["output_shape"][-1] == 1000, doc["io"]
     assert doc["identification"]["identical"] and doc["card"] == card and doc["weights"] == "seeded", \
         doc["identification"]
-    assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
-    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+    assert doc["identification"]["ran_at"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    if doc["precision"] == "fp32":
+        assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0
+    else:   # read back: OpenVINO's default ran this fp32 IR at bf16 on this CPU (AVX512_BF16): the branch below
+        assert fmt == "openvino" and doc["precision"] == "bf16", doc["precision"]
+        _bf16_branch(doc)
+
+
+def _bf16_branch(doc):
+    """An fp32 OpenVINO IR the plugin runs at bf16: identified at the file's own precision (INFERENCE_PRECISION_HINT
+    f32, the fp32 threshold), judged as deployed (bf16: seeded weights are not judged), and the output says so."""
+    assert doc["identification"]["threshold"] == 0.995 and doc["identification"]["identical"], doc["identification"]
+    assert not doc["probe"]["judged"] and "bf16 on seeded weights is not judged" in doc["probe"]["why"], doc["probe"]
+    assert any("identified with INFERENCE_PRECISION_HINT f32" in n for n in doc["notes"]), doc["notes"]
+
+
+def test_openvino_ir_on_a_bf16_read_back_is_identified_at_fp32_and_judged_as_deployed(seeded_files, tmp_path,
+                                                                                      monkeypatch):
+    """The branch a CPU with BF16 takes, on any CPU: the plugin's read-back of a default run injected as bf16 (its
+    numbers stay the CPU's own); identification must run with the f32 hint, the verdict on the default run."""
+    from parity.verify.artifact import Artifact
+    real, exact_calls = Artifact._call, []
+
+    def bf16_cpu(self, h, inp, options):
+        r = real(self, h, inp, options)
+        if self.fmt.name == "openvino":
+            exact_calls.append(bool(options.get("f32")))
+            if not options.get("f32"):
+                r = {**r, "precision": "bf16", "detail": {"compute_layers": {"bf16": 53}}}
+        return r
+    monkeypatch.setattr(Artifact, "_call", bf16_cpu)
+    rc, doc = verify(tmp_path, seeded_files("openvino"))
+    assert doc is not None and doc["precision"] == "bf16" and rc == 0, doc
+    assert doc["identification"]["ran_at"] == "fp32" and doc["card"] == TV, doc["identification"]
+    _bf16_branch(doc)
+    assert True in exact_calls and False in exact_calls, exact_calls   # identified exact, judged as deployed
 
 
 # ------------------------------------------------------------------------------------------------ ONNX faults (deploy host)

@@ -21,9 +21,9 @@ Array = npt.NDArray[Any]
 CLASSES = (1000, 1001)
 PRECISION_FROM = {"onnx": "read from the file: QDQ / fp16 tensors",
                   "ncnn": "the lower of the .bin's weight storage tags and what ncnn's default fp16 options measurably "
-                          "do on this CPU",
-                  "mnn": "the lower of the file's weight storage and what MNN's precision normal measurably does on "
-                         "this CPU against precision high",
+                          "do where it ran (measured each run)",
+                  "mnn": "the lower of the file's weight storage and what MNN's precision normal measurably does "
+                         "where it ran (measured each run) against precision high",
                   "executorch": "read from the file: its delegates' tensor datatypes"}
 LOWER = ("int8", "fp16", "fp32")          # a file stored lower than its runtime computes is judged at the lower
 
@@ -51,6 +51,11 @@ class Artifact:
     crashed_at: int | None = None
     fault: str = ""                      # injected worker fault (tests only)
     sha256: str = ""
+    # options that make the runtime run the file at the file's own precision, where the runtime chose a lower one for
+    # this CPU and can be told otherwise (OpenVINO's INFERENCE_PRECISION_HINT f32): identification runs with them, the
+    # verdict judges what the deployment gets (the default)
+    exact: dict[str, Any] = field(default_factory=dict)
+    exact_precision: str = ""
 
     # ------------------------------------------------------------------ what the file declares
     @property
@@ -155,23 +160,31 @@ class Artifact:
         else:
             self.precision = str(r.get("precision") or "fp32")
         self.detail, self.version = dict(r.get("detail") or {}), str(r.get("version") or "")
+        stored = str(self.file.get("precision") or "fp32")
+        if self.fmt.name == "openvino" and stored == "fp32" and self.precision != stored:
+            self.exact, self.exact_precision = {"f32": True}, stored
+            self.notes.append(f"OpenVINO's CPU plugin runs this fp32 file at {self.precision} by default (read back: "
+                              f"{self.detail.get('compute_layers')}); identified with INFERENCE_PRECISION_HINT f32, "
+                              f"judged at {self.precision} (what a deployment with the default gets)")
         if self.classes not in CLASSES or len(self.input_shape) not in (0, 4):
             raise ArtifactRefused(f"{self.path.name}: not an ImageNet classifier (input {self.input_shape}, output "
                                   f"{self.io.get('output_shape')}): a file for another task",
                                   hint="verify checks MobileNetV2 classifiers: 1000 classes, or 1001 with background")
 
-    def run(self, h: Harness, x: Array) -> Array:
-        """Raw scores (N, classes) for a float batch in the artifact's layout."""
+    def run(self, h: Harness, x: Array, exact: bool = False) -> Array:
+        """Raw scores (N, classes) for a float batch in the artifact's layout; ``exact``: at the file's own precision
+        where the runtime can be told so (``self.exact``), else as deployed."""
         inp = h.pool.put_array(self.feed(x), "verify")
+        extra = self.exact if exact else {}
         try:
             try:
-                r = self._call(h, inp, {"batch": 1 if self.crashed_at else 0})
+                r = self._call(h, inp, {"batch": 1 if self.crashed_at else 0, **extra})
             except WorkerCrashed as e:
                 if len(x) < 2 or self.crashed_at:
                     raise
                 self.crashed_at = len(x)
                 self.notes.append(f"crashes at batch {len(x)}: ran one image at a time ({str(e).splitlines()[0]})")
-                r = self._call(h, inp, {"batch": 1})
+                r = self._call(h, inp, {"batch": 1, **extra})
             y = np.load(r["output"]).astype(np.float64)
             Path(r["output"]).unlink(missing_ok=True)
         finally:

@@ -89,6 +89,7 @@ class Identification:
     structure: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)
     threshold: float = 0.99
+    ran_at: str = "fp32"      # the precision the artifact ran at for identification (the file's own, where forced)
 
     @property
     def best(self) -> Match | None:
@@ -108,6 +109,7 @@ class Identification:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sentence": self.sentence(), "identical": self.identical, "threshold": self.threshold,
+                "ran_at": self.ran_at,
                 "structure": self.structure, "candidates": self.candidates,
                 "matches": [vars(m) for m in sorted(self.matches, key=lambda m: -m.correlation)]}
 
@@ -136,7 +138,8 @@ def _feed(art: Artifact, spec: PreprocessSpec, images: Any) -> Array:
 def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = None) -> Identification:
     cards, why = candidates(reg, art, claimed)
     st = art.structure
-    ident = Identification(threshold=IDENTICAL.get(art.precision, 0.99), candidates=[c.id for c in cards])
+    ident = Identification(threshold=IDENTICAL.get(art.exact_precision or art.precision, 0.99),
+                           candidates=[c.id for c in cards], ran_at=art.exact_precision or art.precision)
     if st:
         ident.structure = [f"padding {st.get('padding')} (TF-SAME)" if st.get("padding") == "same" else
                            f"padding {st.get('padding')}", f"activation {st.get('activation')}",
@@ -154,7 +157,7 @@ def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = No
             continue
         key = repr(sorted(card.preprocess.to_dict().items()))
         if key not in cache:
-            cache[key] = art.scores(art.run(h, _feed(art, card.preprocess, synth)))
+            cache[key] = art.scores(art.run(h, _feed(art, card.preprocess, synth), exact=True))
         t, r = comparable(art, cache[key], np.asarray(logits, np.float64))
         ident.matches.append(Match(card.id, "seeded", "golden fingerprint", correlation(t, r), top5_overlap(t, r)))
     real = realdata_dir()
@@ -165,7 +168,7 @@ def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = No
         images = [im for _, im in probe_images()]
         for card in wide[:1] if pad != "unknown" else wide[:2]:
             x_ref = preprocess_batch(images, card.preprocess)
-            t = art.scores(art.run(h, _feed(art, card.preprocess, images)))
+            t = art.scores(art.run(h, _feed(art, card.preprocess, images), exact=True))
             for mode in modes:
                 try:
                     ref = h.native(card, mode, x_ref)
