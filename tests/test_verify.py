@@ -268,12 +268,32 @@ def _onnx_variant(harness, tmp_path, fault: str) -> Path:
                                  for n, v in (("s0", 0), ("s1", 1000), ("ax", 1)))
             g.node.append(helper.make_node("Slice", ["y_1001", "s0", "s1", "ax"], [y]))
         g.output[0].type.tensor_type.shape.dim[1].dim_value = 1000 if fault == "offset" else 1001
+    elif fault == "scrambled":   # weights of no card: every conv's weights permuted
+        rng = np.random.default_rng(7)
+        convs = {n.input[1] for n in g.node if n.op_type == "Conv"}
+        for t in g.initializer:
+            if t.name in convs:
+                a = numpy_helper.to_array(t).copy()
+                rng.shuffle(a.reshape(-1))
+                t.CopyFrom(numpy_helper.from_array(a, t.name))
     elif fault == "batch1":  # a batch-1-only file: batch fixed to 1 in its declared input and output
         g.input[0].type.tensor_type.shape.dim[0].dim_value = 1
         g.output[0].type.tensor_type.shape.dim[0].dim_value = 1
     out = tmp_path / f"{fault}.onnx"
     onnx.save(m, str(out))
     return out
+
+
+def test_a_file_of_no_known_weights_is_not_a_pass(harness, tmp_path, capsys):
+    """Weights of no card and no --data: nothing could be compared, so nothing is judged (exit 3), never a pass; with
+    the claim --card/--weights the probe comparison runs and fails."""
+    path = _onnx_variant(harness, tmp_path, "scrambled")
+    rc, doc = verify(tmp_path, path)
+    out = capsys.readouterr().out
+    assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["identification"]["identical"], doc
+    assert "verify: nothing judged" in out and "--data" in out, out[-600:]
+    rc, doc = verify(tmp_path / "claimed", path, "--card", TV, "--weights", "seeded")
+    assert rc == 1 and doc["verdict"] == "fail" and doc["probe"]["judged"], doc
 
 
 @pytest.mark.parametrize("fault,finding", [("bgr", "channel-order"), ("baked", "normalization-twice"),

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_FAILED, EXIT_OK, UsageError
+from ..errors import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, UsageError
 from ..harness import Harness, write_json
 from ..registry import load_registry
 from ..weights import modes as weight_modes
@@ -97,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
            "precision": art.precision, "detail": art.detail, "runtime": art.version, "structure": art.structure,
            "metadata": art.file.get("metadata"), "identification": ident.to_dict(), "card": card.id, "weights": mode,
            "published": [vars(c) for c in cells], "published_matched_by": matched_by, **v.to_dict()}
+    if not v.failures and not v.probe and not v.data:
+        # not identified as any card's weights, no claim and no labeled data: nothing was compared, not a pass
+        doc["verdict"] = "nothing judged"
+        write_json(doc, out)
+        say(f"verify: nothing judged ({out}): {ident.sentence()}, and without --data there is nothing to measure; "
+            "give --data DIR (top-1 on labeled images) or --card ID --weights MODE (the weights it was made from)")
+        return EXIT_NOTHING
     write_json(doc, out)
     say(f"verify: {'FAIL' if v.failures else 'pass'} ({out})")
     return EXIT_FAILED if v.failures else EXIT_OK
