@@ -137,10 +137,12 @@ def test_top1_against_published(harness, card):
 
 @pytest.mark.realdata
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
-def test_real_weights_on_real_images_every_framework_and_onnx_agree(harness):
+@pytest.mark.parametrize("n", [60, pytest.param(200, marks=pytest.mark.slow)])
+def test_real_weights_on_real_images_every_framework_and_onnx_agree(harness, n):
     """The dequantized TFLite weights in all five architectures (SAME padding), fed the same preprocessing
-    (keras's), on 200 labeled images: identical top-1 per image in every framework and in ONNX Runtime."""
-    ds = open_dataset(REAL / "images" / "imagenet_sample_1000" / "labels.txt").subset(200)
+    (keras's), on n labeled images (200 under -m slow): identical top-1 per image in every framework and in ONNX
+    Runtime."""
+    ds = open_dataset(REAL / "images" / "imagenet_sample_1000" / "labels.txt").subset(n)
     canon = T.to_canonical(harness, REAL / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
     keras_spec = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224").preprocess
     import dataclasses
