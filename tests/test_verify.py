@@ -439,3 +439,44 @@ def test_wrong_input_zero_point_is_named(tmp_path):
     rc, doc = verify(tmp_path, bad, "--card", "keras/mobilenet_v2.alpha_1.0_224", "--weights", "real")
     assert rc == 1
     assert "input-zero-point" in [f["name"] for f in doc["findings"]]
+
+
+# ------------------------------------------------------------------------------------------------ quantized TorchScript
+def _quantized_torchscript(harness, engine: str, path: Path) -> Path:
+    """The torchvision card's `torch-<engine>` runtime's export from seeded weights: torchvision's eager quantization
+    recipe, calibrated on the suite's calibration set (16 images here), saved by torch.jit.trace + save."""
+    from parity.deploy.calibration import calibration
+    card = REGISTRY.get(TV)
+    calib = calibration(harness, card.preprocess, None, 16)
+    b = harness.build(card, "seeded")
+    return Path(harness.client(card.framework).deploy_export(
+        b.key, "torch-quantized", path, {"engine": engine, "width_mult": 1.0, "calib": calib.path})["path"])
+
+
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
+def test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_judged(harness, tmp_path, capsys,
+                                                                                      engine):
+    """torchvision's quantized TorchScript (the `torch-<engine>` runtime's export) is read as int8 from its
+    `quantized::` ops and run on the engine its weights need (per-tensor: QNNPACK, per-channel: FBGEMM). Its recipe
+    swaps every ReLU6 for ReLU before quantizing: on seeded weights that alone is -16.4 dB from the float model (the
+    export's architecture_sqnr_db), so the file behaves as no card: not identified at the int8 threshold, and alone it
+    is 'nothing judged' (exit 3). With the claim the probe comparison runs, but int8 on seeded weights is not judged
+    (SEEDED_NOT_JUDGED): still nothing judged, exit 3, never a pass (it was 'pass', exit 0, having judged nothing)."""
+    path = _quantized_torchscript(harness, engine, tmp_path / f"tv_{engine}.pt")
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "torchscript" and doc["precision"] == "int8", doc
+    scheme = {"qnnpack": "per_tensor_affine", "fbgemm": "per_channel_affine"}[engine]   # the recipe's weights
+    assert doc["detail"]["weight_qschemes"] == [f"torch.{scheme}"] and doc["detail"]["engine_set"] == engine, \
+        doc["detail"]
+    assert "quantized::conv2d.new" in doc["detail"]["quantized_ops"], doc["detail"]
+    ident = doc["identification"]
+    assert ident["ran_at"] == "int8" and ident["threshold"] == 0.9 and not ident["identical"], ident
+    assert rc == 3 and doc["verdict"] == "nothing judged", (rc, doc["verdict"])
+    capsys.readouterr()
+    rc, doc = verify(tmp_path / "claimed", path, "--card", TV, "--weights", "seeded")
+    out = " ".join(capsys.readouterr().out.split())      # the output is wrapped
+    p = doc["probe"]
+    assert p["precision"] == "int8" and not p["judged"] and "int8 on seeded weights is not judged" in p["why"], p
+    assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["failures"], (rc, doc["verdict"], doc["failures"])
+    assert "verify: nothing judged" in out and "probe comparison with the claimed weights is not judged" in out, out
+
