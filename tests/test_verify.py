@@ -480,3 +480,18 @@ def test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_
     assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["failures"], (rc, doc["verdict"], doc["failures"])
     assert "verify: nothing judged" in out and "probe comparison with the claimed weights is not judged" in out, out
 
+# ------------------------------------------------------------------------------------------------ Keras full-model .h5
+def test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
+    """keras `Model.save("x.h5")` (the `keras-file` export to a .h5 name: Keras 3's legacy HDF5 full model) of the
+    seeded keras 1.0_224 card: recognised by its HDF5 signature (not a `.weights.h5`), loaded by
+    `keras.saving.load_model` in the TF worker, identified and passing."""
+    path = _exported(harness, KERAS, "keras-file", tmp_path / "keras_full.h5")
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n", "not an HDF5 file"
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "keras", doc
+    assert doc["io"]["input_shape"] == [None, 224, 224, 3] and doc["io"]["output_shape"] == [None, 1000], doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == KERAS and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
+
