@@ -480,6 +480,7 @@ def test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_
     assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["failures"], (rc, doc["verdict"], doc["failures"])
     assert "verify: nothing judged" in out and "probe comparison with the claimed weights is not judged" in out, out
 
+
 # ------------------------------------------------------------------------------------------------ Keras full-model .h5
 def test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
     """keras `Model.save("x.h5")` (the `keras-file` export to a .h5 name: Keras 3's legacy HDF5 full model) of the
@@ -495,3 +496,66 @@ def test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes(harnes
     assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
     assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
 
+
+# ------------------------------------------------------------------------------------------------ OpenVINO IR, MO mean/scale
+def _mo_ir(harness, tmp_path, baked: bool, given: bool = True) -> Path:
+    """An IR as Model Optimizer writes one with `--mean_values --scale_values`: the card's normalization in the graph
+    (the seeded torchvision ONNX export with it baked in before conversion: it takes 0-255 pixels; `baked=False`: the
+    plain export) and its rt_info's `conversion_parameters` recording the values, as MO writes them (every option,
+    those not given as "()"; `given=False`: an IR converted without them, both "()")."""
+    src = _onnx_variant(harness, tmp_path, "baked") if baked else Path(harness.export(REGISTRY.get(TV), "seeded").path)
+    name = "mo_baked" if baked else "mo_not_baked"
+    xml = Path(harness.deploy().ov_convert(src, tmp_path / f"{name}.xml")["path"])
+    s = REGISTRY.get(TV).preprocess
+    mean = "x[" + ",".join(f"{m / s.scale:.3f}" for m in s.mean) + "]" if given else "()"
+    scale = "x[" + ",".join(f"{d / s.scale:.3f}" for d in s.std) + "]" if given else "()"
+    params = (f'<conversion_parameters><input_model value="DIR/{src.name}"/><layout value="()"/>'
+              f'<mean_values value="{mean}"/><reverse_input_channels value="False"/>'
+              f'<scale_values value="{scale}"/><source_layout value="()"/></conversion_parameters>')
+    text = xml.read_text()
+    text = text.replace("<rt_info>", f"<rt_info>{params}", 1) if "<rt_info>" in text else \
+        text.replace("</net>", f"<rt_info>{params}</rt_info></net>")
+    xml.write_text(text)
+    return xml
+
+
+def test_openvino_ir_with_mo_mean_scale_values_is_fed_raw_pixels_and_passes(harness, tmp_path, capsys):
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=True))
+    out = " ".join(capsys.readouterr().out.split())
+    assert doc is not None and doc["format"] == "openvino", doc
+    meta = doc["metadata"]
+    assert meta["mean"] == [123.675, 116.28, 103.53] and meta["scale"] == [58.395, 57.12, 57.375], meta
+    assert "layout" not in meta and "reverse_input_channels" in meta, meta      # "()": not given
+    assert "preprocessing from the artifact's metadata (OpenVINO IR mean_values=x[123.675" in out, out
+    assert doc["spec"]["scale"] == 1.0 and doc["spec"]["mean"] == [0.0, 0.0, 0.0], doc["spec"]     # raw 0-255 fed
+    ident = doc["identification"]
+    assert ident["identical"] and doc["card"] == TV and doc["weights"] == "seeded", ident
+    assert ident["matches"][0]["evidence"] == "golden fingerprint, fed as its metadata says", ident["matches"][0]
+    assert not doc["findings"] and doc["verdict"] == "pass" and rc == 0, (doc["findings"], doc["failures"])
+    if doc["precision"] == "fp32":
+        assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
+
+
+def test_openvino_ir_whose_mean_values_are_not_in_the_graph_fails_named(harness, tmp_path):
+    """The rt_info claims mean_values/scale_values, the graph does not apply them: identified only fed the card's spec,
+    and the verdict fails with the named finding `metadata-disagrees`."""
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=False))
+    ident = doc["identification"]
+    assert ident["identical"] and doc["card"] == TV, ident
+    assert ident["matches"][0]["evidence"] == "golden fingerprint, fed the card's spec, not as its metadata says", \
+        ident["matches"][0]
+    # named from identification (at the file's own precision), so also where the deployed run is bf16 and its seeded
+    # probe not judged; at fp32 the probe's raw-pixel feed fails too and its alternative (the card's spec) names it
+    errors = [f["name"] for f in doc["findings"] if f["severity"] == "error"]
+    assert rc == 1 and doc["verdict"] == "fail" and errors == ["metadata-disagrees"], doc["findings"]
+
+
+def test_openvino_ir_whose_mo_rt_info_gives_no_mean_values_is_fed_the_cards_spec(harness, tmp_path, capsys):
+    """Model Optimizer records options not given as "()": read as absent (it was read as baked-in normalization, the
+    IR then fed raw pixels), so the card's spec feeds the plain export and it passes."""
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=False, given=False))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "mean_values" not in doc["metadata"] and "scale_values" not in doc["metadata"], doc["metadata"]
+    assert f"preprocessing from the card's spec ({TV})" in out, out
+    assert doc["identification"]["identical"] and doc["card"] == TV and not doc["findings"], doc["findings"]
+    assert doc["verdict"] == "pass" and rc == 0, doc["failures"]

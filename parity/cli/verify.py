@@ -52,8 +52,8 @@ def prepare(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy.published import cells_for_file, deployed_cells
-    from ..verify.identify import identify
-    from ..verify.verdict import Verdict, choose_spec, data_verdict, probe_verdict
+    from ..verify.identify import NOT_AS_METADATA, identify
+    from ..verify.verdict import HYPOTHESES, Verdict, choose_spec, data_verdict, probe_verdict
     wd = get_workdir(args)
     out = json_out(args, wd, "verify.json")
     reg = load_registry()
@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
             v.notes.append(f"the claim {args.card_obj.id} is not confirmed: {ident.sentence()}")
         spec = choose_spec(art, card, Path(args.config) if args.config else None, v)
         say(f"preprocessing from {v.preprocessing_from}")
+        if best is not None and ident.identical and best.evidence.endswith(NOT_AS_METADATA) and args.config is None:
+            # at the file's own precision: whatever the deployed precision's verdict, the metadata misleads a deployment
+            v.add("metadata-disagrees", "error", HYPOTHESES["metadata-disagrees"].format(src=v.preprocessing_from)
+                  + f" (identification: {best.line()})")
         if mode is not None:
             probe_verdict(h, art, card, mode, spec, v)
         else:
