@@ -102,28 +102,36 @@ def tflite(path: str, x: np.ndarray | None, options: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- TorchScript
-def _engine_for(m: Any) -> tuple[str, list[str]]:
+def _engine_for(m: Any) -> tuple[str, list[str], set[str]]:
     """The quantized engine a TorchScript file needs: read from its operators (``prepacked::`` / XNNPACK ops of
     ``optimize_for_mobile`` and per-tensor weights: QNNPACK; per-channel: FBGEMM) and what this torch offers."""
     import torch
     ops = torch.jit.export_opnames(m)
     supported = list(torch.backends.quantized.supported_engines)
     quant = [o for o in ops if o.startswith("quantized::")]
+    schemes: set[str] = set()
     if not quant:
-        return "", ops
-    schemes = set()
+        return "", ops, schemes
     for _, p in m.state_dict().items() if hasattr(m, "state_dict") else []:
         if getattr(p, "is_quantized", False):
             schemes.add(str(p.qscheme()))
+    # a scripted quantized conv / linear keeps its weights packed (``_packed_params``, a ScriptObject, not in the
+    # state dict): read each one's qscheme from its unpacked weight
+    for _, sub in m.named_modules():
+        packed = getattr(sub, "_packed_params", None)
+        if isinstance(packed, torch.ScriptObject) and packed._has_method("unpack"):
+            w = packed.unpack()[0]
+            if getattr(w, "is_quantized", False):
+                schemes.add(str(w.qscheme()))
     want = "fbgemm" if any("per_channel" in s for s in schemes) and not any("prepacked" in o for o in ops) else "qnnpack"
-    return (want if want in supported else next((e for e in supported if e != "none"), "")), ops
+    return (want if want in supported else next((e for e in supported if e != "none"), "")), ops, schemes
 
 
 def torchscript(path: str, x: np.ndarray | None, options: dict) -> dict:
     import torch
     with torch.no_grad():
         m = torch.jit.load(path, map_location="cpu").eval()
-        engine, ops = _engine_for(m)
+        engine, ops, schemes = _engine_for(m)
         saved = torch.backends.quantized.engine
         if engine:
             torch.backends.quantized.engine = engine
@@ -133,6 +141,7 @@ def torchscript(path: str, x: np.ndarray | None, options: dict) -> dict:
             dtypes = sorted({str(p.dtype) for p in m.parameters()} | {str(b.dtype) for b in m.buffers()})
             out: dict[str, Any] = {"precision": "int8" if quant else ("fp16" if dtypes == ["torch.float16"] else "fp32"),
                                    "detail": {"quantized_ops": quant[:20], "engine_set": engine or None,
+                                              "weight_qschemes": sorted(schemes),
                                               "mobile_optimized": any(o.startswith(("prepacked::", "xnnpack")) for o in ops),
                                               "param_dtypes": dtypes},
                                    "version": f"torch {torch.__version__}"}

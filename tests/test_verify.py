@@ -441,3 +441,123 @@ def test_wrong_input_zero_point_is_named(tmp_path):
     rc, doc = verify(tmp_path, bad, "--card", "keras/mobilenet_v2.alpha_1.0_224", "--weights", "real")
     assert rc == 1
     assert "input-zero-point" in [f["name"] for f in doc["findings"]]
+
+
+# ------------------------------------------------------------------------------------------------ quantized TorchScript
+def _quantized_torchscript(harness, engine: str, path: Path) -> Path:
+    """The torchvision card's `torch-<engine>` runtime's export from seeded weights: torchvision's eager quantization
+    recipe, calibrated on the suite's calibration set (16 images here), saved by torch.jit.trace + save."""
+    from parity.deploy.calibration import calibration
+    card = REGISTRY.get(TV)
+    calib = calibration(harness, card.preprocess, None, 16)
+    b = harness.build(card, "seeded")
+    return Path(harness.client(card.framework).deploy_export(
+        b.key, "torch-quantized", path, {"engine": engine, "width_mult": 1.0, "calib": calib.path})["path"])
+
+
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
+def test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_judged(harness, tmp_path, capsys,
+                                                                                      engine):
+    """torchvision's quantized TorchScript (the `torch-<engine>` runtime's export) is read as int8 from its
+    `quantized::` ops and run on the engine its weights need (per-tensor: QNNPACK, per-channel: FBGEMM). Its recipe
+    swaps every ReLU6 for ReLU before quantizing: on seeded weights that alone is -16.4 dB from the float model (the
+    export's architecture_sqnr_db), so the file behaves as no card: not identified at the int8 threshold, and alone it
+    is 'nothing judged' (exit 3). With the claim the probe comparison runs, but int8 on seeded weights is not judged
+    (SEEDED_NOT_JUDGED): still nothing judged, exit 3, never a pass (it was 'pass', exit 0, having judged nothing)."""
+    path = _quantized_torchscript(harness, engine, tmp_path / f"tv_{engine}.pt")
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "torchscript" and doc["precision"] == "int8", doc
+    scheme = {"qnnpack": "per_tensor_affine", "fbgemm": "per_channel_affine"}[engine]   # the recipe's weights
+    assert doc["detail"]["weight_qschemes"] == [f"torch.{scheme}"] and doc["detail"]["engine_set"] == engine, \
+        doc["detail"]
+    assert "quantized::conv2d.new" in doc["detail"]["quantized_ops"], doc["detail"]
+    ident = doc["identification"]
+    assert ident["ran_at"] == "int8" and ident["threshold"] == 0.9 and not ident["identical"], ident
+    assert rc == 3 and doc["verdict"] == "nothing judged", (rc, doc["verdict"])
+    capsys.readouterr()
+    rc, doc = verify(tmp_path / "claimed", path, "--card", TV, "--weights", "seeded")
+    out = " ".join(capsys.readouterr().out.split())      # the output is wrapped
+    p = doc["probe"]
+    assert p["precision"] == "int8" and not p["judged"] and "int8 on seeded weights is not judged" in p["why"], p
+    assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["failures"], (rc, doc["verdict"], doc["failures"])
+    assert "verify: nothing judged" in out and "probe comparison with the claimed weights is not judged" in out, out
+
+
+# ------------------------------------------------------------------------------------------------ Keras full-model .h5
+def test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
+    """keras `Model.save("x.h5")` (the `keras-file` export to a .h5 name: Keras 3's legacy HDF5 full model) of the
+    seeded keras 1.0_224 card: recognised by its HDF5 signature (not a `.weights.h5`), loaded by
+    `keras.saving.load_model` in the TF worker, identified and passing."""
+    path = _exported(harness, KERAS, "keras-file", tmp_path / "keras_full.h5")
+    assert path.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n", "not an HDF5 file"
+    rc, doc = verify(tmp_path, path)
+    assert doc is not None and doc["format"] == "keras", doc
+    assert doc["io"]["input_shape"] == [None, 224, 224, 3] and doc["io"]["output_shape"] == [None, 1000], doc["io"]
+    assert doc["identification"]["identical"] and doc["card"] == KERAS and doc["weights"] == "seeded", \
+        doc["identification"]
+    assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
+    assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
+
+
+# ------------------------------------------------------------------------------------------------ OpenVINO IR, MO mean/scale
+def _mo_ir(harness, tmp_path, baked: bool, given: bool = True) -> Path:
+    """An IR as Model Optimizer writes one with `--mean_values --scale_values`: the card's normalization in the graph
+    (the seeded torchvision ONNX export with it baked in before conversion: it takes 0-255 pixels; `baked=False`: the
+    plain export) and its rt_info's `conversion_parameters` recording the values, as MO writes them (every option,
+    those not given as "()"; `given=False`: an IR converted without them, both "()")."""
+    src = _onnx_variant(harness, tmp_path, "baked") if baked else Path(harness.export(REGISTRY.get(TV), "seeded").path)
+    name = "mo_baked" if baked else "mo_not_baked"
+    xml = Path(harness.deploy().ov_convert(src, tmp_path / f"{name}.xml")["path"])
+    s = REGISTRY.get(TV).preprocess
+    mean = "x[" + ",".join(f"{m / s.scale:.3f}" for m in s.mean) + "]" if given else "()"
+    scale = "x[" + ",".join(f"{d / s.scale:.3f}" for d in s.std) + "]" if given else "()"
+    params = (f'<conversion_parameters><input_model value="DIR/{src.name}"/><layout value="()"/>'
+              f'<mean_values value="{mean}"/><reverse_input_channels value="False"/>'
+              f'<scale_values value="{scale}"/><source_layout value="()"/></conversion_parameters>')
+    text = xml.read_text()
+    text = text.replace("<rt_info>", f"<rt_info>{params}", 1) if "<rt_info>" in text else \
+        text.replace("</net>", f"<rt_info>{params}</rt_info></net>")
+    xml.write_text(text)
+    return xml
+
+
+def test_openvino_ir_with_mo_mean_scale_values_is_fed_raw_pixels_and_passes(harness, tmp_path, capsys):
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=True))
+    out = " ".join(capsys.readouterr().out.split())
+    assert doc is not None and doc["format"] == "openvino", doc
+    meta = doc["metadata"]
+    assert meta["mean"] == [123.675, 116.28, 103.53] and meta["scale"] == [58.395, 57.12, 57.375], meta
+    assert "layout" not in meta and "reverse_input_channels" in meta, meta      # "()": not given
+    assert "preprocessing from the artifact's metadata (OpenVINO IR mean_values=x[123.675" in out, out
+    assert doc["spec"]["scale"] == 1.0 and doc["spec"]["mean"] == [0.0, 0.0, 0.0], doc["spec"]     # raw 0-255 fed
+    ident = doc["identification"]
+    assert ident["identical"] and doc["card"] == TV and doc["weights"] == "seeded", ident
+    assert ident["matches"][0]["evidence"] == "golden fingerprint, fed as its metadata says", ident["matches"][0]
+    assert not doc["findings"] and doc["verdict"] == "pass" and rc == 0, (doc["findings"], doc["failures"])
+    if doc["precision"] == "fp32":
+        assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
+
+
+def test_openvino_ir_whose_mean_values_are_not_in_the_graph_fails_named(harness, tmp_path):
+    """The rt_info claims mean_values/scale_values, the graph does not apply them: identified only fed the card's spec,
+    and the verdict fails with the named finding `metadata-disagrees`."""
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=False))
+    ident = doc["identification"]
+    assert ident["identical"] and doc["card"] == TV, ident
+    assert ident["matches"][0]["evidence"] == "golden fingerprint, fed the card's spec, not as its metadata says", \
+        ident["matches"][0]
+    # named from identification (at the file's own precision), so also where the deployed run is bf16 and its seeded
+    # probe not judged; at fp32 the probe's raw-pixel feed fails too and its alternative (the card's spec) names it
+    errors = [f["name"] for f in doc["findings"] if f["severity"] == "error"]
+    assert rc == 1 and doc["verdict"] == "fail" and errors == ["metadata-disagrees"], doc["findings"]
+
+
+def test_openvino_ir_whose_mo_rt_info_gives_no_mean_values_is_fed_the_cards_spec(harness, tmp_path, capsys):
+    """Model Optimizer records options not given as "()": read as absent (it was read as baked-in normalization, the
+    IR then fed raw pixels), so the card's spec feeds the plain export and it passes."""
+    rc, doc = verify(tmp_path, _mo_ir(harness, tmp_path, baked=False, given=False))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "mean_values" not in doc["metadata"] and "scale_values" not in doc["metadata"], doc["metadata"]
+    assert f"preprocessing from the card's spec ({TV})" in out, out
+    assert doc["identification"]["identical"] and doc["card"] == TV and not doc["findings"], doc["findings"]
+    assert doc["verdict"] == "pass" and rc == 0, doc["failures"]

@@ -52,8 +52,8 @@ def prepare(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..deploy.published import cells_for_file, deployed_cells
-    from ..verify.identify import identify
-    from ..verify.verdict import Verdict, choose_spec, data_verdict, probe_verdict
+    from ..verify.identify import NOT_AS_METADATA, identify
+    from ..verify.verdict import HYPOTHESES, Verdict, choose_spec, data_verdict, probe_verdict
     wd = get_workdir(args)
     out = json_out(args, wd, "verify.json")
     reg = load_registry()
@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
             v.notes.append(f"the claim {args.card_obj.id} is not confirmed: {ident.sentence()}")
         spec = choose_spec(art, card, Path(args.config) if args.config else None, v)
         say(f"preprocessing from {v.preprocessing_from}")
+        if best is not None and ident.identical and best.evidence.endswith(NOT_AS_METADATA) and args.config is None:
+            # at the file's own precision: whatever the deployed precision's verdict, the metadata misleads a deployment
+            v.add("metadata-disagrees", "error", HYPOTHESES["metadata-disagrees"].format(src=v.preprocessing_from)
+                  + f" (identification: {best.line()})")
         if mode is not None:
             probe_verdict(h, art, card, mode, spec, v)
         else:
@@ -97,12 +101,15 @@ def run(args: argparse.Namespace) -> int:
            "precision": art.precision, "detail": art.detail, "runtime": art.version, "structure": art.structure,
            "metadata": art.file.get("metadata"), "identification": ident.to_dict(), "card": card.id, "weights": mode,
            "published": [vars(c) for c in cells], "published_matched_by": matched_by, **v.to_dict()}
-    if not v.failures and not v.probe and not v.data:
-        # not identified as any card's weights, no claim and no labeled data: nothing was compared, not a pass
+    if not v.failures and not v.data and not ident.identical and not v.probe.get("judged"):
+        # not identified as any card's weights and no labeled data: nothing was compared (no claim), or the claimed
+        # weights' comparison was not judged (int8 / bf16 on seeded weights): not a pass
         doc["verdict"] = "nothing judged"
         write_json(doc, out)
+        why = f"the probe comparison with the claimed weights is not judged ({v.probe['why']})" if v.probe else \
+            "give --card ID --weights MODE (the weights it was made from)"
         say(f"verify: nothing judged ({out}): {ident.sentence()}, and without --data there is nothing to measure; "
-            "give --data DIR (top-1 on labeled images) or --card ID --weights MODE (the weights it was made from)")
+            f"give --data DIR (top-1 on labeled images); {why}")
         return EXIT_NOTHING
     write_json(doc, out)
     say(f"verify: {'FAIL' if v.failures else 'pass'} ({out})")

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .artifact import Artifact
 
 Array = npt.NDArray[Any]
+# how a candidate was fed when its match was found, where the artifact carries preprocessing metadata (e.g. an IR's
+# baked mean_values): as the metadata says, or only as the card's spec says (the metadata disagrees with the file)
+AS_METADATA, NOT_AS_METADATA = ", fed as its metadata says", ", fed the card's spec, not as its metadata says"
 IDENTICAL = {"fp32": 0.995, "fp16": 0.99, "bf16": 0.98, "int8": 0.9}   # correlation that says "made from"
 
 
@@ -136,6 +139,9 @@ def _feed(art: Artifact, spec: PreprocessSpec, images: Any) -> Array:
 
 
 def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = None) -> Identification:
+    """Each candidate fed as the artifact's own metadata says (e.g. raw pixels: an IR's baked mean_values) and as the
+    card's spec, the better kept: the evidence says which, so metadata that lies does not hide the weights."""
+    from .verdict import metadata_spec  # verdict imports this module
     cards, why = candidates(reg, art, claimed)
     st = art.structure
     ident = Identification(threshold=IDENTICAL.get(art.exact_precision or art.precision, 0.99),
@@ -155,11 +161,21 @@ def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = No
         logits = (g or {}).get("_logits", {}).get("native")
         if logits is None:
             continue
-        key = repr(sorted(card.preprocess.to_dict().items()))
-        if key not in cache:
-            cache[key] = art.scores(art.run(h, _feed(art, card.preprocess, synth), exact=True))
-        t, r = comparable(art, cache[key], np.asarray(logits, np.float64))
-        ident.matches.append(Match(card.id, "seeded", "golden fingerprint", correlation(t, r), top5_overlap(t, r)))
+        meta = metadata_spec(art, card.preprocess)[0]
+        fed: dict[str, tuple[float, float]] = {}
+        for spec, how in ((meta, AS_METADATA), (card.preprocess, "")):
+            if spec is None or (how and spec == card.preprocess):
+                continue
+            key = repr(sorted(spec.to_dict().items()))
+            if key not in cache:
+                cache[key] = art.scores(art.run(h, _feed(art, spec, synth), exact=True))
+            t, r = comparable(art, cache[key], np.asarray(logits, np.float64))
+            fed[how] = (correlation(t, r), top5_overlap(t, r))
+        how = max(fed, key=lambda k: fed[k][0])
+        said = how
+        if how == "" and AS_METADATA in fed and fed[AS_METADATA][0] < ident.threshold <= fed[""][0]:
+            said = NOT_AS_METADATA     # made from it, but matching only when fed otherwise than its metadata says
+        ident.matches.append(Match(card.id, "seeded", f"golden fingerprint{said}", *fed[how]))
     real = realdata_dir()
     if real is not None and not ident.identical:
         pad = st.get("padding", "unknown")

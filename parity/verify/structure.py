@@ -4,6 +4,7 @@ ReLU, classes, softmax at the end), the precision its weights are stored in, and
 Each reader refuses a truncated or damaged file in one line. Framework-free."""
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -232,6 +233,23 @@ def tflite_structure(p: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------------ OpenVINO
+# Model Optimizer writes every option into the IR's rt_info (``conversion_parameters``), those not given too: as "()"
+# (mean_values, scale_values of an IR converted without them) or "{}" / "None"
+MO_UNSET = ("", "()", "[]", "{}", "None")
+
+
+def mo_values(v: str) -> list[float] | None:
+    """Model Optimizer's ``--mean_values`` / ``--scale_values`` as it wrote them in the IR's rt_info: "[a,b,c]" or
+    "input[a,b,c]" (the first input's; several inputs are comma-joined) or one value for every channel; None when
+    unreadable."""
+    m = re.search(r"\[([^\]]*)\]", v)
+    try:
+        nums = [float(t) for t in re.split(r"[,\s]+", (m.group(1) if m else v).strip()) if t]
+    except ValueError:
+        return None
+    return (nums * 3 if len(nums) == 1 else nums) or None
+
+
 def openvino_structure(p: Path) -> dict[str, Any]:
     try:
         root = ET.parse(p).getroot()
@@ -247,8 +265,11 @@ def openvino_structure(p: Path) -> dict[str, Any]:
     if rt is not None:
         for key in ("mean_values", "scale_values", "reverse_input_channels", "layout", "source_layout"):
             el = rt.find(f".//{key}")
-            if el is not None and el.get("value"):
+            if el is not None and el.get("value") and el.get("value", "").strip() not in MO_UNSET:
                 meta[key] = el.get("value")
+        for key, short in (("mean_values", "mean"), ("scale_values", "scale")):
+            if key in meta:
+                meta[short] = mo_values(meta[key])
     paddings, convs = [], []
     for layer in layers:
         if layer.get("type") not in ("Convolution", "GroupConvolution"):

@@ -68,11 +68,29 @@ def metadata_spec(art: Artifact, up: PreprocessSpec) -> tuple[PreprocessSpec | N
     spec_json = meta.get("mbv2_parity.spec")
     if art.fmt.name == "onnx" and spec_json:
         return PreprocessSpec.from_dict(json.loads(spec_json)), "ONNX metadata_props mbv2_parity.spec"
-    if art.fmt.name == "openvino" and (meta.get("mean_values") or meta.get("scale_values")):
-        # Model Optimizer baked normalization into the IR: it takes 0-255 pixels
-        return up.replace(scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), \
+    if art.fmt.name == "openvino" and (meta.get("mean") or meta.get("scale")):
+        # Model Optimizer baked (x - mean_values) / scale_values into the IR: it takes 0-255 pixels
+        return raw_pixels(up), \
             f"OpenVINO IR mean_values={meta.get('mean_values')} scale_values={meta.get('scale_values')} (baked in)"
     return None, ""
+
+
+def raw_pixels(up: PreprocessSpec) -> PreprocessSpec:
+    """``up`` fed as raw 0-255 pixels (no scale, mean or std): what a model with its normalization baked in takes."""
+    return up.replace(scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def _baked_vs_card(art: Artifact, up: PreprocessSpec) -> list[str]:
+    """Where an IR's baked mean_values / scale_values (pixel units) are not the card's normalization in pixel units
+    (mean / scale, std / scale), one line each."""
+    meta = art.file.get("metadata") or {}
+    out = []
+    for key, got, want in (("mean_values", meta.get("mean"), [m / up.scale for m in up.mean]),
+                           ("scale_values", meta.get("scale"), [d / up.scale for d in up.std])):
+        have = got or ([0.0] * 3 if key == "mean_values" else [1.0] * 3)
+        if len(have) != 3 or not np.allclose(have, want, rtol=2e-3, atol=0.05):
+            out.append(f"{key} {[round(v, 3) for v in have]} (the card's in pixels: {[round(v, 3) for v in want]})")
+    return out
 
 
 def choose_spec(art: Artifact, card: Card, config: Path | None, v: Verdict) -> PreprocessSpec:
@@ -93,7 +111,10 @@ def choose_spec(art: Artifact, card: Card, config: Path | None, v: Verdict) -> P
             if f.severity != "info":
                 v.add(f"metadata-vs-config-{f.field}", "warning",
                       f"the artifact's metadata ({meta_src}) says {f.upstream}, the config {f.config}")
-    elif meta is not None and art.fmt.name != "openvino":
+    elif meta is not None and art.fmt.name == "openvino":
+        for line in _baked_vs_card(art, up):
+            v.add("metadata-normalization", "warning", f"the IR's rt_info bakes {line}")
+    elif meta is not None:
         for f in differences(up, meta):
             if f.severity != "info":
                 v.add(f"metadata-{f.field}", "warning",
@@ -120,6 +141,9 @@ def choose_spec(art: Artifact, card: Card, config: Path | None, v: Verdict) -> P
 
 # ------------------------------------------------------------------------------------------------ probe batch
 HYPOTHESES = {"channel-order": "the artifact expects {other} (a {other} artifact fed {ours}): fed {other} it matches",
+              "metadata-disagrees": "its metadata says normalization is baked in ({src}), so it was fed raw 0-255 "
+                                    "pixels, but the model does not apply it: fed the card's normalized input it "
+                                    "matches (the metadata disagrees with what the file does)",
               "normalization-twice": "normalization is baked into the artifact and applied again by the "
                                      "preprocessing: fed raw 0-255 pixels it matches",
               "class-offset": "class offset: its output {k} is class {j} of the reference ({why})"}
@@ -167,8 +191,13 @@ def probe_verdict(h: Harness, art: Artifact, card: Card, mode: str, spec: Prepro
     # the same per-colour normalization, channels swapped: mean/std are written in the model's channel order
     swapped = feed.replace(channel_order=other, mean=tuple(feed.mean[::-1]), std=tuple(feed.std[::-1]))
     alts["channel-order"] = _measure(art, art.run(h, normalize_batch(u8, swapped)), ref, art.precision, seeded)
-    rawpix = feed.replace(scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-    alts["normalization-twice"] = _measure(art, art.run(h, normalize_batch(u8, rawpix)), ref, art.precision, seeded)
+    rawpix = raw_pixels(feed)
+    if feed != rawpix:
+        alts["normalization-twice"] = _measure(art, art.run(h, normalize_batch(u8, rawpix)), ref, art.precision,
+                                               seeded)
+    elif raw_pixels(up) != up:   # fed raw pixels as its metadata says normalization is baked in: is it?
+        as_card = up.replace(layout=art.layout, dtype="float32")
+        alts["metadata-disagrees"] = _measure(art, art.run(h, normalize_batch(u8, as_card)), ref, art.precision, seeded)
     for shift in (1, -1):
         alts[f"class-offset{shift:+d}"] = _measure(art, raw, ref, art.precision, seeded, shift)
     v.probe["alternatives"] = {k: {"correlation": a["correlation"], "failures": a["failures"]} for k, a in alts.items()}
@@ -181,6 +210,9 @@ def probe_verdict(h: Harness, art: Artifact, card: Card, mode: str, spec: Prepro
             why = ("index 0 is not a background class" if raw.shape[1] == 1001 else
                    "the background index was dropped from the wrong end") if shift == 1 else "a class is missing"
             v.add("class-offset", "error", HYPOTHESES["class-offset"].format(k="k", j=f"k{-shift:+d}", why=why))
+        elif k == "metadata-disagrees":
+            if k not in [f.name for f in v.findings]:     # identification may have named it already
+                v.add(k, "error", HYPOTHESES[k].format(src=v.preprocessing_from))
         else:
             v.add(k, "error", HYPOTHESES[k])
     if not fixed:
