@@ -182,11 +182,14 @@ def test_concurrent_runs_share_the_store_without_corruption(tmp_path, bound):
     procs = [subprocess.Popen([sys.executable, "-c", RACER, str(root), str(n), "15", str(bound)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(3)]
     outs = [p.communicate(timeout=300) for p in procs]
+    all_hits = 0
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
         bad, hits, rebuilt = map(int, out.split())
-        assert bad == 0 and hits > 0
+        assert bad == 0 and (hits > 0 or bound < 10 ** 9)   # tight: one run may see every entry evicted first
         assert rebuilt == 0, "a concurrent writer or evictor left an entry a reader saw as damaged"
+        all_hits += hits
+    assert all_hits > 0, "the runs never reused each other's entries"
     s = Store(root, bound)
     for _, _size, key in s.entries():                   # every entry left is whole
         man = json.loads((s.entry_dir(key) / "manifest.json").read_text())

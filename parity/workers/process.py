@@ -37,7 +37,10 @@ from ..frameworks import stack_of
 from ..paths import ADAPTERS, PACKAGE, workdir_path
 from .interpreters import resolve
 
-START_TIMEOUT_S = 180.0
+# A worker's first reply comes after its framework imports (7-9 s on an idle 2-core machine); 180 s was exceeded
+# twice on such a machine running the test suite at -n 2 beside another test process (memory pressure, swapping):
+# a false red. A start that hangs is still caught, later.
+START_TIMEOUT_S = 600.0
 
 
 class WorkerError(ParityError):
