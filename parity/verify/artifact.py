@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from ..deploy.precisions import judged_as
 from ..workers.process import WorkerCrashed
 from .formats import ArtifactRefused, Format, detect
 
@@ -25,7 +26,6 @@ PRECISION_FROM = {"onnx": "read from the file: QDQ / fp16 tensors",
                   "mnn": "the lower of the file's weight storage and what MNN's precision normal measurably does "
                          "where it ran (measured each run) against precision high",
                   "executorch": "read from the file: its delegates' tensor datatypes"}
-LOWER = ("int8", "fp16", "fp32")          # a file stored lower than its runtime computes is judged at the lower
 
 
 def sha256(path: Path) -> str:
@@ -155,16 +155,16 @@ class Artifact:
         if self.fmt.name == "onnx":           # ORT reports none: the file's QDQ / fp16
             self.precision = str(self.file.get("precision") or "fp32")
         elif self.fmt.name in ("ncnn", "mnn"):   # the weights' storage (read by the parent) and the runtime's measure
-            both = [str(self.file.get("precision") or "fp32"), str(r.get("precision") or "fp32")]
-            self.precision = min(both, key=lambda p: LOWER.index(p) if p in LOWER else 0)
+            # a file stored lower than its runtime computes is judged at the lower (deploy.precisions.judged_as)
+            self.precision = judged_as(str(self.file.get("precision") or "fp32"), str(r.get("precision") or "fp32"))
         else:
             self.precision = str(r.get("precision") or "fp32")
         self.detail, self.version = dict(r.get("detail") or {}), str(r.get("version") or "")
         stored = str(self.file.get("precision") or "fp32")
-        if self.fmt.name == "openvino" and stored == "fp32" and self.precision != stored:
-            self.exact, self.exact_precision = {"f32": True}, stored
-            self.notes.append(f"OpenVINO's CPU plugin runs this fp32 file at {self.precision} by default (read back: "
-                              f"{self.detail.get('compute_layers')}); identified with INFERENCE_PRECISION_HINT f32, "
+        if self.fmt.exact_options and stored == "fp32" and self.precision != stored:
+            self.exact, self.exact_precision = dict(self.fmt.exact_options), stored
+            self.notes.append(f"{self.fmt.title}: its runtime runs this fp32 file at {self.precision} by default (read "
+                              f"back: {self.detail.get('compute_layers')}); identified with {self.fmt.exact_how}, "
                               f"judged at {self.precision} (what a deployment with the default gets)")
         if self.classes not in CLASSES or len(self.input_shape) not in (0, 4):
             raise ArtifactRefused(f"{self.path.name}: not an ImageNet classifier (input {self.input_shape}, output "

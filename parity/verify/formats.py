@@ -30,6 +30,10 @@ class Format:
     companions: Callable[[Path], list[Path]] = field(default=lambda p: [])
     inspect: Callable[[Path], dict[str, Any]] | None = None   # parent-side reading (framework-free), raises on damage
     unsupported: str = ""              # why it cannot be run here ("" = it can)
+    # options that make its runtime run an fp32 file at fp32 where the runtime would choose a lower precision for the
+    # CPU by default (OpenVINO's INFERENCE_PRECISION_HINT f32 on a bf16 CPU); empty: the runtime cannot be told
+    exact_options: dict[str, Any] = field(default_factory=dict)
+    exact_how: str = ""                # those options as the user would set them
 
 
 FORMATS: dict[str, Format] = {}
@@ -104,7 +108,8 @@ def _savedmodel(p: Path, head: bytes) -> bool:
 register(Format("onnx", "ONNX", "deploy", lambda p, h: _suffix(p, ".onnx"), inspect=_inspect_onnx))
 register(Format("tflite", "TFLite / LiteRT", _TF, lambda p, h: h[4:8] == b"TFL3", inspect=_inspect_tflite))
 register(Format("openvino", "OpenVINO IR", "deploy", lambda p, h: _suffix(p, ".xml") and b"<net" in h[:4096],
-                companions=lambda p: _beside(p, ".bin"), inspect=_inspect_openvino))
+                companions=lambda p: _beside(p, ".bin"), inspect=_inspect_openvino, exact_options={"f32": True},
+                exact_how="INFERENCE_PRECISION_HINT f32"))
 register(Format("torchscript", "TorchScript", _TORCHSCRIPT, _torchscript, inspect=_inspect_zip))
 register(Format("paddle", "Paddle inference model", _PADDLE,
                 lambda p, h: _suffix(p, ".pdmodel") or (_suffix(p, ".json") and p.with_suffix(".pdiparams").exists()),

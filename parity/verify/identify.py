@@ -23,6 +23,7 @@ from ..preprocess import preprocess_batch
 from ..probes import probe_images, synthetic_images
 from ..registry import Card, Registry
 from ..spec import PreprocessSpec
+from .metadata import metadata_spec
 
 if TYPE_CHECKING:
     from ..harness import Harness
@@ -141,7 +142,6 @@ def _feed(art: Artifact, spec: PreprocessSpec, images: Any) -> Array:
 def identify(h: Harness, reg: Registry, art: Artifact, claimed: Card | None = None) -> Identification:
     """Each candidate fed as the artifact's own metadata says (e.g. raw pixels: an IR's baked mean_values) and as the
     card's spec, the better kept: the evidence says which, so metadata that lies does not hide the weights."""
-    from .verdict import metadata_spec  # verdict imports this module
     cards, why = candidates(reg, art, claimed)
     st = art.structure
     ident = Identification(threshold=IDENTICAL.get(art.exact_precision or art.precision, 0.99),

@@ -5,7 +5,6 @@ classic faults (class offset, BGR fed RGB, normalization baked in and applied ag
 card's weights), and with ``--data`` top-1/top-5 with intervals. Framework-free."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from ..probes import probe_images
 from ..registry import Card
 from ..spec import PreprocessSpec
 from .identify import comparable, correlation
+from .metadata import metadata_spec, raw_pixels
 
 if TYPE_CHECKING:
     from ..harness import Harness
@@ -58,28 +58,6 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing
-def metadata_spec(art: Artifact, up: PreprocessSpec) -> tuple[PreprocessSpec | None, str]:
-    """The preprocessing the artifact's own metadata declares (None when it declares none)."""
-    meta = art.file.get("metadata") or {}
-    if art.fmt.name == "tflite" and meta.get("normalization"):
-        f = meta["normalization"]
-        return up.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()
-                             if k in ("scale", "mean", "std", "channel_order")}), "TFLite NormalizationOptions"
-    spec_json = meta.get("mbv2_parity.spec")
-    if art.fmt.name == "onnx" and spec_json:
-        return PreprocessSpec.from_dict(json.loads(spec_json)), "ONNX metadata_props mbv2_parity.spec"
-    if art.fmt.name == "openvino" and (meta.get("mean") or meta.get("scale")):
-        # Model Optimizer baked (x - mean_values) / scale_values into the IR: it takes 0-255 pixels
-        return raw_pixels(up), \
-            f"OpenVINO IR mean_values={meta.get('mean_values')} scale_values={meta.get('scale_values')} (baked in)"
-    return None, ""
-
-
-def raw_pixels(up: PreprocessSpec) -> PreprocessSpec:
-    """``up`` fed as raw 0-255 pixels (no scale, mean or std): what a model with its normalization baked in takes."""
-    return up.replace(scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-
-
 def _baked_vs_card(art: Artifact, up: PreprocessSpec) -> list[str]:
     """Where an IR's baked mean_values / scale_values (pixel units) are not the card's normalization in pixel units
     (mean / scale, std / scale), one line each."""
