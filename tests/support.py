@@ -27,13 +27,34 @@ HEAVY = {c.id for c in REGISTRY if c.id not in REPRESENTATIVES}
 CARDS = list(REGISTRY)
 
 
-def matrix(cards=None, *extra, light=False):
+def matrix(cards=None, *extra, light=False, slow=()):
     """Cards as pytest parameters (``extra`` appended to each); unless ``light``, the non-representative cards are
-    marked slow."""
-    return [pytest.param(c, *extra, marks=pytest.mark.slow) if c.id in HEAVY and not light
+    marked slow; so are the cards in ``slow`` (one of the sets below: a test whose path they take the same way as a
+    card that stays in CI)."""
+    return [pytest.param(c, *extra, marks=pytest.mark.slow) if (c.id in HEAVY and not light) or c.id in slow
             else ((c, *extra) if extra else c) for c in (CARDS if cards is None else cards)]
 REFERENCE = [REGISTRY.get(f.reference_card) for f in frameworks.FRAMEWORKS.values()]   # one per framework
 assert {c.id for c in REFERENCE} <= set(REPRESENTATIVES) and set(REPRESENTATIVES) <= {c.id for c in REGISTRY}
+
+
+def _ref(c):
+    return REGISTRY.get(frameworks.get(c.framework).reference_card)
+
+
+# Sets computed from the registry for tests whose cost is per card but whose code path is per framework or per stack
+# (`-m slow` and `tox -e parity` still run them all):
+# representatives whose seeded model is their framework reference card's model (same arch and build digest; only the
+# seed differs): torchvision IMAGENET1K_V2 (V1's build) and tonylins csail (omz's build and preprocessing)
+SEEDED_TWINS = {c.id for c in REGISTRY if c.id in REPRESENTATIVES and c.id != _ref(c).id
+                and c.arch == _ref(c).arch and c.build_digest == _ref(c).build_digest}
+# representatives whose preprocessing is their reference card's (same spec digest, so the same adapter pipeline):
+# timm 050/110d/140, ppcls x0_25/x1_5, keras 1.4_224, tonylins csail
+SAME_PIPELINE = {c.id for c in REGISTRY if c.id in REPRESENTATIVES and c.id != _ref(c).id
+                 and c.preprocess.digest() == _ref(c).preprocess.digest()}
+# reference cards after the first of their worker stack (the torch stack: torchvision first): timm, mmcls, tonylins;
+# their adapters share the torch stack's code (adapters/torch_common.py: faults, ONNX export, canonical import)
+STACK_SIBLINGS = {c.id for i, c in enumerate(REFERENCE)
+                  if frameworks.get(c.framework).stack in {frameworks.get(d.framework).stack for d in REFERENCE[:i]}}
 
 
 def spec_check(h, card):

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from parity.checks.counts import counts
 from parity.counting import flops
-from support import CARDS, REGISTRY, counts_check, matrix
+from support import CARDS, REGISTRY, SEEDED_TWINS, counts_check, matrix
 
 COUNTED = [c for c in CARDS if any(p.metric in ("flops", "params") for p in c.published)]
 
@@ -64,7 +64,10 @@ def test_bn_conventions_refuse_a_folded_graph(tmp_path):
     assert flops.convention_table(c)["paddle.flops"] is None and flops.graph_params(c)["fluid.model_stat"] is None
 
 
-@pytest.mark.parametrize("card", matrix(COUNTED), ids=lambda c: f"{c.id}-counts")
+# torchvision V2 (in SEEDED_TWINS) under -m slow only (CI time: 3.4 s): its cells (torchvision-meta params 3504872,
+# flops 0.301) are V1's on V1's build, reproduced in CI by [torchvision/mobilenet_v2.IMAGENET1K_V1-counts] and
+# test_ppcls_and_torchvision_meta_cells_are_exact
+@pytest.mark.parametrize("card", matrix(COUNTED, slow=SEEDED_TWINS), ids=lambda c: f"{c.id}-counts")
 def test_every_published_flops_params_cell_is_reproduced(harness, card):
     r = counts_check(harness, card)
     assert r.status == "pass", r.reason

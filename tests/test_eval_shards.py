@@ -209,6 +209,10 @@ def same_records(a, b):
     np.testing.assert_allclose(np.asarray(a["score"]), np.asarray(b["score"]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow   # CI time (20 s): merged shards equal the unsharded run (test_merge_equals_the_unsharded_run),
+# eval diff (test_diff_counts_..., test_diff_refuses_...), a missing shard (test_merge_refuses[missing-...]), a .tflite
+# as canonical: weights (test_deploy.py::test_a_given_tflite_file_is_judged_against_its_own_weights), the real weights
+# through evaluate (test_evaluate.py::test_real_weights_on_real_images_every_framework_and_onnx_agree[60])
 @pytest.mark.realdata
 @pytest.mark.skipif(REAL is None, reason="../shared/realdata is absent")
 def test_real_images_shards_merge_to_the_unsharded_run_and_diff_is_empty(harness, tmp_path, capsys):

@@ -5,6 +5,7 @@ outside them). Skipped, with the reason, when the ExecuTorch interpreter (tox en
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +88,22 @@ def test_a_pte_file_is_read_back_and_run(harness, tmp_path):
         et.pte_run(not_pte)
     with pytest.raises(WorkerError, match="does not fit the method's input"):
         et.pte_run(path, harness.pool.put_array(x[:, :, :100], "pte-bad"))
+
+
+def test_verify_reads_and_runs_the_runtimes_pte(harness):
+    """The runtime's .pte as `verify` reads it: sniffed and inspected by the parent, then run by the ExecuTorch host's
+    artifact op (adapters/artifacts.py): I/O, delegates and precision read from the file, the runtime's own outputs."""
+    from parity.verify.artifact import open_artifact
+    with runtimes.create("executorch-fp32") as rt:
+        rt.load(runtimes.Target(harness, TORCH, "seeded"))
+        x = harness.probe_tensor(TORCH.preprocess)[0][:3]
+        y, path = rt.infer(x), Path(rt.info().artifact)
+    art = open_artifact(path)
+    assert art.fmt.name == "executorch", art.fmt
+    art.load(harness)
+    assert art.io["input_shape"] == [1, 3, 224, 224] and art.io["output_shape"] == [1, 1000], art.io
+    assert art.precision == "fp32" and art.detail["delegates"][0]["backend"] == "XnnpackBackend", art.detail
+    np.testing.assert_allclose(art.run(harness, x), y, rtol=1e-5, atol=1e-5)
 
 
 def test_executorch_runs_torch_cards_only(harness):

@@ -40,6 +40,8 @@ def test_crashing_worker_gives_clear_failure_and_is_replaced(tmp_path, fresh):
         assert h.pool.workers["torchvision"].proc.pid != pid
 
 
+@pytest.mark.slow   # CI time (17 s): a dead worker found at the next call, replaced (WorkerPool._get) and its models
+# rebuilt (the generation in Harness.build): test_crashing_worker_gives_clear_failure_and_is_replaced's second check
 def test_worker_killed_between_two_checks_of_the_same_card_is_rebuilt(tmp_path, fresh):
     """An OOM kill (SIGKILL) between two checks: the second check still passes, in a new worker."""
     import os

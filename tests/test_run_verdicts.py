@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from parity import runlog
 
 CARD = "timm/mobilenetv2_050.lamb_in1k"
@@ -86,6 +88,11 @@ def test_ctrl_c_writes_partial_results_and_the_report_refuses_them(tmp_path, fre
     assert p.returncode == 1 and "partial" in p.stderr, p.stderr
 
 
+@pytest.mark.slow   # CI time (32 s): workers started from a relative default work dir
+# (test_install.py::test_installed_check_runs_its_workers_from_the_installed_code), a second check merging
+# (test_check_json_elsewhere_is_found_through_the_manifest_and_a_second_check_merges), relative --workdir and
+# MBV2_PARITY_WORKDIR resolved against the caller's cwd (test_a_relative_workdir_is_the_callers), both stacks'
+# versions kept (test_a_second_check_keeps_the_other_stacks_versions)
 def test_relative_workdirs_start_workers_and_a_second_check_keeps_both_stacks_versions(tmp_path):
     # `--workdir wd` and MBV2_PARITY_WORKDIR=./wd are relative to the caller's cwd; workers run in their own directory
     p = cli("check", CARD, "--weights", "seeded", "--workdir", "wd", "--fresh", cwd=tmp_path)
@@ -96,6 +103,26 @@ def test_relative_workdirs_start_workers_and_a_second_check_keeps_both_stacks_ve
     assert {r["card"] for r in doc["results"]} == {CARD, TV}
     # the versions of both invocations' workers: the first one's timm worker, the second one's torchvision worker
     assert doc["versions"]["timm"]["torch"] and doc["versions"]["torchvision"]["torch"] and doc["versions"]["core"]
+
+
+def test_a_relative_workdir_is_the_callers(tmp_path, monkeypatch):
+    """`--workdir wd` and MBV2_PARITY_WORKDIR=./wd name a directory of the caller's cwd, made absolute once (workers
+    run with their own directory as cwd)."""
+    from parity.paths import default_workdir, workdir_path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MBV2_PARITY_WORKDIR", "./wd")
+    assert default_workdir() == tmp_path / "wd" and workdir_path("wd") == tmp_path / "wd"
+    assert default_workdir().is_absolute() and workdir_path("wd").is_absolute()
+
+
+def test_a_second_check_keeps_the_other_stacks_versions(tmp_path):
+    """A second check in the same run: the versions of the stacks it ran replace the first check's, the others are
+    kept (the first check's timm worker beside the second's torchvision worker)."""
+    from parity.cli.check import merge_previous
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"run": "r1", "results": [], "versions": {"timm": {"torch": "2"}, "core": {"numpy": "1"}}}))
+    _, versions = merge_previous(out, "r1", [], {"torchvision": {"torch": "2"}, "core": {"numpy": "2"}})
+    assert versions == {"timm": {"torch": "2"}, "torchvision": {"torch": "2"}, "core": {"numpy": "2"}}, versions
 
 
 def test_sigterm_writes_partial_results_stops_the_workers_and_exits_143(tmp_path, fresh):

@@ -10,11 +10,18 @@ from parity.weights import canonical
 from parity.weights import transplant as T
 from parity.weights.bisect import bisect, bisect_onnx
 from parity.weights.canonical import UNITS
-from support import REFERENCE, REGISTRY, onnx_check, seeded_canonical
+from support import REFERENCE, REGISTRY, STACK_SIBLINGS, onnx_check, seeded_canonical
 
 TV = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
 CROSS = REFERENCE
 VARIANTS = [(c, pad) for c in CROSS for pad in frameworks.get(c.framework).paddings]
+# the ONNX conversion: timm, mmcls, tonylins (STACK_SIBLINGS) under -m slow only (CI time: 11.1 s): their canonical
+# import, SAME padding and ONNX export are the torch stack's shared code (adapters/torch_common.py), in CI through
+# [torchvision-symmetric] and [torchvision-same]; each adapter's canonical import for both paddings stays in CI in
+# test_round_trip_through_every_framework_is_bit_exact, their native runs in test_cross_matrix_seeded, their SAME
+# ONNX export with real weights in test_evaluate.py::test_real_weights_on_real_images_every_framework_and_onnx_agree[60]
+ONNX_VARIANTS = [pytest.param(c, pad, marks=pytest.mark.slow) if c.id in STACK_SIBLINGS else (c, pad)
+                 for c, pad in VARIANTS]
 REAL = realdata_dir()
 PTQ = REAL / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite" if REAL else None
 QUANT = REAL / "tflite" / "mobilenet_v2_1.0_224_quant.tflite" if REAL else None
@@ -110,7 +117,7 @@ def test_cross_matrix_seeded(harness, seeded_canon, probe_x):
     assert nontrivial_failures(m.logits["torchvision[symmetric]"]) == []  # realistic logits
 
 
-@pytest.mark.parametrize("card,pad", VARIANTS, ids=lambda v: v if isinstance(v, str) else v.framework)
+@pytest.mark.parametrize("card,pad", ONNX_VARIANTS, ids=lambda v: v if isinstance(v, str) else v.framework)
 def test_transplanted_models_convert_to_onnx_with_parity(harness, seeded_canon, card, pad):
     r = onnx_check(harness, card.variant(padding=pad), f"canonical:{seeded_canon}")
     assert r.status == "pass", r.reason
@@ -181,6 +188,9 @@ def test_tflite_import(name):
     assert info.ops.count("CONV_2D") + info.ops.count("DEPTHWISE_CONV_2D") == 53
 
 
+@pytest.mark.slow   # CI time (66 s): cross_matrix and exact pairs on seeded weights (test_cross_matrix_seeded); the
+# real weights in every framework (test_evaluate.py::test_real_weights_on_real_images_every_framework_and_onnx_agree[60]);
+# the interpreter branch and the coral labels (test_cross_matrix_runs_the_interpreter_on_the_same_pixels)
 @needs_real
 @pytest.mark.realdata
 def test_real_weights_agree_across_exact_pairs_and_with_the_interpreter(harness, ptq_canon):
@@ -209,6 +219,33 @@ def test_real_weights_agree_across_exact_pairs_and_with_the_interpreter(harness,
 
 @needs_real
 @pytest.mark.realdata
+def test_cross_matrix_runs_the_interpreter_on_the_same_pixels(harness, ptq_canon):
+    """cross_matrix's TFLite branch (tflite_run in the TF worker: dequantized scores, background class dropped; its
+    probabilities against the float model's softmax) on the 17 coral images and keras only; every framework on 77
+    real images: test_real_weights_agree_across_exact_pairs_and_with_the_interpreter (-m slow)."""
+    imgs = sorted((REAL / "images" / "coral").iterdir())
+    spec = T.tflite_spec(1 / 127.5, 127)
+    u8 = np.stack([resize(decode(p), spec) for p in imgs])
+    m = T.cross_matrix(harness, ptq_canon, preprocess_batch(imgs, spec), tflite=(str(PTQ), u8), only=("keras",))
+    assert m.names == ["keras[same]", T.INTERPRETER] and m.padding[T.INTERPRETER] == "same", (m.names, m.padding)
+    itp = m.logits[T.INTERPRETER]
+    assert itp.shape == (len(imgs), 1000), itp.shape                     # the background class dropped
+    assert itp.min() >= 0.0 and (itp.sum(1) <= 1.01).all(), itp.sum(1)   # dequantized probabilities (1/256 steps)
+    assert 0.0 < m.max_abs[0, 1] <= 1.0, m.max_abs                       # probabilities vs keras's softmax
+    assert m.top1_agree[0, 1] >= 0.85, m.top1_agree                     # measured: 17 of 17, max_abs 0.14
+    labels = (REAL / "tflite" / "imagenet_labels.txt").read_text().splitlines()[1:]
+    for name, label in (("grace_hopper", "military uniform"), ("parrot", "macaw")):
+        n = [p.stem for p in imgs].index(name)
+        assert labels[int(m.logits["keras[same]"][n].argmax())] == label == labels[int(itp[n].argmax())], name
+
+
+@pytest.mark.slow   # CI time (8.4 s): the transplant CLI from a .tflite
+# (test_cli_inputs.py::test_transplant_warns_when_the_stock_target_pads_differently), a missing source
+# (test_cli_inputs.py::test_bad_input_is_one_line_before_any_worker[transplant missing source]), the QAT file's import
+# (test_tflite_import[mobilenet_v2_1.0_224_quant.tflite]), timm's save_native
+# (test_weight_files.py::test_real_weight_files_pass_the_parents_format_check)
+@needs_real
+@pytest.mark.realdata
 def test_transplant_cli_writes_a_loadable_native_file(tmp_path):
     import subprocess
     import sys
@@ -222,7 +259,10 @@ def test_transplant_cli_writes_a_loadable_native_file(tmp_path):
     assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("cid", ["torchvision/mobilenet_v2.IMAGENET1K_V1", "mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af",
+# mmcls under -m slow only (CI time: 7.8 s): its activations are torch_common.activations, as torchvision's, which
+# stays in CI (timm's BatchNormAct2d branch of it: test_bisection_finds_a_transposed_depthwise_kernel[timm])
+@pytest.mark.parametrize("cid", ["torchvision/mobilenet_v2.IMAGENET1K_V1",
+                                 pytest.param("mmcls/mobilenet-v2_8xb32_in1k.20200708-3b2dc3af", marks=pytest.mark.slow),
                                  "ppcls/MobileNetV2.pretrained"])
 def test_native_vs_onnx_bisection_finds_a_transposed_kernel_in_the_onnx_file(harness, probe_x, cid, tmp_path):
     """Native hooks vs every BatchNormalization output of the ONNX graph: clean -> no divergence; one depthwise

@@ -116,6 +116,10 @@ def _pte(harness, card, path: Path, mode: str = "seeded") -> Path:
     return Path(harness.client("executorch").deploy_export(b.key, "executorch", path, {"quantize": False})["path"])
 
 
+@pytest.mark.slow   # CI time (50 s): the runtime's .pte read and run by verify's runner
+# (test_executorch.py::test_verify_reads_and_runs_the_runtimes_pte), the lowering (test_executorch.py's fp32 tests), a
+# truncated .pte refused (test_a_pte_shorter_than_its_header_says_is_refused_before_any_work); identification and the
+# probe verdict are the same code for every format (the other formats here)
 def test_pte_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
     path = _pte(harness, REGISTRY.get(TV), tmp_path / "tv.pte")
     rc, doc = verify(tmp_path, path)
@@ -132,6 +136,22 @@ def test_pte_from_seeded_weights_is_identified_and_passes(harness, tmp_path):
         open_artifact(cut)
 
 
+def test_a_pte_shorter_than_its_header_says_is_refused_before_any_work(tmp_path):
+    """The .pte extended header (eh00: its length, program size, segment base offset) against the file's length: a
+    copy cut short is refused before any worker starts; the same header with the bytes it promises is read."""
+    head = (b"\0\0\0\0ET12" + b"eh00" + (24).to_bytes(4, "little")              # file id, extended header, its length
+            + (4096).to_bytes(8, "little") + (4096).to_bytes(8, "little"))      # program size, segment base offset
+    cut = tmp_path / "cut.pte"
+    cut.write_bytes(head + b"\0" * 100)
+    with pytest.raises(ArtifactRefused, match="truncated ExecuTorch program"):
+        open_artifact(cut)
+    whole = tmp_path / "whole.pte"
+    whole.write_bytes(head + b"\0" * (4096 - len(head)))
+    assert open_artifact(whole).fmt.name == "executorch"
+
+
+@pytest.mark.slow   # CI time (44 s): the bgr_input model fault and its channel-order finding on the ONNX export
+# (test_a_model_that_wants_bgr_by_its_first_conv_fails_with_channel_order); verify on a .pte as above
 def test_pte_of_a_model_that_wants_bgr_fails_with_channel_order(harness, tmp_path):
     # the card's seeded weights (a variant's own id would seed others), its first conv's input channels reversed
     canon = tmp_path / "tv.safetensors"
@@ -179,10 +199,15 @@ def seeded_files(harness, tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("fmt,card,shape", [("openvino", TV, [None, 3, 224, 224]),
+# under -m slow only: openvino (CI time: 5.2 s; the same IR verified in CI by
+# test_openvino_ir_on_a_bf16_read_back_is_identified_at_fp32_and_judged_as_deployed, OpenVINO IRs at this CPU's own
+# read-back by the three MO tests below) and keras (CI time: 17.9 s; the keras-file export, the TF worker's load_model
+# runner, identification and pass in CI by test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes, the
+# .keras suffix and a damaged zip by test_a_keras_file_is_told_by_its_suffix_and_its_zip_is_checked)
+@pytest.mark.parametrize("fmt,card,shape", [pytest.param("openvino", TV, [None, 3, 224, 224], marks=pytest.mark.slow),
                                             ("tflite", KERAS, [1, 224, 224, 3]),
                                             ("paddle", PADDLE, [None, 3, 224, 224]),
-                                            ("keras", KERAS, [None, 224, 224, 3]),
+                                            pytest.param("keras", KERAS, [None, 224, 224, 3], marks=pytest.mark.slow),
                                             ("savedmodel", KERAS, [None, 224, 224, 3])])
 def test_each_format_from_seeded_weights_is_identified_and_passes(seeded_files, tmp_path, fmt, card, shape):
     rc, doc = verify(tmp_path, seeded_files(fmt))
@@ -284,9 +309,16 @@ def _onnx_variant(harness, tmp_path, fault: str) -> Path:
     return out
 
 
-def test_a_file_of_no_known_weights_is_not_a_pass(harness, tmp_path, capsys):
+# golden: identification against the cards' golden fingerprints only (no real-weight candidates built); golden+real
+# under -m slow only (CI time: 25 s): identification also builds the real-weight candidates, in CI through
+# test_onnx_faults_fail_with_their_named_finding[*] and test_real_tflite_files_with_data[tf2]
+@pytest.mark.parametrize("candidates", ["golden", pytest.param("golden+real", marks=pytest.mark.slow)])
+def test_a_file_of_no_known_weights_is_not_a_pass(harness, tmp_path, capsys, monkeypatch, candidates):
     """Weights of no card and no --data: nothing could be compared, so nothing is judged (exit 3), never a pass; with
     the claim --card/--weights the probe comparison runs and fails."""
+    if candidates == "golden":
+        from parity.verify import identify
+        monkeypatch.setattr(identify, "realdata_dir", lambda: None)
     path = _onnx_variant(harness, tmp_path, "scrambled")
     rc, doc = verify(tmp_path, path)
     out = capsys.readouterr().out
@@ -294,6 +326,41 @@ def test_a_file_of_no_known_weights_is_not_a_pass(harness, tmp_path, capsys):
     assert "verify: nothing judged" in out and "--data" in out, out[-600:]
     rc, doc = verify(tmp_path / "claimed", path, "--card", TV, "--weights", "seeded")
     assert rc == 1 and doc["verdict"] == "fail" and doc["probe"]["judged"], doc
+
+
+def test_a_claimed_comparison_that_is_not_judged_is_nothing_judged(harness, tmp_path, capsys, monkeypatch):
+    """A file of no card read back as int8 (what a quantized file reports), claimed --card/--weights seeded: identified
+    at the int8 threshold (not identical), the claimed comparison runs but int8 on seeded weights is not judged, so
+    nothing is judged (exit 3), never a pass. The quantized TorchScript files themselves (-m slow):
+    test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_judged."""
+    from parity.verify import identify
+    from parity.verify.artifact import Artifact
+    monkeypatch.setattr(identify, "realdata_dir", lambda: None)   # golden candidates only (no real-weight builds)
+    real_load = Artifact.load
+
+    def as_int8(self, h):                                          # what a quantized file reads back
+        real_load(self, h)
+        self.precision = "int8"
+    monkeypatch.setattr(Artifact, "load", as_int8)
+    rc, doc = verify(tmp_path, _onnx_variant(harness, tmp_path, "scrambled"), "--card", TV, "--weights", "seeded")
+    out = " ".join(capsys.readouterr().out.split())      # the output is wrapped
+    ident, p = doc["identification"], doc["probe"]
+    assert ident["ran_at"] == "int8" and ident["threshold"] == 0.9 and not ident["identical"], ident
+    assert p["precision"] == "int8" and not p["judged"] and "int8 on seeded weights is not judged" in p["why"], p
+    assert rc == 3 and doc["verdict"] == "nothing judged" and not doc["failures"], (rc, doc["verdict"], doc["failures"])
+    assert "verify: nothing judged" in out and "probe comparison with the claimed weights is not judged" in out, out
+
+
+def test_a_model_that_wants_bgr_by_its_first_conv_fails_with_channel_order(harness, tmp_path):
+    """The registered model fault bgr_input (the first conv's input channels reversed, applied in the worker to a copy
+    of the model) exported to ONNX: verify names it channel-order. On a .pte (-m slow):
+    test_pte_of_a_model_that_wants_bgr_fails_with_channel_order."""
+    canon = tmp_path / "tv.safetensors"     # the card's seeded weights (a variant's own id would seed others)
+    harness.client("torchvision").export_canonical(harness.build(REGISTRY.get(TV), "seeded").key, canon)
+    bad = REGISTRY.get(TV).variant(faults=["bgr_input"])
+    rc, doc = verify(tmp_path, harness.export(bad, f"canonical:{canon}").path, "--card", TV, "--weights", "seeded")
+    assert rc == 1, doc
+    assert [f["name"] for f in doc["findings"] if f["severity"] == "error"] == ["channel-order"], doc["findings"]
 
 
 @pytest.mark.parametrize("fault,finding", [("bgr", "channel-order"), ("baked", "normalization-twice"),
@@ -367,6 +434,9 @@ def test_ncnn_and_mnn_precision_is_the_lower_of_the_files_storage_and_the_measur
     assert any(line.startswith("measured on this machine: ") for line in art.describe())
 
 
+@pytest.mark.slow   # CI time (33 s): the converters, runners and refusals (the ncnn/MNN tests above and below); the
+# faults and their findings on ONNX (test_onnx_faults_fail_with_their_named_finding[offset-...], [bgr-...]); the first
+# conv's channels reversed (test_a_model_that_wants_bgr_by_its_first_conv_fails_with_channel_order)
 @pytest.mark.parametrize("fmt,fault,finding", [("ncnn", "bgr_weights", "channel-order"),
                                                  ("mnn", "offset", "class-offset")])
 def test_ncnn_and_mnn_faults_fail_with_their_named_finding(harness, tmp_path, fmt, fault, finding):
@@ -414,8 +484,11 @@ def _patch_input_zero_point(src: Path, dst: Path, zp: int) -> None:
     dst.write_bytes(bytes(buf))
 
 
+# qat under -m slow only (CI time: 16.8 s): the same data verdict as [tf2]; its published cell matched by file name
+# (test_deploy_units.py::test_a_deployed_row_matches_a_file_by_sha256_else_by_name_and_says_which) and printed
+# (test_verify_prints_the_qat_files_published_cells_beside_its_data)
 @needs_real
-@pytest.mark.parametrize("which", ["tf2", "qat"])
+@pytest.mark.parametrize("which", ["tf2", pytest.param("qat", marks=pytest.mark.slow)])
 def test_real_tflite_files_with_data(tmp_path, which):
     path = TF2 if which == "tf2" else QAT
     # 30 images: the data verdict's code paths (Wilson intervals, the paired drop, the published cell) at a tenth of
@@ -431,6 +504,20 @@ def test_real_tflite_files_with_data(tmp_path, which):
         assert "drop" in doc["data"]
     else:
         assert doc["published"] and doc["published"][0]["digits"] == "70.8"
+
+
+def test_verify_prints_the_qat_files_published_cells_beside_its_data(capsys):
+    """The QAT file's published top-1 (registry [[deployed]], no sha256) is found by its file name and printed beside
+    the data verdict, saying how it matched."""
+    from parity.cli.verify import _show
+    from parity.deploy.published import cells_for_file, deployed_cells
+    from parity.verify.verdict import Verdict
+    cells, how = cells_for_file(deployed_cells(REGISTRY), "mobilenet_v2_1.0_224_quant", "")
+    assert [c.digits for c in cells][:1] == ["70.8"] and how.startswith("file name only"), (cells, how)
+    v = Verdict(data={"n": 30, "top1": 0.7, "top1_ci": (0.5, 0.85), "top5": 0.9, "top5_ci": (0.75, 0.97), "source": "x"})
+    _show(v, cells, how)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "published: top1 70.8" in out and "matched by file name only" in out, out
 
 
 @needs_real
@@ -455,6 +542,10 @@ def _quantized_torchscript(harness, engine: str, path: Path) -> Path:
         b.key, "torch-quantized", path, {"engine": engine, "width_mult": 1.0, "calib": calib.path})["path"])
 
 
+@pytest.mark.slow   # CI time (100 s): the export and verify's TorchScript runner on its engine, both engines
+# (test_deploy.py::test_torchvision_quantization_recipe_on_float_weights_fails_and_names_the_relu_swap[*]); no claim,
+# not identical: nothing judged (test_a_file_of_no_known_weights_is_not_a_pass[golden]); a claim whose int8 probe is
+# not judged: nothing judged (test_a_claimed_comparison_that_is_not_judged_is_nothing_judged)
 @pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
 def test_quantized_torchscript_is_int8_on_its_engine_and_seeded_int8_is_nothing_judged(harness, tmp_path, capsys,
                                                                                       engine):
@@ -497,6 +588,19 @@ def test_keras_full_model_h5_from_seeded_weights_is_identified_and_passes(harnes
         doc["identification"]
     assert doc["precision"] == "fp32" and doc["verdict"] == "pass" and rc == 0, doc["failures"]
     assert doc["probe"]["judged"] and doc["probe"]["metrics"]["top1_agree"] == 1.0, doc["probe"]
+
+
+def test_a_keras_file_is_told_by_its_suffix_and_its_zip_is_checked(tmp_path):
+    """A .keras file (a zip, as TorchScript is) is told by its suffix; a damaged one is refused before any work."""
+    import zipfile
+    p = tmp_path / "m.keras"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("config.json", "{}")
+    assert open_artifact(p).fmt.name == "keras"
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(p.read_bytes()[:-30])
+    with pytest.raises(ArtifactRefused, match="truncated or damaged archive"):
+        open_artifact(cut)
 
 
 # ------------------------------------------------------------------------------------------------ OpenVINO IR, MO mean/scale
