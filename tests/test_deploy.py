@@ -268,6 +268,14 @@ def test_eval_through_a_deployment_runtime_reports_what_it_ran(tmp_path):
     assert "published deployed numbers" in p.stdout
 
 
+@pytest.mark.slow   # CI time (21 s): eval through a deploy runtime,
+# test_eval_through_a_deployment_runtime_reports_what_it_ran; ORT per-tensor int8 collapsing,
+# test_per_tensor_int8_collapses_and_the_layers_are_named; the drop judged,
+# test_judging_eval.py::test_deployed_failures_judge_the_paired_drop_against_each_precision_budget, and made a problem
+# of the card by eval, test_judging_eval.py::test_eval_makes_a_deployed_drop_a_problem_of_the_card; eval's FAIL and
+# exit 1, test_eval_verdicts.py::test_eval_with_unreadable_images_fails_and_cache_is_announced; the note on the default
+# calibration set and --quant/--calib-images reaching the runtime eval makes,
+# test_eval_notes_the_default_calibration_set_and_hands_the_int8_options_to_its_runtime
 @needs_real
 def test_eval_fails_a_collapsed_int8_deployment_with_the_drop(tmp_path):
     p, doc = eval_cli(tmp_path, "--runtime", "ort", "--precision", "int8", "--quant", "per-tensor",
@@ -276,6 +284,51 @@ def test_eval_fails_a_collapsed_int8_deployment_with_the_drop(tmp_path):
     assert doc["status"] == "fail" and "ort-int8 (int8) loses" in p.stdout
     # the default calibration set holds these images: the note counts them (image files, not folders)
     assert "ort-int8 calibrated on 60 of the 60 evaluated images" in p.stdout, p.stdout[-2000:]
+
+
+@needs_real
+def test_eval_notes_the_default_calibration_set_and_hands_the_int8_options_to_its_runtime(tmp_path, capsys,
+                                                                                          monkeypatch):
+    """`eval --runtime ort --precision int8 --quant per-tensor --calib-images 100` up to the runtimes, no model built:
+    prepare says how many of the evaluated images the default calibration set (the shared ImageNet sample) holds, and
+    the ort-int8 runtime that evaluate() makes for the card takes the options."""
+    from types import SimpleNamespace
+
+    from parity.cli import eval as E
+    from parity.cli import namespace_for
+    from parity.evaluation import evaluate as ev
+    args = namespace_for(["eval", KERAS.id, "--data", str(REAL / "images" / "imagenet_sample_1000" / "labels.txt"),
+                          "--limit", "60", "--weights", "real", "--runtime", "ort", "--precision", "int8",
+                          "--quant", "per-tensor", "--calib-images", "100", "--workdir", str(tmp_path)])
+    E.prepare(args)
+    out = capsys.readouterr().out
+    assert args.runtimes == ["native", "ort-int8"], args.runtimes
+    # the default calibration set (no --calib) holds these images: counted (image files, not folders)
+    assert "ort-int8 calibrated on 60 of the 60 evaluated images" in out, out
+
+    made = {}
+
+    def create(name, **kw):
+        rt = real_create(name, **kw)
+        rt.load = lambda target: made.setdefault(name, (rt, target))   # no model built, no worker started
+        return rt
+
+    class Stop(Exception):
+        pass
+
+    def run(*a, **kw):
+        raise Stop
+
+    real_create = runtimes.create
+    monkeypatch.setattr(runtimes, "create", create)
+    monkeypatch.setattr(ev, "_run", run)
+    with pytest.raises(Stop):
+        E.evaluate_card(SimpleNamespace(workdir=tmp_path), args, KERAS, args.sub, [], {"results": []}, progress=False)
+    assert list(made) == ["native", "ort-int8"], made
+    rt, target = made["ort-int8"]
+    assert (target.card.id, target.mode) == (KERAS.id, "real"), target
+    o = rt.options
+    assert (o["precision"], o["granularity"], o["calib_images"], o["calib_dir"]) == ("int8", "per-tensor", 100, None), o
 
 
 def test_bench_reports_ratios_to_ort_fp32_of_the_same_run(tmp_path):

@@ -285,6 +285,24 @@ def test_deployed_failures_judge_the_paired_drop_against_each_precision_budget()
     assert deployed_failures({"native": run(0, "fp32", n_images=0), "int8-bad": res["int8-bad"]}) == []
 
 
+def test_eval_makes_a_deployed_drop_a_problem_of_the_card():
+    """`eval`'s judging of one card (parity.cli.eval.judge, `eval merge`'s too): a deployed runtime that loses more
+    than its precision's budget against native is a problem of the card (the run fails, exit 1); within it, none."""
+    from parity.cli.eval import judge
+    card = REGISTRY.get("keras/mobilenet_v2.alpha_1.0_224")
+    labels = [i % 10 for i in range(1000)]
+
+    def run(wrong, precision):
+        preds = [(y + 1) % 10 if i < wrong else y for i, y in enumerate(labels)]
+        return result(predictions=preds, labels=labels, runtime={"precision": precision, "options": {}})
+
+    res = {"native": run(0, "fp32"), "ort-int8": run(40, "int8")}
+    problems = judge(card, res, True, False, False)
+    assert len(problems) == 1 and problems[0].startswith(f"{card.id}: ort-int8 (int8) loses 4.00 pts of top-1 "), problems
+    assert "more than the int8 budget of 2.0 pts" in problems[0], problems
+    assert judge(card, {**res, "ort-int8": run(10, "int8")}, True, False, False) == []
+
+
 def test_a_published_error_rate_is_checked_as_accuracy():
     """Seed 004 publishes "Top-1 error 28.12": checked as top-1 accuracy 1 - 0.2812 (a top5_err likewise)."""
     card = card_with(pub("top1_err", "28.12", source="seed004"), pub("top5_err", "9.71", source="seed004"))
