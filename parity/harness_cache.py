@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import frameworks
 from .spec import PreprocessSpec
+from .weights import canonical
 from .weights.modes import parse_mode, seed_for
 from .workers import Built, Exported, Meta
 
@@ -98,12 +99,13 @@ class CacheUse:
 
     def weights_key(self, card: Card, mode: str) -> dict[str, Any]:
         """The weights of a mode by content, for cache keys: seeded ones by their seed and the calibration tensor
-        their statistics come from, every file by its sha256 (never its path)."""
+        their statistics come from, every file by its sha256 (never its path), canonical weights by their content
+        (``weights.canonical.digest``: a file the suite converts is not byte-reproducible, its content is)."""
         kind, path = parse_mode(mode)
         if kind == "seeded":
             return {"mode": "seeded", "seed": seed_for(card), "calib": self.cache.sha256(self.calib_tensor(card.preprocess))}
         if kind in ("canonical", "real"):
-            return {"mode": "canonical", "sha256": self.cache.sha256(str(self.canonical_path(mode)))}
+            return {"mode": "canonical", "content": self.cache.sha256(str(self.canonical_path(mode)), canonical.digest)}
         if kind == "file":
             return {"mode": "file", "sha256": self.cache.sha256(str(path))}
         req = self.weights_request(card, mode)

@@ -258,3 +258,68 @@ def test_the_report_says_what_was_reused(tmp_path):
     line = "2 artifacts reused, 1 made, 0 damaged entries rebuilt (reused/used per kind: export 1/2, native 1/1)"
     assert line in out["md"].read_text()
     assert line in out["html"].read_text().split("id='cache'", 1)[1]
+
+
+# ------------------------------------------------------------------------------------------------ canonical weights
+def _reordered_metadata(src: Path, dst: Path) -> Path:
+    """The same safetensors content with its metadata written in reverse order (what safetensors' writer does on its
+    own from one save to the next: it keeps the metadata in a hash map)."""
+    import struct
+    raw = src.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"] = dict(reversed(list(header["__metadata__"].items())))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text))           # the same header length: the tensors' offsets stay valid
+    dst.write_bytes(raw[:8] + text + raw[8 + n:])
+    return dst
+
+
+def test_canonical_weights_are_keyed_by_content_not_by_the_files_bytes(tmp_path):
+    """Real weights are the shared TFLite file converted to a canonical safetensors file in each run; safetensors
+    orders its metadata differently from one save to the next, so keying by the file's sha256 made every real-weights
+    artifact a miss in the next run (a full warm `tox -e parity` rebuilt 75 of them). The key is the content: the same
+    tensors and metadata in another byte order are a hit; a changed value or a changed metadata entry is not."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from parity.harness import Harness
+    from support import REGISTRY
+    meta = {"format": "mbv2-canonical", "version": "1", "bn_eps": "0.0", "padding": "same", "source": "t",
+            "width": "1.0"}
+    rng = np.random.default_rng(0)
+    tensors = {"a.weight": rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "b.bias": np.ones(8, np.float32)}
+    one = tmp_path / "one.safetensors"
+    save_file(tensors, str(one), metadata=meta)
+    two = _reordered_metadata(one, tmp_path / "two.safetensors")
+    assert one.read_bytes() != two.read_bytes()
+    changed = tmp_path / "changed.safetensors"
+    save_file({**tensors, "b.bias": np.full(8, 1.0 + 2 ** -20, np.float32)}, str(changed), metadata=meta)
+    padded = tmp_path / "padded.safetensors"
+    save_file(tensors, str(padded), metadata={**meta, "padding": "symmetric"})
+    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    with Harness(REGISTRY, workdir=tmp_path / "wd") as h:
+        key = {p.name: h.weights_key(card, f"canonical:{p}") for p in (one, two, changed, padded)}
+        assert not h.pool.workers, "no worker is needed to key weights"
+    assert key["one.safetensors"] == key["two.safetensors"], key
+    assert len({json.dumps(k, sort_keys=True) for k in key.values()}) == 3, key
+
+
+@pytest.mark.realdata
+def test_the_real_weights_converted_twice_have_one_key(tmp_path):
+    """The shared TFLite file converted twice (what two runs do) keys its weights the same."""
+    from parity.harness import Harness
+    from parity.paths import realdata_dir
+    from parity.weights.modes import REAL_TFLITE
+    from parity.weights.transplant import to_canonical
+    from support import REGISTRY
+    real = realdata_dir()
+    if real is None or not real.joinpath(*REAL_TFLITE).is_file():
+        pytest.skip("no ../shared/realdata")
+    src = real.joinpath(*REAL_TFLITE)
+    card = REGISTRY.get("torchvision/mobilenet_v2.IMAGENET1K_V1")
+    with Harness(REGISTRY, workdir=tmp_path / "wd") as h:
+        paths = [to_canonical(h, src, out=tmp_path / f"run{i}.safetensors") for i in range(3)]
+        keys = {json.dumps(h.weights_key(card, f"canonical:{p}"), sort_keys=True) for p in paths}
+        assert not h.pool.workers
+    assert len(keys) == 1, keys

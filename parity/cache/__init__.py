@@ -94,7 +94,7 @@ class Cache:
         self.enabled = enabled
         self.store = Store(root or settings.artifact_cache_dir(), max_bytes if max_bytes is not None
                            else int(settings.artifact_cache_max_gb() * 2 ** 30))
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        self._hashes: dict[tuple[str, int, int, str], str] = {}
 
     @classmethod
     def from_settings(cls) -> Cache:
@@ -110,12 +110,13 @@ class Cache:
             full["stack"] = {"name": stack, "packages": stack_versions(stack)}
         return make_key(full), full
 
-    def sha256(self, path: Path | str) -> str:
-        """A file's sha256 (remembered within the run by path, size and mtime: the key holds the content hash)."""
+    def sha256(self, path: Path | str, digest: Callable[[Path | str], str] = file_sha256) -> str:
+        """A file's sha256, or another ``digest`` of its content (remembered within the run by path, size, mtime and
+        digest: the key holds the content hash)."""
         st = os.stat(path)
-        memo = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+        memo = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, digest.__qualname__)
         if memo not in self._hashes:
-            self._hashes[memo] = file_sha256(path)
+            self._hashes[memo] = digest(path)
         return self._hashes[memo]
 
     def files(self, kind: str, ingredients: dict[str, Any], dests: dict[str, Path] | Path,

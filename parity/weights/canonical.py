@@ -148,6 +148,24 @@ def save(c: Canonical, path: str | Path) -> Path:
     return path
 
 
+def digest(path: str | Path) -> str:
+    """The weights' content as a sha256: the metadata (sorted) and every tensor by name, dtype, shape and bytes. The
+    file's own bytes are no key: safetensors writes the metadata in an order that changes from one save to the next
+    (the same TFLite file converted twice gives two files with different sha256s and identical content)."""
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="numpy") as f:
+        h.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+        for name in sorted(f.keys()):
+            t = np.ascontiguousarray(f.get_tensor(name))
+            h.update(f"\0{name}\0{t.dtype.str}\0{t.shape}\0".encode())
+            h.update(t.tobytes())
+    return h.hexdigest()
+
+
 def load(path: str | Path) -> Canonical:
     from safetensors import safe_open
     path = Path(path)
