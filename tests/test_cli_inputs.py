@@ -114,40 +114,38 @@ def test_doctor_says_a_missing_interpreter_does_not_exist(tmp_path):
     assert "tensorflow" not in row.split("no such interpreter")[1] and p.stdout.count("does not exist") == 1
 
 
+def _padding_refused_or_resolved(harness, canon_symmetric, tmp_path):
+    """keras cannot be built with the symmetric padding these weights were trained with: refused, one line; a card
+    that can be built with it is built with it (not with its framework's default). With realdata: the SAME-padded real
+    weights' canonical file, which timm resolves to SAME (else None)."""
+    p = cli("check", "keras/mobilenet_v2.alpha_1.0_224", "--weights", f"canonical:{canon_symmetric}",
+            "--workdir", str(tmp_path))
+    one_line_error(p, 2, "'symmetric' padding", "builds same only")
+    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
+    assert harness.resolve(card, f"canonical:{canon_symmetric}").padding == "symmetric"
+    real = realdata_dir()
+    if real is None:
+        return card, None
+    from parity.weights.transplant import to_canonical
+    same = to_canonical(harness, real / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    assert harness.resolve(card, f"canonical:{same}").padding == "same"
+    return card, same
+
+
 @pytest.mark.slow   # CI time (17 s): test_canonical_weights_padding_is_refused_or_said_before_any_work (the refusal,
 # the resolved padding, the note), timm built with SAME canonical weights and checked through native and ONNX Runtime
 # (test_evaluate.py::test_real_weights_on_real_images_every_framework_and_onnx_agree[60])
 def test_canonical_weights_padding_is_used_or_refused(harness, canon_symmetric, tmp_path):
-    # keras cannot be built with the symmetric padding these weights were trained with: refused, one line
-    p = cli("check", "keras/mobilenet_v2.alpha_1.0_224", "--weights", f"canonical:{canon_symmetric}",
-            "--workdir", str(tmp_path))
-    one_line_error(p, 2, "'symmetric' padding", "builds same only")
-    # a card that can be built with it is built with it (not with its framework's default), and the user is told
-    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
-    assert harness.resolve(card, f"canonical:{canon_symmetric}").padding == "symmetric"
-    real = realdata_dir()
-    if real is not None:
-        from parity.weights.transplant import to_canonical
-        same = to_canonical(harness, real / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
-        assert harness.resolve(card, f"canonical:{same}").padding == "same"
+    card, same = _padding_refused_or_resolved(harness, canon_symmetric, tmp_path)
+    if same is not None:   # the user is told
         p = cli("check", card.id, "--weights", f"canonical:{same}", "--workdir", str(tmp_path / "s"))
         assert p.returncode == 0 and "trained with 'same' padding; every card is built with it" in p.stdout, p.stderr
 
 
 def test_canonical_weights_padding_is_refused_or_said_before_any_work(harness, canon_symmetric, tmp_path):
     """The slow test above without its full check: `check`'s prepare says the padding before it refuses --opset 99."""
-    # keras cannot be built with the symmetric padding these weights were trained with: refused, one line
-    p = cli("check", "keras/mobilenet_v2.alpha_1.0_224", "--weights", f"canonical:{canon_symmetric}",
-            "--workdir", str(tmp_path))
-    one_line_error(p, 2, "'symmetric' padding", "builds same only")
-    # a card that can be built with it is built with it (not with its framework's default), and the user is told
-    card = REGISTRY.get("timm/mobilenetv2_100.ra_in1k")
-    assert harness.resolve(card, f"canonical:{canon_symmetric}").padding == "symmetric"
-    real = realdata_dir()
-    if real is not None:
-        from parity.weights.transplant import to_canonical
-        same = to_canonical(harness, real / "tflite" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
-        assert harness.resolve(card, f"canonical:{same}").padding == "same"
+    card, same = _padding_refused_or_resolved(harness, canon_symmetric, tmp_path)
+    if same is not None:
         p = cli("check", card.id, "--weights", f"canonical:{same}", "--opset", "99", "--workdir", str(tmp_path / "s"))
         one_line_error(p, 2, "--opset 99", "7-20")
         assert "trained with 'same' padding; every card is built with it" in p.stdout, p.stdout
