@@ -150,6 +150,18 @@ def test_a_pte_shorter_than_its_header_says_is_refused_before_any_work(tmp_path)
     assert open_artifact(whole).fmt.name == "executorch"
 
 
+@pytest.mark.parametrize("content,message", [(b"junk\n", "not an ExecuTorch program"), (b"", "empty file"),
+                                             (b"\0\0\0\0XX12eh00" + b"\0" * 64, "not an ExecuTorch program")],
+                         ids=["junk", "empty", "other-identifier"])
+def test_a_file_named_pte_that_is_no_executorch_program_is_refused_before_any_work(tmp_path, content, message):
+    """A .pte without ExecuTorch's file identifier is refused in one line (it reached the ExecuTorch host, whose
+    loader answered 'RuntimeError: Failed to create MmapDataLoader ... 0x:22', exit 1)."""
+    bad = tmp_path / "x.pte"
+    bad.write_bytes(content)
+    with pytest.raises(ArtifactRefused, match=message):
+        open_artifact(bad)
+
+
 @pytest.mark.slow   # CI time (44 s): the bgr_input model fault and its channel-order finding on the ONNX export
 # (test_a_model_that_wants_bgr_by_its_first_conv_fails_with_channel_order); verify on a .pte as above
 def test_pte_of_a_model_that_wants_bgr_fails_with_channel_order(harness, tmp_path):

@@ -123,6 +123,9 @@ def _inspect_pte(p: Path) -> dict[str, Any]:
     and segment data size, little-endian) against the file's length: a truncated copy is refused here."""
     with p.open("rb") as f:
         head = f.read(64)
+    if head[4:6] != b"ET":   # named .pte, but not ExecuTorch's flatbuffer (file identifier "ET.." at byte 4)
+        raise ArtifactRefused(f"{p.name}: not an ExecuTorch program (no 'ET' file identifier at byte 4; first bytes "
+                              f"{head[:8]!r})", hint="a .pte from ExecuTorch's to_executorch().buffer; copy it again")
     at = head.find(b"eh00")
     if at < 0 or len(head) < at + 24:
         return {}
