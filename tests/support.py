@@ -12,7 +12,8 @@ REGISTRY = load_registry()
 # per-card tests (spec, metadata, the reference preprocessing pipeline: `matrix(light=True)`) run on every card, and
 # the expensive ones (a model built, exported, run, counted) on representatives: each source's reference card and one
 # card per distinct code path -- width below and above 1 in each framework's own rounding, timm's depth multiplier,
-# keras's resolution, torchvision's other weights and preprocessing, tonylins's unpinned card. The other cards take
+# keras's resolution, torchvision's other weights and preprocessing, tonylins's unpinned card (whose model-building
+# tests are slow too: SEEDED_TWINS below, it builds omz's model). The other cards take
 # the same paths at other sizes and run behind the slow marker, to keep CI in its time budget.
 REPRESENTATIVES = ("torchvision/mobilenet_v2.IMAGENET1K_V1", "torchvision/mobilenet_v2.IMAGENET1K_V2",
                    "timm/mobilenetv2_050.lamb_in1k", "timm/mobilenetv2_100.ra_in1k", "timm/mobilenetv2_110d.ra_in1k",

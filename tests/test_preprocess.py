@@ -58,7 +58,8 @@ def test_preprocessing_fault_fails_the_preprocess_check(harness, images, fault):
 # SAME_PIPELINE (timm 050/110d/140, ppcls x0_25/x1_5, keras 1.4_224, tonylins csail) under -m slow only (CI time:
 # 25.8 s): their spec digest is their reference card's, whose e2e stays in CI ([<reference>-e2e]; keras's other size:
 # [keras/mobilenet_v2.alpha_0.35_96-e2e]); each card's pipeline stays in test_reference_pipeline_..., and each width's
-# model against ONNX in test_matrix.py::test_onnx_parity_seeded[<card>-onnx-opset17]
+# model against ONNX in test_matrix.py::test_onnx_parity_seeded[<card>-onnx-opset17] (tonylins csail's is slow too:
+# SEEDED_TWINS, it builds omz's model; csail differs from omz only by its pretrained file, offline-skipped in CI)
 @pytest.mark.parametrize("card", matrix(slow=SAME_PIPELINE), ids=lambda c: f"{c.id}-e2e")
 def test_end_to_end_image_to_logits(harness, card, images):
     """native preprocessing -> native model vs reference preprocessing -> ONNX Runtime."""

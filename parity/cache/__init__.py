@@ -114,7 +114,7 @@ class Cache:
         """A file's sha256, or another ``digest`` of its content (remembered within the run by path, size, mtime and
         digest: the key holds the content hash)."""
         st = os.stat(path)
-        memo = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, digest.__qualname__)
+        memo = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, f"{digest.__module__}.{digest.__qualname__}")
         if memo not in self._hashes:
             self._hashes[memo] = digest(path)
         return self._hashes[memo]

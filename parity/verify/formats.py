@@ -32,7 +32,7 @@ class Format:
     unsupported: str = ""              # why it cannot be run here ("" = it can)
     # options that make its runtime run an fp32 file at fp32 where the runtime would choose a lower precision for the
     # CPU by default (OpenVINO's INFERENCE_PRECISION_HINT f32 on a bf16 CPU); empty: the runtime cannot be told
-    exact_options: dict[str, Any] = field(default_factory=dict)
+    exact_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     exact_how: str = ""                # those options as the user would set them
 
 
