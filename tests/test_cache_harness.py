@@ -2,6 +2,7 @@
 weight file, spec, converter version or suite code makes it rebuild (one case each)."""
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,12 +70,32 @@ def test_a_changed_weight_file_rebuilds_the_same_bytes_elsewhere_do_not(run, tmp
     shutil.copy(a, b)
     h.export(TV, f"file:{a}")
     h2 = run()
-    h2.export(TV, f"file:{b}")                        # same bytes, another path: the key holds content, not paths
+    assert Path(h2.export(TV, f"file:{b}").path).is_file()   # same bytes, another path: the key holds content
     assert outcomes(h2, "export") == ["hit"]
     h2.client("torchvision").save_native(h2.build(TV2, "seeded").key, b)   # other weights, same file name
     h3 = run()
     h3.export(TV, f"file:{b}")
     assert outcomes(h3, "export") == ["miss"]
+
+
+def test_the_same_canonical_weights_under_another_name_are_a_hit_at_this_runs_paths(run, tmp_path):
+    """Canonical weights are keyed by content, so the same weights under another file name (each run converts the real
+    TFLite file into its own work directory) are a hit: the export and the fp16 file must then be where this run asked
+    for them, not under the name the storing run gave them (CI red on 12 real-weights tests before: FileNotFoundError
+    on the storing run's file name)."""
+    from parity.deploy.artifacts import fp16_onnx
+    h = run()
+    a, b = tmp_path / "a.safetensors", tmp_path / "other" / "b.safetensors"
+    h.client("torchvision").export_canonical(h.build(TV, "seeded").key, a)
+    b.parent.mkdir()
+    shutil.copy(a, b)
+    ex_a, fp_a = h.export(TV, f"canonical:{a}"), fp16_onnx(h, TV, f"canonical:{a}", 17)
+    h2 = run()
+    ex_b, fp_b = h2.export(TV, f"canonical:{b}"), fp16_onnx(h2, TV, f"canonical:{b}", 17)
+    assert outcomes(h2, "export") == ["hit"] and outcomes(h2, "fp16") == ["hit"]
+    for mine, theirs in ((ex_b.path, ex_a.path), (fp_b.path, fp_a.path)):
+        assert Path(mine).is_file() and Path(mine).parent.is_relative_to(h2.workdir), mine
+        assert Path(mine).read_bytes() == Path(theirs).read_bytes()
 
 
 def test_a_changed_spec_rebuilds(run, tmp_path):
