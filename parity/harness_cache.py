@@ -65,9 +65,7 @@ class CacheUse:
                           {"model.onnx": dst, "preprocess.json": dst.with_suffix(".preprocess.json")},
                           lambda: dataclasses.asdict(self.make_export(card, mode, opset, exporter, dst)),
                           stack=frameworks.get(card.framework).stack)
-        # at dst, whatever name the run that stored it gave it: weights are keyed by content, so the same weights
-        # under another file (another mode string, another file name) are a hit
-        return Exported(**{**rec, "path": str(dst)})
+        return Exported(**rec)
 
     def stored(self, kind: str, card: Card, ingredients: dict[str, Any], dests: dict[str, Path] | Path,
                make: Callable[[], dict[str, Any]], stack: str | None = None,

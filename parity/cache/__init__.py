@@ -141,13 +141,13 @@ class Cache:
             man, outcome, why = None, "rebuilt", str(e)
         if man is not None:
             self.store.record(Event(kind, key, "hit", card, time.perf_counter() - t0, float(man.get("seconds", 0.0))))
-            return _unrel(man["meta"], workdir)
+            return _unrel(man["meta"], workdir, dests)
         t0 = time.perf_counter()
         rec = make()
         seconds = time.perf_counter() - t0
         wrote = outputs(rec) if outputs else dests
         assert isinstance(wrote, dict), "a make whose files are named by it needs outputs="
-        self.store.put(key, {n: Path(p) for n, p in wrote.items()}, _rel(rec, workdir), full, seconds)
+        self.store.put(key, {n: Path(p) for n, p in wrote.items()}, _rel(rec, workdir, dests), full, seconds)
         self.store.record(Event(kind, key, outcome, card, seconds, why=why))
         return rec
 
@@ -166,18 +166,30 @@ class Cache:
         return out
 
 
-def _rel(rec: dict[str, Any], workdir: Path | None) -> dict[str, Any]:
-    """The record with every string that starts with the work directory's path (a file it made) rewritten to start
-    with ``${WORKDIR}``: a later run puts the files in its own work directory. Only whole leading path components
-    match (``"<workdir>/``), so no other text changes."""
+def _dest_token(name: str) -> str:
+    return f"${{DEST:{name}}}"
+
+
+def _rel(rec: dict[str, Any], workdir: Path | None, dests: dict[str, Path] | Path | None = None) -> dict[str, Any]:
+    """The record with every string that is one of the ``dests`` paths (a file of the entry) rewritten to that file's
+    name in the entry, and every string that starts with the work directory's path (a file it made) rewritten to start
+    with ``${WORKDIR}``: a later run that reuses it puts the files where it asks for them (another name when the same
+    content is asked for under another name), in its own work directory. Only whole strings (dests) and whole leading
+    path components (``"<workdir>/``) match, so no other text changes."""
     text = json.dumps(rec, default=str)
+    for name, p in (dests.items() if isinstance(dests, dict) else ()):
+        for form in dict.fromkeys((str(Path(p).resolve()), str(p))):
+            text = text.replace(json.dumps(form), json.dumps(_dest_token(name)))
     if workdir is not None:
         for form in dict.fromkeys((str(workdir.resolve()), str(workdir))):
             text = text.replace(json.dumps(form + "/")[:-1], f'"{WORKDIR}/')
     return dict(json.loads(text))
 
 
-def _unrel(rec: dict[str, Any], workdir: Path | None) -> dict[str, Any]:
-    if workdir is None:
-        return rec
-    return dict(json.loads(json.dumps(rec).replace(f'"{WORKDIR}/', json.dumps(str(workdir) + "/")[:-1])))
+def _unrel(rec: dict[str, Any], workdir: Path | None, dests: dict[str, Path] | Path | None = None) -> dict[str, Any]:
+    text = json.dumps(rec)
+    for name, p in (dests.items() if isinstance(dests, dict) else ()):
+        text = text.replace(json.dumps(_dest_token(name)), json.dumps(str(p)))
+    if workdir is not None:
+        text = text.replace(f'"{WORKDIR}/', json.dumps(str(workdir) + "/")[:-1])
+    return dict(json.loads(text))

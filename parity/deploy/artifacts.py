@@ -59,8 +59,7 @@ def fp16_onnx(h: Harness, card: Card, mode: str, opset: int) -> Artifact:
             attach_spec(dst, card, {"made_by": made})
             return Artifact(str(dst), "fp16", made).to_dict()
         # the key holds the fp32 file it is converted from (by content) and the deploy host's package versions
-        return _from({**h.stored("fp16", card, {"source_onnx": src.sha256}, _onnx_files(dst), convert, stack="deploy"),
-                      "path": str(dst)})   # the files are at dst, whatever the storing run named them
+        return _from(h.stored("fp16", card, {"source_onnx": src.sha256}, _onnx_files(dst), convert, stack="deploy"))
     return h.artifact(("fp16", card.id, card.build_digest, mode, opset), make)
 
 
@@ -90,7 +89,7 @@ def int8(h: Harness, card: Card, mode: str, opset: int, calib: CalibSet, tool: s
             "model.xml": dst, "model.bin": dst.with_suffix(".bin"), "made_by.json": dst.with_suffix(".made_by.json")}
         ingredients = {"source_onnx": src.sha256, "tool": tool, "method": method, "granularity": granularity,
                        "calibration": {"tensor": h.cache.sha256(calib.path), "n": calib.n, "spec": calib.spec_digest}}
-        return _from({**h.stored("int8", card, ingredients, files, quantize, stack="deploy"), "path": str(dst)})
+        return _from(h.stored("int8", card, ingredients, files, quantize, stack="deploy"))
     art = h.artifact(("int8", card.id, card.build_digest, mode, opset, tool, method, granularity, calib.fingerprint),
                      make)
     return damaged(h, art, fault) if fault else art
